@@ -1,0 +1,298 @@
+//! Command-line interface: `serve`, `check`, `migrate`, `sign`, `replay`, `events`.
+
+use crate::config::Config;
+use crate::fixture::Fixture;
+use crate::ingress::Source;
+use crate::store::{self, EventFilter};
+use anyhow::{Context, anyhow, bail};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hookwise",
+    version,
+    about = "Signed webhooks in, safe rate-limited LLM agent actions out"
+)]
+pub struct Cli {
+    /// Configuration file (default: ./hookwise.toml if it exists, else built-in defaults).
+    #[arg(long, short, global = true, env = "HOOKWISE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service.
+    Serve,
+    /// Validate the configuration and handler files; exits non-zero naming each problem.
+    Check,
+    /// Create or upgrade the store's schema, then exit.
+    Migrate,
+    /// Print the headers a sender would add to deliver FIXTURE to a source.
+    Sign {
+        /// Source name (default: the fixture's directory name).
+        #[arg(long)]
+        source: Option<String>,
+        /// Delivery id to sign with (default: derived from the body, like a sender's retry).
+        #[arg(long)]
+        id: Option<String>,
+        fixture: PathBuf,
+    },
+    /// Sign fixtures with their source's secret and POST them to a running server.
+    Replay {
+        /// Base URL of the server (default: http://<listen> from the config).
+        #[arg(long)]
+        url: Option<String>,
+        /// Source name for every fixture (default: each fixture's directory name).
+        #[arg(long)]
+        source: Option<String>,
+        /// Use a fresh delivery id, so the server sees a new event rather than a retry.
+        #[arg(long)]
+        new_id: bool,
+        #[arg(required = true)]
+        fixtures: Vec<PathBuf>,
+    },
+    /// Inspect stored events.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Newest first.
+    List {
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    crate::init_tls();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("HOOKWISE_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let load = || Config::load(cli.config.as_deref()).map_err(|e| anyhow!("{e}"));
+    match cli.command {
+        Command::Serve => {
+            crate::serve(load()?).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => Ok(check(cli.config.as_deref())),
+        Command::Migrate => {
+            let config = load()?;
+            let store = store::open(&config.store).await?;
+            store.migrate().await?;
+            println!("store {} is up to date", store::redact(&config.store));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sign {
+            source,
+            id,
+            fixture,
+        } => {
+            let config = load()?;
+            let fixture = Fixture::load(&fixture)?;
+            let source = source_for(&config, &fixture, source.as_deref())?;
+            let id = id.unwrap_or_else(|| fixture.stable_id());
+            let (headers, signed) = fixture.sign(&source, &id, chrono::Utc::now().timestamp());
+            for (name, value) in headers {
+                println!("{name}: {value}");
+            }
+            if let Some((param, value)) = signed.query {
+                println!("# append to the URL: ?{param}={value}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay {
+            url,
+            source,
+            new_id,
+            fixtures,
+        } => {
+            let config = load()?;
+            let base = url.unwrap_or_else(|| format!("http://{}", config.listen));
+            replay(&config, &base, source.as_deref(), new_id, &fixtures).await
+        }
+        Command::Events {
+            command:
+                EventsCommand::List {
+                    source,
+                    account,
+                    limit,
+                    json,
+                },
+        } => {
+            let config = load()?;
+            let store = store::open(&config.store).await?;
+            store.migrate().await?;
+            let events = store
+                .list_events(&EventFilter {
+                    source,
+                    account,
+                    limit,
+                    ..EventFilter::default()
+                })
+                .await?;
+            for e in events {
+                if json {
+                    println!("{}", serde_json::to_string(&e)?);
+                } else {
+                    println!(
+                        "{:>6}  {:<12} {:<28} {:<10} {:<12} {:<8} {}",
+                        e.seq, e.source, e.kind, e.account, e.subject, e.status, e.event_id
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Validates everything `serve` would load, printing every problem.
+fn check(config_path: Option<&Path>) -> ExitCode {
+    let config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            eprintln!("{} problem(s) found", errors.0.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "{}: ok ({} sources)",
+        config.file_label().display(),
+        config.sources.len()
+    );
+    if !config.handlers_dir.exists() {
+        println!(
+            "{}: no such directory; no handlers will run",
+            config.handlers_dir.display()
+        );
+        return ExitCode::SUCCESS;
+    }
+    match crate::handler::load_dir(&config.handlers_dir) {
+        Ok(handlers) => {
+            println!(
+                "{}: ok ({} handlers)",
+                config.handlers_dir.display(),
+                handlers.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!("{} problem(s) found", errors.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn source_for(config: &Config, fixture: &Fixture, name: Option<&str>) -> anyhow::Result<Source> {
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => fixture.default_source().ok_or_else(|| {
+            anyhow!(
+                "cannot tell the source of {}; pass --source",
+                fixture.path.display()
+            )
+        })?,
+    };
+    let cfg = config.sources.get(&name).ok_or_else(|| {
+        anyhow!(
+            "no source {name:?} in {} (fixture {}); pass --source or add [sources.{name}]",
+            config.file_label().display(),
+            fixture.path.display()
+        )
+    })?;
+    Source::build(&config.file_label(), &name, cfg)
+        .map_err(|e| anyhow!("{}", crate::config::ConfigErrors(e)))
+}
+
+async fn replay(
+    config: &Config,
+    base: &str,
+    source_name: Option<&str>,
+    new_id: bool,
+    paths: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("building the HTTP client")?;
+    let mut failed = 0;
+    for path in paths {
+        let fixture = Fixture::load(path)?;
+        let source = source_for(config, &fixture, source_name)?;
+        let id = if new_id {
+            format!("msg_{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
+        } else {
+            fixture.stable_id()
+        };
+        let (headers, signed) = fixture.sign(&source, &id, chrono::Utc::now().timestamp());
+        let url = format!("{}/webhooks/{}", base.trim_end_matches('/'), source.name);
+        let mut request = client.post(&url).body(fixture.body.clone());
+        for (name, value) in &headers {
+            request = request.header(name, value);
+        }
+        if let Some((param, value)) = &signed.query {
+            request = request.query(&[(param, value)]);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("POST {url} (is `hookwise serve` running?)"))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        println!("{} -> {} {}", path.display(), status.as_u16(), body.trim());
+        if !status.is_success() {
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} fixture(s) were not accepted", paths.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,361 @@
+//! Layered configuration: built-in defaults, then the TOML file, then `HOOKWISE_*` variables.
+//!
+//! Every problem is reported with the file and the dotted key it concerns, so `hookwise check` and
+//! start-up failures tell the user exactly what to fix.
+
+mod env;
+
+use crate::ingress::verify::Secret;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The file `serve` and the other commands read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "hookwise.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// `sqlite://path` (embedded default) or `postgres://...` (several replicas).
+    pub store: String,
+    /// Directory of handler files.
+    pub handlers_dir: PathBuf,
+    /// Largest webhook body accepted; larger ones get 413 before any work is done.
+    pub max_body_bytes: usize,
+    /// Webhook endpoints by name: `POST /webhooks/{name}`.
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Where this configuration came from; None for built-in defaults.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            store: "sqlite://hookwise.db".into(),
+            handlers_dir: PathBuf::from("handlers"),
+            max_body_bytes: 1024 * 1024,
+            sources: BTreeMap::new(),
+            file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    Happyfox,
+    Planhat,
+    Truto,
+    Generic,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Happyfox => "happyfox",
+            SourceKind::Planhat => "planhat",
+            SourceKind::Truto => "truto",
+            SourceKind::Generic => "generic",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SchemeName {
+    StandardWebhooks,
+    Github,
+    Stripe,
+    Truto,
+    Hmac,
+    HeaderToken,
+    UrlToken,
+}
+
+impl SchemeName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchemeName::StandardWebhooks => "standard-webhooks",
+            SchemeName::Github => "github",
+            SchemeName::Stripe => "stripe",
+            SchemeName::Truto => "truto",
+            SchemeName::Hmac => "hmac",
+            SchemeName::HeaderToken => "header-token",
+            SchemeName::UrlToken => "url-token",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlgorithmName {
+    Sha256,
+    Sha1,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodingName {
+    Hex,
+    Base64,
+}
+
+/// One `[sources.NAME]` table, as written by the user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub kind: SourceKind,
+    pub scheme: SchemeName,
+    #[serde(deserialize_with = "secrets")]
+    pub secrets: Vec<Secret>,
+    /// How far a signed timestamp may be from now, both ways.
+    #[serde(default = "default_tolerance")]
+    pub tolerance_secs: u64,
+    /// hmac: the signature header; header-token: the token header (default `x-hookwise-token`).
+    pub header: Option<String>,
+    /// hmac only: `sha256` (default) or `sha1`.
+    pub algorithm: Option<AlgorithmName>,
+    /// hmac only: `hex` (default) or `base64`.
+    pub encoding: Option<EncodingName>,
+    /// hmac only: literal text before the signature, e.g. `sha1=`.
+    pub prefix: Option<String>,
+    /// url-token only: the query parameter (default `token`).
+    pub param: Option<String>,
+    /// Every event of this source belongs to this account...
+    pub account: Option<String>,
+    /// ...or the account is read from the payload at this JSON pointer.
+    pub account_pointer: Option<String>,
+    /// Overrides where the subject (ticket id, company id) is read from.
+    pub subject_pointer: Option<String>,
+    /// Overrides where the sender's event id is read from in the payload.
+    pub id_pointer: Option<String>,
+    /// Reads the sender's event id from this header (e.g. `X-Shopify-Event-Id`).
+    pub id_header: Option<String>,
+    /// generic only: a fixed event name, or...
+    pub event: Option<String>,
+    /// generic (and overrides for others): where the event name is read from.
+    pub event_pointer: Option<String>,
+}
+
+fn default_tolerance() -> u64 {
+    300
+}
+
+fn secrets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Secret>, D::Error> {
+    Ok(Vec::<String>::deserialize(d)?
+        .into_iter()
+        .map(Secret::new)
+        .collect())
+}
+
+/// A problem with the configuration, naming where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// Dotted key such as `sources.happyfox.secrets[0]`; empty for whole-file problems.
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}: key `{}`: {}",
+                self.file.display(),
+                self.key,
+                self.message
+            )
+        }
+    }
+}
+
+/// All the problems found, one per line.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Loads `path`, or `hookwise.toml` when it exists, or the defaults; then applies the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigErrors> {
+        Self::load_with(path, &|name| std::env::var(name).ok())
+    }
+
+    /// As `load`, with the environment given: tests use this instead of mutating the process env.
+    pub fn load_with(
+        path: Option<&Path>,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigErrors> {
+        let path = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => {
+                let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+                default.exists().then_some(default)
+            }
+        };
+        let mut config = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    ConfigErrors(vec![ConfigError::new(p, "", format!("cannot read: {e}"))])
+                })?;
+                Self::parse(p, &text, lookup)?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(lookup)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text as if read from `file`.
+    pub fn parse(
+        file: &Path,
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigErrors> {
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start].matches('\n').count() + 1;
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            ConfigErrors(vec![ConfigError::new(
+                file,
+                "",
+                format!("not valid TOML{at}: {}", e.message()),
+            )])
+        })?;
+        let mut errors = Vec::new();
+        env::substitute(file, &mut value, lookup, &mut errors);
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            ConfigErrors(vec![ConfigError::new(
+                file,
+                key,
+                e.into_inner().to_string(),
+            )])
+        })?;
+        config.file = Some(file.to_path_buf());
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigErrors> {
+        let origin = PathBuf::from("environment");
+        let mut errors = Vec::new();
+        if let Some(v) = lookup("HOOKWISE_LISTEN") {
+            match v.parse() {
+                Ok(addr) => self.listen = addr,
+                Err(_) => errors.push(ConfigError::new(
+                    &origin,
+                    "HOOKWISE_LISTEN",
+                    format!("expected an address like 127.0.0.1:8080, found {v:?}"),
+                )),
+            }
+        }
+        if let Some(v) = lookup("HOOKWISE_STORE") {
+            self.store = v;
+        }
+        if let Some(v) = lookup("HOOKWISE_HANDLERS_DIR") {
+            self.handlers_dir = PathBuf::from(v);
+        }
+        if let Some(v) = lookup("HOOKWISE_MAX_BODY_BYTES") {
+            match v.parse() {
+                Ok(n) => self.max_body_bytes = n,
+                Err(_) => errors.push(ConfigError::new(
+                    &origin,
+                    "HOOKWISE_MAX_BODY_BYTES",
+                    format!("expected a number of bytes, found {v:?}"),
+                )),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Checks what serde cannot: combinations of keys, and that every source can be built.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let file = self.file_label();
+        let mut errors = Vec::new();
+        if !(self.store.starts_with("sqlite:")
+            || self.store.starts_with("postgres://")
+            || self.store.starts_with("postgresql://"))
+        {
+            errors.push(ConfigError::new(
+                &file,
+                "store",
+                format!(
+                    "expected sqlite://PATH or postgres://..., found {:?}",
+                    self.store
+                ),
+            ));
+        }
+        if self.max_body_bytes == 0 {
+            errors.push(ConfigError::new(
+                &file,
+                "max_body_bytes",
+                "must be greater than 0",
+            ));
+        }
+        for (name, source) in &self.sources {
+            if let Err(mut e) = crate::ingress::Source::build(&file, name, source) {
+                errors.append(&mut e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// The name used in error messages: the file, or `defaults` when there is none.
+    pub fn file_label(&self) -> PathBuf {
+        self.file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("defaults"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

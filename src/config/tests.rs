@@ -1,0 +1,169 @@
+//! Config loading: the documented example parses, every mistake names its file and key.
+
+use super::*;
+use std::path::Path;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "HAPPYFOX_WEBHOOK_SECRET" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+        "PLANHAT_TOKEN" => Some("a-long-random-token".into()),
+        _ => None,
+    }
+}
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    let config = Config::parse(Path::new("hookwise.toml"), text, &env)?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn keys(result: Result<Config, ConfigErrors>) -> Vec<String> {
+    result
+        .expect_err("config should be rejected")
+        .0
+        .into_iter()
+        .map(|e| e.key)
+        .collect()
+}
+
+const EXAMPLE: &str = r#"
+listen = "127.0.0.1:9090"
+store = "sqlite://data/hookwise.db"
+handlers_dir = "my-handlers"
+
+[sources.happyfox]
+kind = "happyfox"
+scheme = "standard-webhooks"
+secrets = ["${HAPPYFOX_WEBHOOK_SECRET}"]
+account = "acme"
+
+[sources.planhat]
+kind = "planhat"
+scheme = "header-token"
+header = "X-Webhook-Token"
+secrets = ["${PLANHAT_TOKEN}", "${OLD_PLANHAT_TOKEN:-previous-token}"]
+account_pointer = "/tenant"
+"#;
+
+#[test]
+fn the_documented_example_loads() {
+    let c = parse(EXAMPLE).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:9090");
+    assert_eq!(c.store, "sqlite://data/hookwise.db");
+    assert_eq!(c.handlers_dir, PathBuf::from("my-handlers"));
+    assert_eq!(c.sources.len(), 2);
+    let planhat = &c.sources["planhat"];
+    assert_eq!(planhat.secrets.len(), 2);
+    assert_eq!(planhat.secrets[1].expose(), "previous-token");
+    assert_eq!(planhat.tolerance_secs, 300);
+}
+
+#[test]
+fn defaults_without_a_file() {
+    let c = Config::load_with(Some(Path::new("/nonexistent/hookwise.toml")), &env);
+    assert!(c.is_err(), "an explicitly named missing file is an error");
+    let c = Config::default();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.store, "sqlite://hookwise.db");
+    assert_eq!(c.max_body_bytes, 1024 * 1024);
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hookwise.toml");
+    std::fs::write(&path, EXAMPLE).unwrap();
+    let lookup = |name: &str| match name {
+        "HOOKWISE_LISTEN" => Some("0.0.0.0:7000".to_string()),
+        "HOOKWISE_STORE" => Some("postgres://u:p@db/hookwise".to_string()),
+        other => env(other),
+    };
+    let c = Config::load_with(Some(&path), &lookup).unwrap();
+    assert_eq!(c.listen.to_string(), "0.0.0.0:7000");
+    assert_eq!(c.store, "postgres://u:p@db/hookwise");
+}
+
+#[test]
+fn a_missing_variable_names_key_and_variable() {
+    let err = parse(&EXAMPLE.replace("${PLANHAT_TOKEN}", "${NOT_SET_ANYWHERE}")).unwrap_err();
+    assert_eq!(err.0.len(), 1);
+    assert_eq!(err.0[0].key, "sources.planhat.secrets[0]");
+    assert!(err.0[0].message.contains("NOT_SET_ANYWHERE"));
+    assert!(
+        err.to_string()
+            .starts_with("hookwise.toml: key `sources.planhat.secrets[0]`")
+    );
+}
+
+#[test]
+fn unknown_keys_and_wrong_types_name_the_key() {
+    assert_eq!(keys(parse("listn = \"x\"")), vec!["listn"]);
+    let err = parse("listn = \"x\"").unwrap_err();
+    assert!(err.to_string().contains("listn"), "{err}");
+    assert_eq!(
+        keys(parse("max_body_bytes = \"big\"")),
+        vec!["max_body_bytes"]
+    );
+    let typo = EXAMPLE.replace(
+        "scheme = \"standard-webhooks\"",
+        "scheme = \"standard-webhook\"",
+    );
+    assert_eq!(keys(parse(&typo)), vec!["sources.happyfox.scheme"]);
+}
+
+#[test]
+fn source_combinations_are_checked_all_at_once() {
+    let text = r#"
+[sources.a]
+kind = "happyfox"
+scheme = "github"
+secrets = ["s"]
+account = "x"
+account_pointer = "/y"
+algorithm = "sha1"
+
+[sources.b]
+kind = "generic"
+scheme = "hmac"
+secrets = ["s"]
+account = "x"
+"#;
+    let mut found = keys(parse(text));
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            "sources.a.account",
+            "sources.a.algorithm",
+            "sources.b.header",
+            "sources.b.subject_pointer",
+        ]
+    );
+}
+
+#[test]
+fn bad_secrets_are_reported_without_printing_them() {
+    let text = EXAMPLE.replace("${HAPPYFOX_WEBHOOK_SECRET}", "whsec_");
+    let err = parse(&text).unwrap_err();
+    assert_eq!(err.0[0].key, "sources.happyfox.secrets");
+    let text = EXAMPLE.replace("${HAPPYFOX_WEBHOOK_SECRET}", "whsec_not base64 at all!");
+    let err = parse(&text).unwrap_err();
+    assert!(!err.to_string().contains("not base64 at all"), "{err}");
+}
+
+#[test]
+fn secrets_do_not_appear_in_debug_output() {
+    let c = parse(EXAMPLE).unwrap();
+    let debug = format!("{c:?}");
+    assert!(
+        !debug.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        "{debug}"
+    );
+    assert!(!debug.contains("a-long-random-token"), "{debug}");
+}
+
+#[test]
+fn toml_syntax_errors_give_a_line() {
+    let err = parse("listen = \n[oops").unwrap_err();
+    assert!(err.0[0].message.contains("line"), "{err}");
+}

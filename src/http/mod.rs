@@ -1,0 +1,87 @@
+//! The HTTP surface: webhook ingestion, health, and (later) the admin API.
+
+pub mod problem;
+mod webhooks;
+
+use crate::clock::SharedClock;
+use crate::ingress::Source;
+use crate::store::SharedStore;
+use crate::store::batcher::IngestQueue;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Request, StatusCode};
+use axum::routing::{get, post};
+use problem::ApiError;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tower::ServiceBuilder;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub sources: HashMap<String, Source>,
+    pub queue: IngestQueue,
+    pub store: SharedStore,
+    pub clock: SharedClock,
+    pub max_body_bytes: usize,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let body_limit = state.max_body_bytes;
+    Router::new()
+        .route(
+            "/webhooks/{source}",
+            post(webhooks::receive).layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(state)
+        // Outermost first: every response (even a timeout) carries the request id, and the trace
+        // span has it too; the timeout bounds a request stuck behind a wedged store.
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(RequestIds::default()))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), request_id = id)
+                }))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Duration::from_secs(30),
+                )),
+        )
+}
+
+/// Request ids unique within the process; a caller's own `x-request-id` is kept.
+#[derive(Clone, Default)]
+struct RequestIds(Arc<AtomicU64>);
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.0.fetch_add(1, Ordering::Relaxed);
+        format!("req-{n:x}").parse().ok().map(RequestId::new)
+    }
+}
+
+/// The process is up and serving HTTP.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The process can do its job: the store answers.
+async fn readyz(State(app): State<Arc<AppState>>) -> Result<&'static str, ApiError> {
+    app.store.ping().await?;
+    Ok("ready")
+}

@@ -1,0 +1,147 @@
+//! RFC 9457 problem+json responses with a stable `type` per failure, and the error type every route
+//! returns. Internal failures are logged and answered with a bare 500: no internals leak.
+
+use crate::ingress::IngressError;
+use crate::store::StoreError;
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// The `type` URI of a problem: `urn:hookwise:problem:<slug>`, stable across releases.
+pub fn problem_type(slug: &str) -> String {
+    format!("urn:hookwise:problem:{slug}")
+}
+
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Problem {
+    pub fn new(
+        status: StatusCode,
+        slug: &str,
+        title: &'static str,
+        detail: Option<String>,
+    ) -> Self {
+        Self {
+            kind: problem_type(slug),
+            title,
+            status: status.as_u16(),
+            detail,
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, Json(self)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}
+
+/// Every way a request can fail, each with one status and one problem type.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no source named {0:?} is configured")]
+    UnknownSource(String),
+    #[error("not found")]
+    NotFound,
+    #[error("body larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("cannot read the request body: {0}")]
+    BodyRead(String),
+    #[error(transparent)]
+    Ingress(#[from] IngressError),
+    #[error("the store is unavailable: {0}")]
+    StoreUnavailable(#[from] StoreError),
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        use IngressError::*;
+        let detail = Some(self.to_string());
+        let problem = match &self {
+            ApiError::UnknownSource(_) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "unknown-source",
+                "Unknown webhook source",
+                detail,
+            ),
+            ApiError::NotFound => {
+                Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", None)
+            }
+            ApiError::PayloadTooLarge(_) => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+                detail,
+            ),
+            ApiError::BodyRead(_) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "unreadable-body",
+                "Unreadable body",
+                detail,
+            ),
+            ApiError::Ingress(Signature(e)) => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                e.code(),
+                "Invalid webhook signature",
+                detail,
+            ),
+            ApiError::Ingress(UnsupportedMediaType(_)) => Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                detail,
+            ),
+            ApiError::Ingress(InvalidJson(_)) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-json",
+                "Body is not valid JSON",
+                detail,
+            ),
+            ApiError::Ingress(Unmappable(_)) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "unrecognized-payload",
+                "Payload is not what this source expects",
+                detail,
+            ),
+            ApiError::BadRequest(_) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "Bad request",
+                detail,
+            ),
+            ApiError::StoreUnavailable(e) => {
+                // Senders retry on 503: the event was not stored, so retrying is exactly right.
+                tracing::error!(error = %e, "store unavailable");
+                let mut response = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store-unavailable",
+                    "Temporarily unable to store events",
+                    Some("the event was not stored; retry later".into()),
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                return response;
+            }
+        };
+        problem.into_response()
+    }
+}

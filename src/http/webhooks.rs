@@ -1,0 +1,75 @@
+//! `POST /webhooks/{source}`: verify, normalize, commit, then acknowledge.
+
+use super::AppState;
+use super::problem::ApiError;
+use crate::store::IngestItem;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Serialize;
+use std::sync::Arc;
+
+#[derive(Debug, Serialize)]
+pub struct Ack {
+    pub event_id: String,
+    pub duplicate: bool,
+}
+
+pub async fn receive(
+    State(app): State<Arc<AppState>>,
+    Path(source_name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Ack>), ApiError> {
+    let source = app
+        .sources
+        .get(&source_name)
+        .ok_or_else(|| ApiError::UnknownSource(source_name.clone()))?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(app.max_body_bytes)
+        } else {
+            ApiError::BodyRead(e.body_text())
+        }
+    })?;
+
+    let (event, _payload) = source
+        .accept(&headers, query.as_deref(), &body, app.clock.now())
+        .inspect_err(|e| {
+            tracing::warn!(source = %source.name, error = %e, "webhook rejected");
+        })?;
+    let (kind, account) = (event.kind.clone(), event.account.clone());
+
+    // The ack is sent only after the commit: a 2xx always means "stored".
+    let outcome = app
+        .queue
+        .submit(IngestItem {
+            event,
+            ignore: None,
+        })
+        .await?;
+
+    tracing::info!(
+        source = %source.name,
+        event = %outcome.event_id,
+        kind,
+        account = %account,
+        duplicate = outcome.duplicate,
+        "webhook accepted"
+    );
+    let status = if outcome.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((
+        status,
+        Json(Ack {
+            event_id: outcome.event_id.to_string(),
+            duplicate: outcome.duplicate,
+        }),
+    ))
+}

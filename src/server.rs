@@ -1,0 +1,109 @@
+//! Starting and stopping the service: everything `serve` does, callable from tests with a listener
+//! bound to port 0 and a cancellation token.
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::http::{AppState, router};
+use crate::ingress::Source;
+use crate::store::{self, SharedStore, batcher::IngestQueue};
+use anyhow::Context;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A prepared service: store opened and migrated, sources compiled.
+pub struct Server {
+    pub config: Config,
+    pub store: SharedStore,
+    pub clock: SharedClock,
+    sources: HashMap<String, Source>,
+}
+
+impl Server {
+    pub async fn prepare(config: Config) -> anyhow::Result<Self> {
+        Self::prepare_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn prepare_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        let file = config.file_label();
+        let mut sources = HashMap::new();
+        for (name, source) in &config.sources {
+            let built = Source::build(&file, name, source)
+                .map_err(|e| anyhow::Error::new(crate::config::ConfigErrors(e)))?;
+            sources.insert(name.clone(), built);
+        }
+        let store = store::open(&config.store)
+            .await
+            .with_context(|| format!("opening store {}", store::redact(&config.store)))?;
+        store.migrate().await.context("migrating the store")?;
+        Ok(Self {
+            config,
+            store,
+            clock,
+            sources,
+        })
+    }
+
+    /// Serves until `shutdown` is cancelled, then finishes in-flight requests and commits
+    /// everything already queued before returning.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let (queue, writer) = IngestQueue::start(self.store.clone());
+        if self.sources.is_empty() {
+            tracing::warn!("no [sources] configured: every webhook will get 404");
+        }
+        let state = Arc::new(AppState {
+            sources: self.sources,
+            queue,
+            store: self.store,
+            clock: self.clock,
+            max_body_bytes: self.config.max_body_bytes,
+        });
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, store = %store::redact(&self.config.store), "hookwise listening");
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .context("serving HTTP")?;
+        // The router (and with it the last queue handle) is gone: the writer drains and stops.
+        writer.await.context("ingest writer")?;
+        tracing::info!("hookwise stopped");
+        Ok(())
+    }
+}
+
+/// Binds `config.listen` and serves until SIGINT/SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let server = Server::prepare(config).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+    server.run(listener, shutdown).await
+}
+
+async fn signal_shutdown(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
+    token.cancel();
+}

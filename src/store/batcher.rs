@@ -1,0 +1,67 @@
+//! Group commit for the ack path: requests queue their event, one writer task commits whatever is
+//! queued in a single transaction, then answers every request in it.
+//!
+//! There is deliberately no wait to fill a batch: under light load a batch is one event and the
+//! latency is one commit; under heavy load batches grow by themselves while a commit is running.
+
+use super::{IngestItem, IngestOutcome, SharedStore, StoreError};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Upper bound on one transaction, so one slow batch cannot hold every request.
+const MAX_BATCH: usize = 512;
+
+struct Pending {
+    item: IngestItem,
+    reply: oneshot::Sender<Result<IngestOutcome, StoreError>>,
+}
+
+/// The handle requests use. Cloning is cheap; the writer stops once every handle is dropped and
+/// the queue is drained, so nothing accepted into the queue is abandoned at shutdown.
+#[derive(Clone)]
+pub struct IngestQueue {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl IngestQueue {
+    pub fn start(store: SharedStore) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
+        let writer = tokio::spawn(run(store, rx));
+        (Self { tx }, writer)
+    }
+
+    /// Resolves once the event is committed (or known to be a duplicate).
+    pub async fn submit(&self, item: IngestItem) -> Result<IngestOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Pending { item, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+async fn run(store: SharedStore, mut rx: mpsc::Receiver<Pending>) {
+    let mut queued = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
+        let (items, replies): (Vec<_>, Vec<_>) =
+            queued.drain(..).map(|p| (p.item, p.reply)).unzip();
+        match store.ingest(&items).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    // A requester that went away still had its event committed; the sender retries
+                    // and gets `duplicate: true`.
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, batch = items.len(), "ingest batch failed; nothing in it was stored");
+                let shared: Arc<str> = e.to_string().into();
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Batch(shared.clone())));
+                }
+            }
+        }
+    }
+}

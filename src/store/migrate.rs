@@ -1,0 +1,22 @@
+//! Schema migrations: numbered SQL files compiled into the binary, applied in order, recorded in
+//! `schema_migrations`. Applied migrations are never edited; a change is a new file.
+
+/// One migration file.
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "events",
+    sql: include_str!("migrations/sqlite/0001_events.sql"),
+}];
+
+#[allow(dead_code)] // used by the PostgreSQL store
+pub const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "events",
+    sql: include_str!("migrations/postgres/0001_events.sql"),
+}];

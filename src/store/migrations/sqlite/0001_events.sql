@@ -1,0 +1,20 @@
+-- Every webhook that was acknowledged, once per (source, sender's event id).
+CREATE TABLE events (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    source       TEXT    NOT NULL,
+    event_id     TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,
+    account      TEXT    NOT NULL,
+    subject      TEXT    NOT NULL,
+    occurred_at  INTEGER NOT NULL, -- Unix milliseconds
+    received_at  INTEGER NOT NULL, -- Unix milliseconds
+    actor_kind   TEXT,
+    actor_id     TEXT,
+    -- routed: handed to the jobs it matched (maybe none); ignored: kept but deliberately not routed.
+    status       TEXT    NOT NULL DEFAULT 'routed',
+    status_reason TEXT,
+    payload      TEXT    NOT NULL,
+    UNIQUE (source, event_id)
+);
+
+CREATE INDEX events_by_account_subject ON events (account, subject, seq);

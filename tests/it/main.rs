@@ -1,0 +1,5 @@
+//! hookwise's integration tests: one binary, real HTTP on loopback, real SQLite files.
+
+mod ingest;
+mod replay;
+mod support;
