@@ -333,8 +333,9 @@ impl Source {
             occurred_at: normalized.occurred_at.unwrap_or(now),
             received_at: now,
             actor: normalized.actor,
-            // Valid UTF-8: it just parsed as JSON.
-            payload: String::from_utf8_lossy(body).into_owned(),
+            // JSON is UTF-8 by definition; a body that parsed is stored exactly as it was signed.
+            payload: String::from_utf8(body.to_vec())
+                .map_err(|_| IngressError::InvalidJson("body is not UTF-8".into()))?,
         };
         Ok((event, payload))
     }

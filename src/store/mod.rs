@@ -57,6 +57,8 @@ pub struct EventFilter {
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("SQLite error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("cannot open store {url}: {reason}")]
     Open { url: String, reason: String },
     #[error("migration {version} ({name}) failed: {reason}")]
@@ -80,7 +82,7 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Commits a batch in ONE transaction: dedupe on (source, event id), then routing.
     /// Outcomes are in the order of `batch`. Either all are committed or none.
-    async fn ingest(&self, batch: &[IngestItem]) -> Result<Vec<IngestOutcome>, StoreError>;
+    async fn ingest(&self, batch: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError>;
     async fn get_event(
         &self,
         source: &SourceName,

@@ -16,16 +16,14 @@ async fn an_acked_event_is_already_in_the_sqlite_file() {
     );
 
     // Read through a brand-new connection while the server keeps running: no cache, no flush.
-    use sqlx::Connection;
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", app.db_path.display()))
-        .await
+    let (kind, account, subject, payload): (String, String, String, String) = app
+        .fresh_connection()
+        .query_row(
+            "SELECT kind, account, subject, payload FROM events WHERE source = 'happyfox' AND event_id = 'msg_durable_1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
         .unwrap();
-    let (kind, account, subject, payload): (String, String, String, String) = sqlx::query_as(
-        "SELECT kind, account, subject, payload FROM events WHERE source = 'happyfox' AND event_id = 'msg_durable_1'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
     assert_eq!(kind, "happyfox.ticket.created");
     assert_eq!(account, "acme");
     assert_eq!(subject, "1");

@@ -153,17 +153,14 @@ impl TestApp {
 
     /// A fresh connection to the SQLite file: what is there is what a crash would leave.
     pub async fn count_events(&self) -> i64 {
-        use sqlx::Connection;
-        let mut conn =
-            sqlx::SqliteConnection::connect(&format!("sqlite://{}", self.db_path.display()))
-                .await
-                .unwrap();
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-        n
+        self.fresh_connection()
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// A new connection to the SQLite file: what it sees is what a crash would leave.
+    pub fn fresh_connection(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(&self.db_path).unwrap()
     }
 }
 
