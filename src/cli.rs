@@ -60,6 +60,38 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Inspect jobs and revive dead ones.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Newest first.
+    List {
+        /// pending, running, done, dead or merged.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        handler: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job with every event it coalesced.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a dead job back to pending, with its attempts reset.
+    Retry { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +212,132 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "{:>6}  {:<12} {:<28} {:<10} {:<12} {:<8} {}",
                         e.seq, e.source, e.kind, e.account, e.subject, e.status, e.event_id
                     );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jobs { command } => {
+            let config = load()?;
+            let store = store::open(&config.store).await?;
+            store.migrate().await?;
+            jobs(&*store, command).await
+        }
+    }
+}
+
+fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+async fn jobs(store: &dyn store::Store, command: JobsCommand) -> anyhow::Result<ExitCode> {
+    use store::{JobFilter, JobId, JobState, RetryResult};
+    match command {
+        JobsCommand::List {
+            state,
+            account,
+            handler,
+            limit,
+            json,
+        } => {
+            let state = state
+                .map(|s| {
+                    JobState::parse(&s).ok_or_else(|| {
+                        anyhow!("--state {s:?}: expected pending, running, done, dead or merged")
+                    })
+                })
+                .transpose()?;
+            let jobs = store
+                .list_jobs(&JobFilter {
+                    state,
+                    account,
+                    handler,
+                    limit,
+                    ..JobFilter::default()
+                })
+                .await?;
+            if !json {
+                println!(
+                    "{:>6}  {:<8} {:<24} {:<12} {:<14} {:>6} {:>8}  {:<19}  last error",
+                    "id", "state", "handler", "account", "subject", "events", "attempts", "run at"
+                );
+            }
+            for j in jobs {
+                if json {
+                    println!("{}", serde_json::to_string(&j)?);
+                } else {
+                    println!(
+                        "{:>6}  {:<8} {:<24} {:<12} {:<14} {:>6} {:>5}/{:<2}  {:<19}  {}",
+                        j.id,
+                        j.state.as_str(),
+                        j.handler,
+                        j.account,
+                        j.subject,
+                        j.events,
+                        j.attempts,
+                        j.max_attempts,
+                        time(j.run_at_ms),
+                        j.last_error.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Show { id, json } => {
+            let Some(job) = store.get_job(JobId(id)).await? else {
+                bail!("no job {id}");
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&job)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let j = &job.job;
+            println!("job {}: {}", j.id, j.state.as_str());
+            println!("  handler   {}", j.handler);
+            println!("  account   {}  subject {}", j.account, j.subject);
+            println!("  attempts  {}/{}", j.attempts, j.max_attempts);
+            println!(
+                "  first seen {}  run at {}",
+                time(j.first_seen_ms),
+                time(j.run_at_ms)
+            );
+            if let Some(owner) = &j.lease_owner {
+                println!(
+                    "  leased to {owner} until {}",
+                    time(j.lease_until_ms.unwrap_or_default())
+                );
+            }
+            if let Some(e) = &j.last_error {
+                println!("  last error {e}");
+            }
+            println!("  events ({}):", job.events.len());
+            for e in &job.events {
+                println!(
+                    "    {:>6}  {}  {}  {}",
+                    e.seq,
+                    time(e.received_at_ms),
+                    e.kind,
+                    e.event_id
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Retry { id } => {
+            match store
+                .retry_job(JobId(id), chrono::Utc::now().timestamp_millis())
+                .await?
+            {
+                RetryResult::Requeued(j) => println!("job {j} is pending again"),
+                RetryResult::MergedInto(j) => println!(
+                    "job {id}'s events were folded into pending job {j} (same handler and subject)"
+                ),
+                RetryResult::NotFound => bail!("no job {id}"),
+                RetryResult::NotDead(state) => {
+                    bail!(
+                        "job {id} is {}; only dead jobs can be retried",
+                        state.as_str()
+                    )
                 }
             }
             Ok(ExitCode::SUCCESS)

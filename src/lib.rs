@@ -9,6 +9,7 @@ pub mod fixture;
 pub mod handler;
 pub mod http;
 pub mod ingress;
+pub mod scheduler;
 mod server;
 pub mod store;
 

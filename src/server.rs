@@ -3,21 +3,27 @@
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::handler::{self, Handler};
 use crate::http::{AppState, router};
 use crate::ingress::Source;
+use crate::scheduler::route::EventRouter;
+use crate::scheduler::{JobRunner, Scheduler};
 use crate::store::{self, SharedStore, batcher::IngestQueue};
-use anyhow::Context;
+use anyhow::{Context, anyhow};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// A prepared service: store opened and migrated, sources compiled.
+/// A prepared service: store opened and migrated, sources compiled, handlers loaded.
 pub struct Server {
     pub config: Config,
     pub store: SharedStore,
     pub clock: SharedClock,
+    pub router: Arc<EventRouter>,
     sources: HashMap<String, Source>,
+    runner: Option<Arc<dyn JobRunner>>,
 }
 
 impl Server {
@@ -33,6 +39,12 @@ impl Server {
                 .map_err(|e| anyhow::Error::new(crate::config::ConfigErrors(e)))?;
             sources.insert(name.clone(), built);
         }
+        let handlers = load_handlers(&config)?;
+        let router = Arc::new(EventRouter::new(
+            Arc::new(handlers),
+            &config.accounts,
+            config.scheduler.max_attempts,
+        ));
         let store = store::open(&config.store)
             .await
             .with_context(|| format!("opening store {}", store::redact(&config.store)))?;
@@ -41,12 +53,20 @@ impl Server {
             config,
             store,
             clock,
+            router,
             sources,
+            runner: None,
         })
     }
 
-    /// Serves until `shutdown` is cancelled, then finishes in-flight requests and commits
-    /// everything already queued before returning.
+    /// Jobs are executed by `runner`. Without one, jobs are stored and wait as `pending`.
+    pub fn with_runner(mut self, runner: Arc<dyn JobRunner>) -> Self {
+        self.runner = Some(runner);
+        self
+    }
+
+    /// Serves until `shutdown` is cancelled, then finishes in-flight requests, commits everything
+    /// already queued, and lets running jobs finish (within `scheduler.shutdown_grace`).
     pub async fn run(
         self,
         listener: TcpListener,
@@ -56,8 +76,29 @@ impl Server {
         if self.sources.is_empty() {
             tracing::warn!("no [sources] configured: every webhook will get 404");
         }
+        let (jobs_added, scheduler) = match self.runner {
+            Some(runner) => {
+                let scheduler = Scheduler::new(
+                    self.store.clone(),
+                    runner,
+                    self.router.clone(),
+                    self.clock.clone(),
+                    self.config.scheduler.clone(),
+                );
+                let wake = scheduler.waker();
+                (wake, Some(tokio::spawn(scheduler.run(shutdown.clone()))))
+            }
+            None => {
+                tracing::warn!(
+                    "no agent is configured: events are stored and jobs wait as `pending` until one is"
+                );
+                (Arc::new(Notify::new()), None)
+            }
+        };
         let state = Arc::new(AppState {
             sources: self.sources,
+            router: self.router,
+            jobs_added,
             queue,
             store: self.store,
             clock: self.clock,
@@ -71,9 +112,27 @@ impl Server {
             .context("serving HTTP")?;
         // The router (and with it the last queue handle) is gone: the writer drains and stops.
         writer.await.context("ingest writer")?;
+        if let Some(scheduler) = scheduler {
+            scheduler.await.context("scheduler")?;
+        }
         tracing::info!("hookwise stopped");
         Ok(())
     }
+}
+
+/// Loads every handler file; any problem stops start-up with all of them listed.
+fn load_handlers(config: &Config) -> anyhow::Result<Vec<Handler>> {
+    let dir = &config.handlers_dir;
+    if !dir.exists() {
+        tracing::warn!(dir = %dir.display(), "handlers directory does not exist: no handlers will run");
+        return Ok(Vec::new());
+    }
+    let handlers = handler::load_dir(dir).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow!("invalid handler files:\n{}", lines.join("\n"))
+    })?;
+    tracing::info!(dir = %dir.display(), handlers = handlers.len(), "handlers loaded");
+    Ok(handlers)
 }
 
 /// Binds `config.listen` and serves until SIGINT/SIGTERM.

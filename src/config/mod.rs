@@ -28,6 +28,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Webhook endpoints by name: `POST /webhooks/{name}`.
     pub sources: BTreeMap<String, SourceConfig>,
+    /// Upstream instances by account name (the `account` of events).
+    pub accounts: BTreeMap<String, AccountConfig>,
+    /// How jobs are claimed, retried and shut down.
+    pub scheduler: SchedulerConfig,
     /// Where this configuration came from; None for built-in defaults.
     #[serde(skip)]
     pub file: Option<PathBuf>,
@@ -41,6 +45,8 @@ impl Default for Config {
             handlers_dir: PathBuf::from("handlers"),
             max_body_bytes: 1024 * 1024,
             sources: BTreeMap::new(),
+            accounts: BTreeMap::new(),
+            scheduler: SchedulerConfig::default(),
             file: None,
         }
     }
@@ -104,6 +110,71 @@ pub enum AlgorithmName {
 pub enum EncodingName {
     Hex,
     Base64,
+}
+
+/// One `[accounts.NAME]` table: one upstream instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// Which upstream this account is: `happyfox`, `planhat` or `truto`.
+    pub connector: ConnectorKind,
+    /// The HappyFox staff id hookwise writes as. Events whose latest update was made by this
+    /// staff member are hookwise's own echo: stored, marked ignored, never routed.
+    pub bot_staff_id: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectorKind {
+    Happyfox,
+    Planhat,
+    Truto,
+}
+
+/// `[scheduler]`: defaults suit one replica with a handful of accounts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// Jobs running at once in this process (one per account at most, always).
+    pub workers: usize,
+    /// How long a claimed job is ours without a heartbeat; a crashed replica's jobs are
+    /// claimed again once it expires.
+    #[serde(deserialize_with = "duration")]
+    pub lease: std::time::Duration,
+    /// Attempts before a job is dead, for handlers that do not set `max_attempts`.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with jitter, up to `retry_max`.
+    #[serde(deserialize_with = "duration")]
+    pub retry_base: std::time::Duration,
+    #[serde(deserialize_with = "duration")]
+    pub retry_max: std::time::Duration,
+    /// Longest the scheduler sleeps without looking for due jobs (other replicas' jobs, expired
+    /// leases); new local jobs wake it at once.
+    #[serde(deserialize_with = "duration")]
+    pub poll_interval: std::time::Duration,
+    /// On shutdown, how long running jobs may take to finish before they are released.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: std::time::Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        use std::time::Duration;
+        Self {
+            workers: 8,
+            lease: Duration::from_secs(60),
+            max_attempts: 5,
+            retry_base: Duration::from_secs(10),
+            retry_max: Duration::from_secs(600),
+            poll_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    crate::handler::parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 /// One `[sources.NAME]` table, as written by the user.

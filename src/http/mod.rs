@@ -1,10 +1,12 @@
 //! The HTTP surface: webhook ingestion, health, and (later) the admin API.
 
+mod api;
 pub mod problem;
 mod webhooks;
 
 use crate::clock::SharedClock;
 use crate::ingress::Source;
+use crate::scheduler::route::EventRouter;
 use crate::store::SharedStore;
 use crate::store::batcher::IngestQueue;
 use axum::Router;
@@ -16,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::sync::Notify;
 use tower::ServiceBuilder;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -26,6 +29,10 @@ use tower_http::trace::TraceLayer;
 /// What every request handler can reach.
 pub struct AppState {
     pub sources: HashMap<String, Source>,
+    /// Which handlers an event starts or joins.
+    pub router: Arc<EventRouter>,
+    /// Woken after a commit that added jobs, so the scheduler does not wait for its next poll.
+    pub jobs_added: Arc<Notify>,
     pub queue: IngestQueue,
     pub store: SharedStore,
     pub clock: SharedClock,
@@ -39,6 +46,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/webhooks/{source}",
             post(webhooks::receive).layer(DefaultBodyLimit::max(body_limit)),
         )
+        .route("/api/events", get(api::list_events))
+        .route("/api/jobs", get(api::list_jobs))
+        .route("/api/jobs/{id}", get(api::get_job))
+        .route("/api/jobs/{id}/retry", post(api::retry_job))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::NotFound })

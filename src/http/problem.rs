@@ -68,6 +68,8 @@ pub enum ApiError {
     StoreUnavailable(#[from] StoreError),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl IntoResponse for ApiError {
@@ -118,6 +120,12 @@ impl IntoResponse for ApiError {
                 StatusCode::BAD_REQUEST,
                 "unrecognized-payload",
                 "Payload is not what this source expects",
+                detail,
+            ),
+            ApiError::Conflict(_) => Problem::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflict with the current state",
                 detail,
             ),
             ApiError::BadRequest(_) => Problem::new(

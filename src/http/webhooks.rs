@@ -36,7 +36,7 @@ pub async fn receive(
         }
     })?;
 
-    let (event, _payload) = source
+    let (event, payload) = source
         .accept(&headers, query.as_deref(), &body, app.clock.now())
         .inspect_err(|e| {
             tracing::warn!(source = %source.name, error = %e, "webhook rejected");
@@ -44,13 +44,12 @@ pub async fn receive(
     let (kind, account) = (event.kind.clone(), event.account.clone());
 
     // The ack is sent only after the commit: a 2xx always means "stored".
-    let outcome = app
-        .queue
-        .submit(IngestItem {
-            event,
-            ignore: None,
-        })
-        .await?;
+    let disposition = app.router.decide(&event, &payload);
+    drop(payload);
+    let outcome = app.queue.submit(IngestItem { event, disposition }).await?;
+    if !outcome.jobs.is_empty() {
+        app.jobs_added.notify_one();
+    }
 
     tracing::info!(
         source = %source.name,
@@ -58,6 +57,7 @@ pub async fn receive(
         kind,
         account = %account,
         duplicate = outcome.duplicate,
+        jobs = outcome.jobs.len(),
         "webhook accepted"
     );
     let status = if outcome.duplicate {

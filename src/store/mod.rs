@@ -5,6 +5,8 @@ pub mod batcher;
 mod migrate;
 pub mod sqlite;
 
+pub use sqlite::SqliteStore;
+
 use crate::event::{Event, EventId, SourceName};
 use async_trait::async_trait;
 use serde::Serialize;
@@ -14,8 +16,148 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct IngestItem {
     pub event: Event,
-    /// Why the event is stored but not routed (e.g. our own echo); None means route it.
-    pub ignore: Option<String>,
+    pub disposition: Disposition,
+}
+
+/// What the ingest transaction does with an event besides storing it.
+#[derive(Debug, Clone)]
+pub enum Disposition {
+    /// Start or join these jobs (none: stored as `unrouted`).
+    Route(Vec<Route>),
+    /// Stored as `ignored` with this reason, never routed (e.g. our own echo).
+    Ignore(String),
+}
+
+/// One matching handler's job for an event: created, or folded into the pending job of its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub handler: String,
+    /// The debounce key's subject part: the event's subject unless the handler keys otherwise.
+    pub subject: String,
+    /// Trailing debounce: each event pushes the run this far into the future...
+    pub period_ms: i64,
+    /// ...but never later than this after the job's first event.
+    pub max_wait_ms: i64,
+    pub max_attempts: u32,
+}
+
+/// A job's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Pending,
+    Running,
+    Done,
+    /// Gave up after its attempts, or failed permanently; `jobs retry` revives it.
+    Dead,
+    /// Folded into another pending job of the same key, which carries its events on.
+    Merged,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Dead => "dead",
+            JobState::Merged => "merged",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Running,
+            Self::Done,
+            Self::Dead,
+            Self::Merged,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+/// Newtype for job ids: they are not event sequence numbers.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct JobId(pub i64);
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRecord {
+    pub id: JobId,
+    pub handler: String,
+    pub account: String,
+    pub subject: String,
+    pub state: JobState,
+    pub run_at_ms: i64,
+    pub first_seen_ms: i64,
+    pub deadline_at_ms: i64,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub lease_owner: Option<String>,
+    pub lease_until_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+    /// How many events the job has coalesced.
+    pub events: i64,
+}
+
+/// A job with every event it coalesced, oldest first (the last is the latest state).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobWithEvents {
+    pub job: JobRecord,
+    pub events: Vec<StoredEvent>,
+}
+
+/// How a run ended, as the scheduler reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobFinish {
+    Done,
+    /// Try again at this time (requeued; merged into a newer pending job of the key if one exists).
+    Retry {
+        at_ms: i64,
+        error: String,
+    },
+    Dead {
+        error: String,
+    },
+    /// Shutdown: back to pending now, this attempt not counted.
+    Release,
+}
+
+/// What `jobs retry` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "result", content = "job")]
+pub enum RetryResult {
+    /// The job is pending again.
+    Requeued(JobId),
+    /// A pending job of the same key existed; the dead job's events were folded into it.
+    MergedInto(JobId),
+    NotFound,
+    /// Only dead jobs can be retried.
+    NotDead(JobState),
+}
+
+/// Which jobs to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    pub account: Option<String>,
+    pub handler: Option<String>,
+    pub before_id: Option<i64>,
+    pub limit: u32,
 }
 
 /// What happened to one submitted event.
@@ -24,6 +166,8 @@ pub struct IngestOutcome {
     pub event_id: EventId,
     /// Already stored before: nothing changed.
     pub duplicate: bool,
+    /// The jobs this event created or joined.
+    pub jobs: Vec<JobId>,
 }
 
 /// An event as stored.
@@ -89,6 +233,37 @@ pub trait Store: Send + Sync + 'static {
         id: &EventId,
     ) -> Result<Option<StoredEvent>, StoreError>;
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Reaps expired leases, then leases up to `limit` due jobs to `owner`: never two running
+    /// jobs of one account, across every process sharing the store.
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<JobWithEvents>, StoreError>;
+    /// Heartbeat: keeps a running job ours. False if the lease was lost (expired and reclaimed).
+    async fn extend_lease(
+        &self,
+        job: JobId,
+        owner: &str,
+        until_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Records how a run ended. False if `owner` no longer holds the job (nothing changed).
+    async fn finish_job(
+        &self,
+        job: JobId,
+        owner: &str,
+        now_ms: i64,
+        finish: JobFinish,
+    ) -> Result<bool, StoreError>;
+    /// The earliest time something may become claimable: a pending run_at or a lease expiry.
+    async fn next_due_ms(&self) -> Result<Option<i64>, StoreError>;
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;
+    async fn get_job(&self, id: JobId) -> Result<Option<JobWithEvents>, StoreError>;
+    /// Dead → pending (attempts reset), for a person who fixed the cause.
+    async fn retry_job(&self, id: JobId, now_ms: i64) -> Result<RetryResult, StoreError>;
 }
 
 pub type SharedStore = Arc<dyn Store>;

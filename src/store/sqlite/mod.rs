@@ -8,8 +8,13 @@
 //! `synchronous = FULL`: an acknowledged event survives a power cut, not only a process crash;
 //! group commit pays that fsync once per batch.
 
+mod jobs;
+
 use super::migrate::{Migration, SQLITE};
-use super::{EventFilter, IngestItem, IngestOutcome, Store, StoreError, StoredEvent};
+use super::{
+    Disposition, EventFilter, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId, JobRecord,
+    JobWithEvents, RetryResult, Store, StoreError, StoredEvent,
+};
 use crate::event::{EventId, SourceName};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -166,15 +171,20 @@ impl Store for SqliteStore {
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut outcomes = Vec::with_capacity(batch.len());
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO events (source, event_id, kind, account, subject, occurred_at,
-                        received_at, actor_kind, actor_id, status, status_reason, payload)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                     ON CONFLICT (source, event_id) DO NOTHING",
-                )?;
-                for IngestItem { event, ignore } in &batch {
-                    let inserted = insert.execute(params![
+            for IngestItem { event, disposition } in &batch {
+                let (status, reason) = match disposition {
+                    Disposition::Ignore(reason) => ("ignored", Some(reason.as_str())),
+                    Disposition::Route(routes) if routes.is_empty() => ("unrouted", None),
+                    Disposition::Route(_) => ("routed", None),
+                };
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT INTO events (source, event_id, kind, account, subject, occurred_at,
+                            received_at, actor_kind, actor_id, status, status_reason, payload)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                         ON CONFLICT (source, event_id) DO NOTHING",
+                    )?
+                    .execute(params![
                         event.source.as_str(),
                         event.id.as_str(),
                         event.kind,
@@ -184,19 +194,32 @@ impl Store for SqliteStore {
                         event.received_at.timestamp_millis(),
                         event.actor.as_ref().map(|a| a.kind.as_str()),
                         event.actor.as_ref().map(|a| a.id.as_str()),
-                        if ignore.is_some() {
-                            "ignored"
-                        } else {
-                            "routed"
-                        },
-                        ignore.as_deref(),
+                        status,
+                        reason,
                         event.payload,
                     ])?;
-                    outcomes.push(IngestOutcome {
-                        event_id: event.id.clone(),
-                        duplicate: inserted == 0,
-                    });
+                let mut jobs = Vec::new();
+                // A duplicate changes nothing: its jobs were decided when it first arrived.
+                if inserted == 1
+                    && let Disposition::Route(routes) = disposition
+                {
+                    let seq = tx.last_insert_rowid();
+                    let now = event.received_at.timestamp_millis();
+                    for route in routes {
+                        jobs.push(jobs::route_event(
+                            &tx,
+                            event.account.as_str(),
+                            seq,
+                            route,
+                            now,
+                        )?);
+                    }
                 }
+                outcomes.push(IngestOutcome {
+                    event_id: event.id.clone(),
+                    duplicate: inserted == 0,
+                    jobs,
+                });
             }
             tx.commit()?;
             Ok(outcomes)
@@ -242,6 +265,74 @@ impl Store for SqliteStore {
                 event_from_row,
             )?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<JobWithEvents>, StoreError> {
+        let owner = owner.to_string();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let claimed = jobs::claim(&tx, &owner, now_ms, limit, lease_ms)?;
+            tx.commit()?;
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn extend_lease(
+        &self,
+        job: JobId,
+        owner: &str,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let owner = owner.to_string();
+        self.call(move |conn| jobs::extend_lease(conn, job, &owner, until_ms))
+            .await
+    }
+
+    async fn finish_job(
+        &self,
+        job: JobId,
+        owner: &str,
+        now_ms: i64,
+        finish: JobFinish,
+    ) -> Result<bool, StoreError> {
+        let owner = owner.to_string();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let held = jobs::finish(&tx, job, &owner, now_ms, finish)?;
+            tx.commit()?;
+            Ok(held)
+        })
+        .await
+    }
+
+    async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.call(|conn| jobs::next_due(conn)).await
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        let filter = filter.clone();
+        self.call(move |conn| jobs::list(conn, &filter)).await
+    }
+
+    async fn get_job(&self, id: JobId) -> Result<Option<JobWithEvents>, StoreError> {
+        self.call(move |conn| jobs::get(conn, id)).await
+    }
+
+    async fn retry_job(&self, id: JobId, now_ms: i64) -> Result<RetryResult, StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let result = jobs::retry(&tx, id, now_ms)?;
+            tx.commit()?;
+            Ok(result)
         })
         .await
     }

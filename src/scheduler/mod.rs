@@ -1,0 +1,302 @@
+//! The scheduler: claims due jobs under a lease, runs each through a `JobRunner`, and records the
+//! outcome: done, retried with backoff, or dead with its reason.
+//!
+//! Invariant: at most one running job per account. The store enforces it (a claim condition in
+//! SQLite, a unique index everywhere), not this process's memory, so it holds across replicas.
+//! A replica that dies loses nothing: its leases expire and another claim picks the jobs up.
+
+pub mod route;
+
+use crate::clock::SharedClock;
+use crate::config::SchedulerConfig;
+use crate::handler::Handler;
+use crate::store::{JobFinish, JobRecord, JobWithEvents, SharedStore, StoredEvent};
+use async_trait::async_trait;
+use route::EventRouter;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// What a job run gets: the job, its handler, and every event it coalesced (the last one is the
+/// latest state). The account comes from here, never from model output.
+pub struct RunContext<'a> {
+    pub job: &'a JobRecord,
+    pub handler: &'a Handler,
+    pub events: &'a [StoredEvent],
+}
+
+/// Why a run did not succeed; the scheduler's retry policy branches on it.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Worth another attempt later (upstream 5xx, timeout, provider overload).
+    #[error("{0}")]
+    Retryable(String),
+    /// Will fail the same way again (bad handler, refused credentials): dead at once.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// Executes one job. The agent implements it; tests use recording fakes.
+#[async_trait]
+pub trait JobRunner: Send + Sync + 'static {
+    async fn run(&self, ctx: RunContext<'_>) -> Result<(), RunError>;
+}
+
+struct Inner {
+    store: SharedStore,
+    runner: Arc<dyn JobRunner>,
+    router: Arc<EventRouter>,
+    clock: SharedClock,
+    config: SchedulerConfig,
+    /// This process's name on the leases it holds.
+    owner: String,
+}
+
+pub struct Scheduler {
+    inner: Arc<Inner>,
+    wake: Arc<Notify>,
+}
+
+impl Scheduler {
+    pub fn new(
+        store: SharedStore,
+        runner: Arc<dyn JobRunner>,
+        router: Arc<EventRouter>,
+        clock: SharedClock,
+        config: SchedulerConfig,
+    ) -> Self {
+        let owner = format!("hookwise-{}-{:08x}", std::process::id(), fastrand::u32(..));
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                runner,
+                router,
+                clock,
+                config,
+                owner,
+            }),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Notify this after committing new jobs, so they do not wait for the next poll.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Claims and runs jobs until `shutdown`; then stops claiming, gives running jobs
+    /// `shutdown_grace` to finish, and releases the rest back to pending.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let inner = self.inner;
+        let abort = CancellationToken::new();
+        let mut running = JoinSet::new();
+        tracing::info!(owner = %inner.owner, workers = inner.config.workers, "scheduler started");
+        loop {
+            let free = inner.config.workers.saturating_sub(running.len());
+            let mut wait = inner.config.poll_interval;
+            if free > 0 {
+                let now = inner.clock.now().timestamp_millis();
+                let lease = inner.config.lease.as_millis() as i64;
+                match inner.store.claim_jobs(&inner.owner, now, free, lease).await {
+                    Ok(jobs) => {
+                        let full = jobs.len() == free;
+                        for job in jobs {
+                            let span = tracing::info_span!(
+                                "job",
+                                job = %job.job.id,
+                                handler = %job.job.handler,
+                                account = %job.job.account,
+                                attempt = job.job.attempts
+                            );
+                            running
+                                .spawn(execute(inner.clone(), job, abort.clone()).instrument(span));
+                        }
+                        if full {
+                            // More may be due: look again as soon as a worker frees up.
+                            wait = Duration::ZERO;
+                        } else if let Ok(Some(due)) = inner.store.next_due_ms().await {
+                            let until = (due - inner.clock.now().timestamp_millis()).max(0) as u64;
+                            wait = wait.min(Duration::from_millis(until));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "claiming jobs failed; retrying after the poll interval")
+                    }
+                }
+            }
+            if wait.is_zero() && running.len() < inner.config.workers {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                Some(done) = running.join_next(), if !running.is_empty() => log_join(done),
+                _ = tokio::time::sleep(wait), if !wait.is_zero() => {}
+            }
+        }
+
+        tracing::info!(running = running.len(), "scheduler stopping: no new claims");
+        let drained = tokio::time::timeout(inner.config.shutdown_grace, async {
+            while let Some(done) = running.join_next().await {
+                log_join(done);
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                running = running.len(),
+                "shutdown grace over: releasing unfinished jobs"
+            );
+            abort.cancel();
+            while let Some(done) = running.join_next().await {
+                log_join(done);
+            }
+        }
+        tracing::info!("scheduler stopped");
+    }
+}
+
+fn log_join(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        tracing::error!(error = %e, "a job task panicked; its lease will expire and it will run again");
+    }
+}
+
+/// Runs one claimed job to an outcome, heartbeating its lease meanwhile.
+async fn execute(inner: Arc<Inner>, claimed: JobWithEvents, abort: CancellationToken) {
+    let job = &claimed.job;
+
+    let Some(handler) = inner.router.handler(&job.handler) else {
+        let error = format!(
+            "handler {:?} is not loaded (renamed or removed?)",
+            job.handler
+        );
+        finish(&inner, job, JobFinish::Dead { error }).await;
+        return;
+    };
+
+    let lost = CancellationToken::new();
+    let heartbeat = {
+        let (inner, lost, id) = (inner.clone(), lost.clone(), job.id);
+        tokio::spawn(async move {
+            let every = inner.config.lease / 3;
+            loop {
+                tokio::time::sleep(every).await;
+                let until =
+                    inner.clock.now().timestamp_millis() + inner.config.lease.as_millis() as i64;
+                match inner.store.extend_lease(id, &inner.owner, until).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(job = %id, "lease lost: another worker owns this job now");
+                        lost.cancel();
+                        return;
+                    }
+                    Err(e) => tracing::warn!(job = %id, error = %e, "lease heartbeat failed"),
+                }
+            }
+        })
+    };
+
+    let ctx = RunContext {
+        job,
+        handler,
+        events: &claimed.events,
+    };
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(handler.agent.deadline, inner.runner.run(ctx)) => match r {
+            Ok(r) => Some(r),
+            Err(_) => Some(Err(RunError::Retryable(format!(
+                "run exceeded the handler's deadline of {:?}", handler.agent.deadline
+            )))),
+        },
+        _ = lost.cancelled() => None,
+        _ = abort.cancelled() => {
+            heartbeat.abort();
+            finish(&inner, job, JobFinish::Release).await;
+            return;
+        }
+    };
+    heartbeat.abort();
+
+    let finish_as = match outcome {
+        None => return, // the new owner records the outcome
+        Some(Ok(())) => JobFinish::Done,
+        Some(Err(RunError::Permanent(error))) => JobFinish::Dead { error },
+        Some(Err(RunError::Retryable(error))) if job.attempts >= job.max_attempts => {
+            JobFinish::Dead {
+                error: format!("gave up after {} attempts: {error}", job.attempts),
+            }
+        }
+        Some(Err(RunError::Retryable(error))) => JobFinish::Retry {
+            at_ms: inner.clock.now().timestamp_millis()
+                + backoff(&inner.config, job.attempts).as_millis() as i64,
+            error,
+        },
+    };
+    finish(&inner, job, finish_as).await;
+}
+
+async fn finish(inner: &Inner, job: &JobRecord, finish: JobFinish) {
+    let now = inner.clock.now().timestamp_millis();
+    match &finish {
+        JobFinish::Done => {
+            tracing::info!(job = %job.id, handler = %job.handler, account = %job.account, "job done")
+        }
+        JobFinish::Retry { error, .. } => {
+            tracing::warn!(job = %job.id, attempt = job.attempts, error, "job failed; will retry")
+        }
+        JobFinish::Dead { error } => {
+            tracing::error!(job = %job.id, handler = %job.handler, error, "job dead")
+        }
+        JobFinish::Release => tracing::info!(job = %job.id, "job released at shutdown"),
+    }
+    match inner
+        .store
+        .finish_job(job.id, &inner.owner, now, finish)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(job = %job.id, "job was reclaimed by another worker; outcome not recorded")
+        }
+        Err(e) => {
+            tracing::error!(job = %job.id, error = %e, "recording the job outcome failed; its lease will expire and it will run again")
+        }
+    }
+}
+
+/// Exponential backoff from `retry_base`, doubling per attempt, capped at `retry_max`, with ±20%
+/// jitter so a burst of failures does not retry in lockstep.
+pub fn backoff(config: &SchedulerConfig, attempt: u32) -> Duration {
+    let exp = config.retry_base.saturating_mul(
+        1u32.checked_shl(attempt.saturating_sub(1).min(20))
+            .unwrap_or(u32::MAX),
+    );
+    let capped = exp.min(config.retry_max);
+    capped.mul_f64(0.8 + fastrand::f64() * 0.4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        let config = SchedulerConfig {
+            retry_base: Duration::from_secs(10),
+            retry_max: Duration::from_secs(60),
+            ..SchedulerConfig::default()
+        };
+        for _ in 0..100 {
+            let first = backoff(&config, 1).as_secs_f64();
+            let third = backoff(&config, 3).as_secs_f64();
+            let tenth = backoff(&config, 10).as_secs_f64();
+            assert!((8.0..=12.0).contains(&first), "{first}");
+            assert!((32.0..=48.0).contains(&third), "{third}");
+            assert!((48.0..=72.0).contains(&tenth), "{tenth}");
+        }
+    }
+}

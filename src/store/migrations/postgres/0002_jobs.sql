@@ -1,0 +1,30 @@
+-- One handler to run for one (account, debounce subject).
+CREATE TABLE jobs (
+    id           BIGSERIAL PRIMARY KEY,
+    handler      TEXT    NOT NULL,
+    account      TEXT    NOT NULL,
+    subject      TEXT    NOT NULL,
+    state        TEXT    NOT NULL,
+    run_at       BIGINT  NOT NULL,
+    first_seen   BIGINT  NOT NULL,
+    deadline_at  BIGINT  NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    lease_owner  TEXT,
+    lease_until  BIGINT,
+    last_error   TEXT,
+    created_at   BIGINT  NOT NULL,
+    updated_at   BIGINT  NOT NULL,
+    finished_at  BIGINT
+);
+
+CREATE UNIQUE INDEX jobs_one_pending_per_key ON jobs (handler, account, subject) WHERE state = 'pending';
+CREATE UNIQUE INDEX jobs_one_running_per_account ON jobs (account) WHERE state = 'running';
+CREATE INDEX jobs_due ON jobs (run_at, id) WHERE state = 'pending';
+CREATE INDEX jobs_by_state ON jobs (state, id);
+
+CREATE TABLE job_events (
+    job_id    BIGINT NOT NULL REFERENCES jobs (id),
+    event_seq BIGINT NOT NULL REFERENCES events (seq),
+    PRIMARY KEY (job_id, event_seq)
+);

@@ -1,0 +1,34 @@
+-- One handler to run for one (account, debounce subject).
+CREATE TABLE jobs (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    handler      TEXT    NOT NULL,
+    account      TEXT    NOT NULL,
+    subject      TEXT    NOT NULL,
+    -- pending: waiting for run_at; running: leased to lease_owner; done; dead: gave up (see last_error).
+    state        TEXT    NOT NULL,
+    run_at       INTEGER NOT NULL, -- Unix ms: not before
+    first_seen   INTEGER NOT NULL, -- Unix ms: the first event folded in
+    deadline_at  INTEGER NOT NULL, -- Unix ms: first_seen + max_wait; debounce never moves run_at past it
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    lease_owner  TEXT,
+    lease_until  INTEGER,
+    last_error   TEXT,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    finished_at  INTEGER
+);
+
+-- Debounce: later events fold into the one pending job of their key.
+CREATE UNIQUE INDEX jobs_one_pending_per_key ON jobs (handler, account, subject) WHERE state = 'pending';
+-- Serialization: at most one running job per account, enforced by the database.
+CREATE UNIQUE INDEX jobs_one_running_per_account ON jobs (account) WHERE state = 'running';
+CREATE INDEX jobs_due ON jobs (run_at, id) WHERE state = 'pending';
+CREATE INDEX jobs_by_state ON jobs (state, id);
+
+-- Every event a job has coalesced, in arrival order.
+CREATE TABLE job_events (
+    job_id    INTEGER NOT NULL REFERENCES jobs (id),
+    event_seq INTEGER NOT NULL REFERENCES events (seq),
+    PRIMARY KEY (job_id, event_seq)
+);
