@@ -5,12 +5,14 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Dependencies first, so editing the code does not rebuild them.
+# (benches/ is copied because Cargo.toml names a bench target, which cargo checks exists.)
 COPY Cargo.toml Cargo.lock ./
+COPY benches benches
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked --bin hookwise \
     && rm -rf src
 COPY src src
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin hookwise
 
 FROM debian:bookworm-slim
 RUN apt-get update \

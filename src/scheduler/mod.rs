@@ -118,8 +118,13 @@ impl Scheduler {
                             // More may be due: look again as soon as a worker frees up.
                             wait = Duration::ZERO;
                         } else if let Ok(Some(due)) = inner.store.next_due_ms().await {
-                            let until = (due - inner.clock.now().timestamp_millis()).max(0) as u64;
-                            wait = wait.min(Duration::from_millis(until));
+                            // A due time in the past means a job whose account is busy: it can
+                            // only become claimable when a run ends (join_next wakes us) or another
+                            // replica finishes one (the poll), so it must not shorten the wait.
+                            let until = due - inner.clock.now().timestamp_millis();
+                            if until > 0 {
+                                wait = wait.min(Duration::from_millis(until as u64));
+                            }
                         }
                     }
                     Err(e) => {

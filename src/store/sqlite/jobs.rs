@@ -62,8 +62,8 @@ pub fn claim(
         .collect::<Result<_, _>>()?;
     let candidates: Vec<(i64, String)> = conn
         .prepare_cached(
-            "SELECT id, account FROM jobs WHERE state = 'pending' AND run_at <= ?1
-             ORDER BY run_at, id LIMIT ?2",
+            "SELECT id, account FROM jobs INDEXED BY jobs_due
+             WHERE state = 'pending' AND run_at <= ?1 ORDER BY run_at, id LIMIT ?2",
         )?
         .query_map(params![now, (limit * CLAIM_SCAN_FACTOR) as i64], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -251,7 +251,7 @@ pub fn next_due(conn: &Connection) -> Result<Option<i64>, StoreError> {
     Ok(conn
         .prepare_cached(
             "SELECT MIN(t) FROM (
-                SELECT MIN(run_at) AS t FROM jobs WHERE state = 'pending'
+                SELECT MIN(run_at) AS t FROM jobs INDEXED BY jobs_due WHERE state = 'pending'
                 UNION ALL SELECT MIN(lease_until) FROM jobs WHERE state = 'running')",
         )?
         .query_row([], |r| r.get(0))?)

@@ -105,6 +105,9 @@ fn connect(path: &std::path::Path) -> Result<Connection, rusqlite::Error> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // 64 MiB of page cache (the default is 2 MiB): the job indexes of a large backlog stay in
+    // memory, so claims and finishes cost the same at 1M pending jobs as at 1k.
+    conn.pragma_update(None, "cache_size", -65536)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }

@@ -23,8 +23,11 @@ CREATE TABLE jobs (
 CREATE UNIQUE INDEX jobs_one_pending_per_key ON jobs (handler, account, subject) WHERE state = 'pending';
 -- Serialization: at most one running job per account, enforced by the database.
 CREATE UNIQUE INDEX jobs_one_running_per_account ON jobs (account) WHERE state = 'running';
+-- Claims walk this in run_at order; queries name it (INDEXED BY) so the plan cannot drift to a
+-- full sort of the backlog when statistics are missing.
 CREATE INDEX jobs_due ON jobs (run_at, id) WHERE state = 'pending';
-CREATE INDEX jobs_by_state ON jobs (state, id);
+-- Running jobs are few: busy accounts, lease reaping, next lease expiry.
+CREATE INDEX jobs_running ON jobs (lease_until) WHERE state = 'running';
 
 -- Every event a job has coalesced, in arrival order.
 CREATE TABLE job_events (
