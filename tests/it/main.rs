@@ -1,6 +1,8 @@
-//! hookwise's integration tests: one binary, real HTTP on loopback, real SQLite files.
+//! hookwise's integration tests: one binary, real HTTP on loopback, real SQLite files, and a real
+//! PostgreSQL when `HOOKWISE_TEST_POSTGRES_URL` is set.
 
 mod ingest;
 mod jobs;
 mod replay;
+mod store_contract;
 mod support;
