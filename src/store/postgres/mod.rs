@@ -240,12 +240,18 @@ async fn apply_migration(
     Ok(true)
 }
 
+/// Stores the batch's events in batch order, then routes them. Routing is done in job-key order
+/// (a stable sort, so each key sees its events in batch order and debounces exactly as SQLite
+/// does): every ingest transaction then locks pending job rows in the same order, and two
+/// replicas whose batches touch the same tickets cannot deadlock on them.
 async fn ingest_batch(
     conn: &mut PgConnection,
     batch: &[IngestItem],
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     let mut outcomes = Vec::with_capacity(batch.len());
-    for IngestItem { event, disposition } in batch {
+    // (outcome index, route index, route, account, event seq, now)
+    let mut to_route = Vec::new();
+    for (i, IngestItem { event, disposition }) in batch.iter().enumerate() {
         let (status, reason) = match disposition {
             Disposition::Ignore(reason) => ("ignored", Some(reason.as_str())),
             Disposition::Route(routes) if routes.is_empty() => ("unrouted", None),
@@ -274,19 +280,33 @@ async fn ingest_batch(
         .bind(&event.payload)
         .fetch_optional(&mut *conn)
         .await?;
-        let mut jobs = Vec::new();
         // A duplicate changes nothing: its jobs were decided when it first arrived.
         if let (Some(seq), Disposition::Route(routes)) = (seq, disposition) {
             let now = event.received_at.timestamp_millis();
-            for route in routes {
-                jobs.push(jobs::route_event(conn, event.account.as_str(), seq, route, now).await?);
+            for (r, route) in routes.iter().enumerate() {
+                to_route.push((i, r, route, event.account.as_str(), seq, now));
             }
         }
         outcomes.push(IngestOutcome {
             event_id: event.id.clone(),
             duplicate: seq.is_none(),
-            jobs,
+            jobs: Vec::new(),
         });
+    }
+    to_route
+        .sort_by(|a, b| (&a.2.handler, a.3, &a.2.subject).cmp(&(&b.2.handler, b.3, &b.2.subject)));
+    let mut routed = Vec::with_capacity(to_route.len());
+    for (i, r, route, account, seq, now) in to_route {
+        routed.push((
+            i,
+            r,
+            jobs::route_event(conn, account, seq, route, now).await?,
+        ));
+    }
+    // Each outcome lists its jobs in route order, as the routes were given.
+    routed.sort_unstable_by_key(|&(i, r, _)| (i, r));
+    for (i, _, job) in routed {
+        outcomes[i].jobs.push(job);
     }
     Ok(outcomes)
 }
