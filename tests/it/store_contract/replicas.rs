@@ -13,7 +13,10 @@ const JOBS_PER_ACCOUNT: usize = 4;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_claim_every_job_once_and_never_two_of_one_account() {
     in_schema(
-        concat!(module_path!(), "::two_replicas_claim_every_job_once"),
+        concat!(
+            module_path!(),
+            "::two_replicas_claim_every_job_once_and_never_two_of_one_account"
+        ),
         |schema| async move {
             let replicas = [schema.open_store().await, schema.open_store().await];
             let mut all = Vec::new();
@@ -121,7 +124,10 @@ async fn two_replicas_claim_every_job_once_and_never_two_of_one_account() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_ingesting_the_same_events_store_each_once() {
     in_schema(
-        concat!(module_path!(), "::two_replicas_ingesting_the_same_events"),
+        concat!(
+            module_path!(),
+            "::two_replicas_ingesting_the_same_events_store_each_once"
+        ),
         |schema| async move {
             let (a, b) = (schema.open_store().await, schema.open_store().await);
             let batch: Vec<IngestItem> = (0..100)
@@ -166,7 +172,10 @@ async fn two_replicas_ingesting_the_same_events_store_each_once() {
 #[tokio::test]
 async fn a_claim_that_loses_an_account_to_a_concurrent_claim_skips_it() {
     in_schema(
-        concat!(module_path!(), "::a_claim_that_loses_an_account"),
+        concat!(
+            module_path!(),
+            "::a_claim_that_loses_an_account_to_a_concurrent_claim_skips_it"
+        ),
         |schema| async move {
             // Named, so the test can see this store's connection wait in pg_stat_activity.
             let app = format!("{}_claim", schema.name);
@@ -232,7 +241,10 @@ async fn a_claim_that_loses_an_account_to_a_concurrent_claim_skips_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_starting_at_once_migrate_once() {
     in_schema(
-        concat!(module_path!(), "::three_replicas_starting_at_once"),
+        concat!(
+            module_path!(),
+            "::three_replicas_starting_at_once_migrate_once"
+        ),
         |schema| async move {
             // Each open also creates the schema if missing: that races too.
             let (x, y, z) = tokio::join!(
