@@ -38,6 +38,10 @@ const MAX_TX_ATTEMPTS: u64 = 5;
 /// single-key lock an operator's tooling might take); the second key is the schema's hash.
 const MIGRATE_LOCK_CLASS: i32 = 0x686b_7701; // "hkw" + 1
 
+/// Advisory lock namespace for ingest: one lock per (schema, source, event id); see
+/// `lock_event_ids`.
+const INGEST_LOCK_CLASS: i32 = 0x686b_7702;
+
 pub struct PostgresStore {
     pool: PgPool,
 }
@@ -240,6 +244,29 @@ async fn apply_migration(
     Ok(true)
 }
 
+/// Takes a transaction-level lock on every event id of the batch, in one statement and in hash
+/// order. Two replicas given the same events (a sender retrying against another replica while
+/// the first delivery commits) would otherwise wait on each other's uncommitted rows in batch
+/// order, deadlock whenever their orders differ, and pay deadlock_timeout and a retry. Ordered
+/// up front, the later batch simply waits for the earlier one and finds the ids stored. A hash
+/// collision only makes two unrelated batches take turns.
+async fn lock_event_ids(conn: &mut PgConnection, batch: &[IngestItem]) -> Result<(), StoreError> {
+    let sources: Vec<&str> = batch.iter().map(|i| i.event.source.as_str()).collect();
+    let ids: Vec<&str> = batch.iter().map(|i| i.event.id.as_str()).collect();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock($1, k) FROM (
+            SELECT DISTINCT hashtext(COALESCE(current_schema(), '') || chr(31) || s || chr(31) || i) AS k
+            FROM unnest($2::text[], $3::text[]) AS u (s, i)
+            ORDER BY k) keys",
+    )
+    .bind(INGEST_LOCK_CLASS)
+    .bind(sources)
+    .bind(ids)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Stores the batch's events in batch order, then routes them. Routing is done in job-key order
 /// (a stable sort, so each key sees its events in batch order and debounces exactly as SQLite
 /// does): every ingest transaction then locks pending job rows in the same order, and two
@@ -248,6 +275,7 @@ async fn ingest_batch(
     conn: &mut PgConnection,
     batch: &[IngestItem],
 ) -> Result<Vec<IngestOutcome>, StoreError> {
+    lock_event_ids(conn, batch).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     // (outcome index, route index, route, account, event seq, now)
     let mut to_route = Vec::new();

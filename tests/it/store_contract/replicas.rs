@@ -139,8 +139,7 @@ async fn two_replicas_ingesting_the_same_events_store_each_once() {
                     )
                 })
                 .collect();
-            // Opposite orders: the two transactions wait on each other's rows (a deadlock the
-            // database breaks by failing one, which the store retries).
+            // Opposite orders: locking rows in batch order, the two transactions would deadlock.
             let reversed: Vec<IngestItem> = batch.iter().rev().cloned().collect();
             let (from_a, from_b) = tokio::join!(a.ingest(batch), b.ingest(reversed));
             let (from_a, mut from_b) = (from_a.unwrap(), from_b.unwrap());
