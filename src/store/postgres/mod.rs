@@ -3,9 +3,11 @@
 //!
 //! Every write runs in one READ COMMITTED transaction. Conflicts between replicas are settled by
 //! the database: `ON CONFLICT` for dedupe and debounce, `FOR UPDATE SKIP LOCKED` and the unique
-//! partial index `jobs_one_running_per_account` for claims. What READ COMMITTED can still raise
-//! under concurrency (a deadlock between two batches, a unique violation from a row another
-//! transaction committed a moment ago) is retried as a whole transaction, a few times.
+//! partial index `jobs_one_running_per_account` for claims. Ingest takes its locks in a fixed
+//! order (event ids by hash, then job keys sorted), so two batches do not deadlock. What READ
+//! COMMITTED can still raise under concurrency (a deadlock between a reaper and an ingest, a
+//! unique violation from a row another transaction committed a moment ago) is retried as a
+//! whole transaction, a few times.
 //!
 //! URL: `postgres://user@host/db?schema=NAME` keeps every table in schema NAME (created if
 //! missing): tests isolate themselves this way, and so can several deployments sharing one
