@@ -20,7 +20,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "hookwise.toml";
 pub struct Config {
     /// Address the HTTP server binds.
     pub listen: SocketAddr,
-    /// `sqlite://path` (embedded default) or `postgres://...` (several replicas).
+    /// `sqlite://path` (embedded default) or `postgres://...` (several replicas; `?schema=NAME`
+    /// keeps the tables in that schema).
     pub store: String,
     /// Directory of handler files.
     pub handlers_dir: PathBuf,

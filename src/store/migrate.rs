@@ -21,7 +21,6 @@ pub const SQLITE: &[Migration] = &[
     },
 ];
 
-#[allow(dead_code)] // used by the PostgreSQL store
 pub const POSTGRES: &[Migration] = &[
     Migration {
         version: 1,

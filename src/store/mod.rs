@@ -3,8 +3,10 @@
 
 pub mod batcher;
 mod migrate;
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::event::{Event, EventId, SourceName};
@@ -268,14 +270,17 @@ pub trait Store: Send + Sync + 'static {
 
 pub type SharedStore = Arc<dyn Store>;
 
-/// Opens the store named by a URL: `sqlite://PATH` or `postgres://...`.
+/// Opens the store named by a URL: `sqlite://PATH` or `postgres://...` (also `postgresql://`;
+/// `?schema=NAME` keeps the tables in that schema).
 pub async fn open(url: &str) -> Result<SharedStore, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PostgresStore::open(url).await?))
     } else {
         Err(StoreError::Open {
             url: redact(url),
-            reason: "PostgreSQL support is not built yet; use sqlite://PATH".into(),
+            reason: "expected sqlite://PATH or postgres://...".into(),
         })
     }
 }

@@ -1,7 +1,9 @@
-//! hookwise's integration tests: one binary, real HTTP on loopback, real SQLite files.
+//! hookwise's integration tests: one binary, real HTTP on loopback, real SQLite files, and a real
+//! PostgreSQL when `HOOKWISE_TEST_POSTGRES_URL` is set.
 
 mod handlers;
 mod ingest;
 mod jobs;
 mod replay;
+mod store_contract;
 mod support;

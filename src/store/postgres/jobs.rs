@@ -1,0 +1,465 @@
+//! Job statements for the PostgreSQL store: the SQLite store's `jobs.rs`, statement for statement,
+//! plus the row locks that several replicas need. Every function that writes expects to be inside
+//! a transaction.
+
+use crate::store::{
+    JobFilter, JobFinish, JobId, JobRecord, JobState, JobWithEvents, RetryResult, Route,
+    StoreError, StoredEvent,
+};
+use sqlx::Row;
+use sqlx::postgres::{PgConnection, PgRow};
+use std::collections::HashMap;
+
+/// How far past `limit` a claim looks for jobs of accounts that are not busy (as in SQLite):
+/// bounds the cost of a claim when the oldest due jobs all belong to accounts running something.
+const CLAIM_SCAN_FACTOR: usize = 16;
+
+/// Creates the route's job, or folds the event into the pending job of its key (trailing
+/// debounce: run_at moves to now + period, never past first_seen + max_wait).
+///
+/// Two replicas routing to the same key at once: the second insert waits for the first
+/// transaction and then takes the `DO UPDATE` branch; if the pending row meanwhile left the
+/// `state = 'pending'` predicate (claimed), PostgreSQL retries the insert, which then succeeds.
+pub async fn route_event(
+    conn: &mut PgConnection,
+    account: &str,
+    event_seq: i64,
+    route: &Route,
+    now: i64,
+) -> Result<JobId, StoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO jobs (handler, account, subject, state, run_at, first_seen, deadline_at,
+            attempts, max_attempts, created_at, updated_at)
+         VALUES ($1, $2, $3, 'pending', $4 + $5, $4, $4 + $6, 0, $7, $4, $4)
+         ON CONFLICT (handler, account, subject) WHERE state = 'pending'
+         DO UPDATE SET run_at = GREATEST(jobs.run_at, LEAST(EXCLUDED.run_at, jobs.deadline_at)),
+                       updated_at = EXCLUDED.updated_at
+         RETURNING id",
+    )
+    .bind(&route.handler)
+    .bind(account)
+    .bind(&route.subject)
+    .bind(now)
+    .bind(route.period_ms)
+    .bind(route.max_wait_ms.max(route.period_ms))
+    .bind(count(route.max_attempts))
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO job_events (job_id, event_seq) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(event_seq)
+    .execute(&mut *conn)
+    .await?;
+    Ok(JobId(id))
+}
+
+/// The first due job of every account with nothing running, oldest first, looking at no more
+/// than the `$2` oldest due jobs (an index range scan on `jobs_due`, however many are pending).
+const CANDIDATES: &str = "
+    SELECT id FROM (
+        SELECT DISTINCT ON (due.account) due.id, due.run_at
+        FROM (SELECT id, account, run_at FROM jobs
+              WHERE state = 'pending' AND run_at <= $1
+              ORDER BY run_at, id LIMIT $2) due
+        WHERE NOT EXISTS (SELECT 1 FROM jobs r WHERE r.account = due.account AND r.state = 'running')
+        ORDER BY due.account, due.run_at, due.id
+    ) firsts
+    ORDER BY run_at, id";
+
+/// Leases one candidate if it is still pending and due and not locked by another transaction
+/// (SKIP LOCKED: a replica claiming it, or an ingest extending it), and its account has no
+/// running job that was committed when this statement started.
+const CLAIM_ONE: &str = "
+    UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $2,
+        lease_until = $3, updated_at = $4
+    WHERE id = (SELECT id FROM jobs WHERE id = $1 AND state = 'pending' AND run_at <= $4
+                FOR UPDATE SKIP LOCKED)
+      AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.account = jobs.account AND r.state = 'running')
+    RETURNING id";
+
+/// Reaps expired leases, then leases the first due job of up to `limit` idle accounts.
+///
+/// Two replicas usually pick the same first job per account, and SKIP LOCKED sends the second
+/// one past it. When they pick different jobs of one account (their snapshots differ by a commit),
+/// both may pass the NOT EXISTS check; the unique index `jobs_one_running_per_account` then
+/// rejects the later UPDATE. That UPDATE runs under a savepoint, so the job is skipped and the
+/// rest of the claim stands.
+pub async fn claim(
+    conn: &mut PgConnection,
+    owner: &str,
+    now: i64,
+    limit: usize,
+    lease_ms: i64,
+) -> Result<Vec<JobWithEvents>, StoreError> {
+    reap_expired_leases(conn, now).await?;
+    let scan = i64::try_from(limit.saturating_mul(CLAIM_SCAN_FACTOR)).unwrap_or(i64::MAX);
+    let candidates: Vec<i64> = sqlx::query_scalar(CANDIDATES)
+        .bind(now)
+        .bind(scan)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut claimed = Vec::new();
+    for id in candidates {
+        if claimed.len() == limit {
+            break;
+        }
+        sqlx::raw_sql("SAVEPOINT claim_one")
+            .execute(&mut *conn)
+            .await?;
+        let leased: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(CLAIM_ONE)
+            .bind(id)
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await;
+        match leased {
+            Ok(leased) => {
+                sqlx::raw_sql("RELEASE SAVEPOINT claim_one")
+                    .execute(&mut *conn)
+                    .await?;
+                claimed.extend(leased.map(JobId));
+            }
+            // Another replica leased a job of this account first (unique violation), or the
+            // wait for it crossed another claim's wait (deadlock): that account is taken.
+            Err(e) if super::sqlstate(&e).is_some_and(|c| c == "23505" || c == "40P01") => {
+                tracing::debug!(job = id, error = %e, "account claimed concurrently; skipped");
+                sqlx::raw_sql("ROLLBACK TO SAVEPOINT claim_one")
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    load(conn, &claimed).await
+}
+
+/// A job whose worker stopped heartbeating (crashed, killed, partitioned) counts as a failed
+/// attempt and is requeued, or dead when it has none left. SKIP LOCKED: a lease another replica
+/// is reaping, or its owner is finishing right now, is not ours to touch.
+async fn reap_expired_leases(conn: &mut PgConnection, now: i64) -> Result<(), StoreError> {
+    let expired: Vec<(i64, i32, i32)> = sqlx::query_as(
+        "SELECT id, attempts, max_attempts FROM jobs WHERE state = 'running' AND lease_until < $1
+         ORDER BY id FOR UPDATE SKIP LOCKED",
+    )
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (id, attempts, max_attempts) in expired {
+        let error = "lease expired: the worker stopped without finishing the run";
+        if attempts >= max_attempts {
+            tracing::warn!(
+                job = id,
+                attempts,
+                "lease expired; no attempts left, job dead"
+            );
+            set_dead(conn, id, now, error).await?;
+        } else {
+            tracing::warn!(job = id, attempts, "lease expired; job requeued");
+            requeue(conn, id, now, now, Some(error), false).await?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn extend_lease(
+    conn: &mut PgConnection,
+    job: JobId,
+    owner: &str,
+    until: i64,
+) -> Result<bool, StoreError> {
+    let n = sqlx::query(
+        "UPDATE jobs SET lease_until = $3 WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+    )
+    .bind(job.0)
+    .bind(owner)
+    .bind(until)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+pub async fn finish(
+    conn: &mut PgConnection,
+    job: JobId,
+    owner: &str,
+    now: i64,
+    finish: JobFinish,
+) -> Result<bool, StoreError> {
+    // Fencing: a worker whose lease was reclaimed must not overwrite the new owner's state. The
+    // row lock keeps a reaper on another replica from changing it between this check and the
+    // update below.
+    let held: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE id = $1 AND lease_owner = $2 AND state = 'running' FOR UPDATE",
+    )
+    .bind(job.0)
+    .bind(owner)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if held.is_none() {
+        return Ok(false);
+    }
+    match finish {
+        JobFinish::Done => {
+            sqlx::query(
+                "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL,
+                    updated_at = $2, finished_at = $2 WHERE id = $1",
+            )
+            .bind(job.0)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        JobFinish::Dead { error } => set_dead(conn, job.0, now, &error).await?,
+        JobFinish::Retry { at_ms, error } => {
+            requeue(conn, job.0, now, at_ms, Some(&error), false).await?;
+        }
+        JobFinish::Release => {
+            requeue(conn, job.0, now, now, None, true).await?;
+        }
+    }
+    Ok(true)
+}
+
+async fn set_dead(
+    conn: &mut PgConnection,
+    id: i64,
+    now: i64,
+    error: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'dead', last_error = $3, lease_owner = NULL, lease_until = NULL,
+            updated_at = $2, finished_at = $2 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(error)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Puts a job back to pending at `run_at`. If its key already has a pending job (events arrived
+/// while it ran), the two become one: the pending job takes this job's events and attempt count,
+/// and this job is marked merged, so nothing is lost and the retry budget is not reset.
+///
+/// If an ingest creates the key's pending job after the lookup below, making this job pending
+/// violates `jobs_one_pending_per_key`; the caller's transaction is retried and then merges.
+async fn requeue(
+    conn: &mut PgConnection,
+    id: i64,
+    now: i64,
+    run_at: i64,
+    error: Option<&str>,
+    uncount_attempt: bool,
+) -> Result<Option<JobId>, StoreError> {
+    let (handler, account, subject, attempts): (String, String, String, i32) =
+        sqlx::query_as("SELECT handler, account, subject, attempts FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+    let attempts = if uncount_attempt {
+        attempts.saturating_sub(1).max(0)
+    } else {
+        attempts
+    };
+    let pending: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM jobs
+         WHERE handler = $1 AND account = $2 AND subject = $3 AND state = 'pending' FOR UPDATE",
+    )
+    .bind(&handler)
+    .bind(&account)
+    .bind(&subject)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match pending {
+        Some(other) if other != id => {
+            sqlx::query(
+                "INSERT INTO job_events (job_id, event_seq)
+                 SELECT $1, event_seq FROM job_events WHERE job_id = $2
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(other)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "UPDATE jobs SET attempts = GREATEST(attempts, $2), run_at = GREATEST(run_at, $3),
+                    last_error = COALESCE($4, last_error), updated_at = $5 WHERE id = $1",
+            )
+            .bind(other)
+            .bind(attempts)
+            .bind(run_at)
+            .bind(error)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "UPDATE jobs SET state = 'merged', attempts = $2, last_error = $3,
+                    lease_owner = NULL, lease_until = NULL, updated_at = $4, finished_at = $4
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(attempts)
+            .bind(format!("merged into job {other}"))
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            Ok(Some(JobId(other)))
+        }
+        _ => {
+            sqlx::query(
+                "UPDATE jobs SET state = 'pending', run_at = $2, attempts = $3,
+                    last_error = COALESCE($4, last_error), lease_owner = NULL, lease_until = NULL,
+                    updated_at = $5 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(run_at)
+            .bind(attempts)
+            .bind(error)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            Ok(None)
+        }
+    }
+}
+
+pub async fn retry(
+    conn: &mut PgConnection,
+    id: JobId,
+    now: i64,
+) -> Result<RetryResult, StoreError> {
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 FOR UPDATE")
+            .bind(id.0)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(state) = state else {
+        return Ok(RetryResult::NotFound);
+    };
+    let state = JobState::parse(&state).unwrap_or(JobState::Dead);
+    if state != JobState::Dead {
+        return Ok(RetryResult::NotDead(state));
+    }
+    sqlx::query("UPDATE jobs SET attempts = 0, finished_at = NULL WHERE id = $1")
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await?;
+    Ok(match requeue(conn, id.0, now, now, None, false).await? {
+        Some(other) => RetryResult::MergedInto(other),
+        None => RetryResult::Requeued(id),
+    })
+}
+
+pub async fn next_due(conn: &mut PgConnection) -> Result<Option<i64>, StoreError> {
+    // LEAST ignores NULLs: either kind of deadline alone is the answer.
+    Ok(sqlx::query_scalar(
+        "SELECT LEAST((SELECT MIN(run_at) FROM jobs WHERE state = 'pending'),
+                      (SELECT MIN(lease_until) FROM jobs WHERE state = 'running'))",
+    )
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+const JOB_COLUMNS: &str = "j.id, j.handler, j.account, j.subject, j.state, j.run_at, j.first_seen,
+    j.deadline_at, j.attempts, j.max_attempts, j.lease_owner, j.lease_until, j.last_error,
+    j.created_at, j.updated_at, j.finished_at,
+    (SELECT COUNT(*) FROM job_events je WHERE je.job_id = j.id) AS events";
+
+/// Attempt counts are INTEGER columns; the API speaks u32.
+fn count(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn job_from_row(r: &PgRow) -> Result<JobRecord, sqlx::Error> {
+    let state: String = r.try_get(4)?;
+    Ok(JobRecord {
+        id: JobId(r.try_get(0)?),
+        handler: r.try_get(1)?,
+        account: r.try_get(2)?,
+        subject: r.try_get(3)?,
+        state: JobState::parse(&state).unwrap_or(JobState::Dead),
+        run_at_ms: r.try_get(5)?,
+        first_seen_ms: r.try_get(6)?,
+        deadline_at_ms: r.try_get(7)?,
+        attempts: r.try_get::<i32, _>(8)?.max(0).unsigned_abs(),
+        max_attempts: r.try_get::<i32, _>(9)?.max(0).unsigned_abs(),
+        lease_owner: r.try_get(10)?,
+        lease_until_ms: r.try_get(11)?,
+        last_error: r.try_get(12)?,
+        created_at_ms: r.try_get(13)?,
+        updated_at_ms: r.try_get(14)?,
+        finished_at_ms: r.try_get(15)?,
+        events: r.try_get(16)?,
+    })
+}
+
+/// The jobs `ids` with their events, in the order of `ids`: two queries however many jobs.
+async fn load(conn: &mut PgConnection, ids: &[JobId]) -> Result<Vec<JobWithEvents>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let raw: Vec<i64> = ids.iter().map(|id| id.0).collect();
+    let jobs = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {JOB_COLUMNS} FROM jobs j WHERE j.id = ANY($1)"
+    )))
+    .bind(&raw)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut jobs: HashMap<i64, JobWithEvents> = jobs
+        .iter()
+        .map(|row| {
+            let job = job_from_row(row)?;
+            Ok((
+                job.id.0,
+                JobWithEvents {
+                    job,
+                    events: Vec::new(),
+                },
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    let events = sqlx::query(
+        "SELECT je.job_id, e.* FROM job_events je JOIN events e ON e.seq = je.event_seq
+         WHERE je.job_id = ANY($1) ORDER BY je.job_id, e.seq",
+    )
+    .bind(&raw)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in &events {
+        let job_id: i64 = row.try_get("job_id")?;
+        let event: StoredEvent = super::event_from_row(row)?;
+        if let Some(job) = jobs.get_mut(&job_id) {
+            job.events.push(event);
+        }
+    }
+    Ok(ids.iter().filter_map(|id| jobs.remove(&id.0)).collect())
+}
+
+pub async fn get(conn: &mut PgConnection, id: JobId) -> Result<Option<JobWithEvents>, StoreError> {
+    Ok(load(conn, &[id]).await?.pop())
+}
+
+pub async fn list(
+    conn: &mut PgConnection,
+    filter: &JobFilter,
+) -> Result<Vec<JobRecord>, StoreError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {JOB_COLUMNS} FROM jobs j
+         WHERE ($1::text IS NULL OR j.state = $1) AND ($2::text IS NULL OR j.account = $2)
+           AND ($3::text IS NULL OR j.handler = $3) AND ($4::bigint IS NULL OR j.id < $4)
+         ORDER BY j.id DESC LIMIT $5"
+    )))
+    .bind(filter.state.map(JobState::as_str))
+    .bind(&filter.account)
+    .bind(&filter.handler)
+    .bind(filter.before_id)
+    .bind(i64::from(filter.limit.max(1)))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.iter().map(job_from_row).collect::<Result<_, _>>()?)
+}

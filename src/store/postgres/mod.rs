@@ -1,0 +1,489 @@
+//! The store for several replicas: PostgreSQL through a connection pool, with the same semantics
+//! as the SQLite store (`sqlite/`), which is the reference; the contract tests run against both.
+//!
+//! Every write runs in one READ COMMITTED transaction. Conflicts between replicas are settled by
+//! the database: `ON CONFLICT` for dedupe and debounce, `FOR UPDATE SKIP LOCKED` and the unique
+//! partial index `jobs_one_running_per_account` for claims. Ingest takes its locks in a fixed
+//! order (event ids by hash, then job keys sorted), so two batches do not deadlock. What READ
+//! COMMITTED can still raise under concurrency (a deadlock between a reaper and an ingest, a
+//! unique violation from a row another transaction committed a moment ago) is retried as a
+//! whole transaction, a few times.
+//!
+//! URL: `postgres://user@host/db?schema=NAME` keeps every table in schema NAME (created if
+//! missing): tests isolate themselves this way, and so can several deployments sharing one
+//! database. The parameter is hookwise's, removed before the URL reaches the driver.
+
+mod jobs;
+
+use super::migrate::{Migration, POSTGRES};
+use super::{
+    Disposition, EventFilter, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId, JobRecord,
+    JobWithEvents, RetryResult, Store, StoreError, StoredEvent, redact,
+};
+use crate::event::{EventId, SourceName};
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Row};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Enough for the ingest writer, the scheduler and a few API reads per replica; PostgreSQL's own
+/// limit (100 by default) is shared by every replica.
+const MAX_CONNECTIONS: u32 = 10;
+
+/// How often a transaction that lost a race (deadlock, serialization failure, unique violation)
+/// is run again before the error is reported. Each retry sees the winner's committed rows, so a
+/// second attempt almost always succeeds.
+const MAX_TX_ATTEMPTS: u64 = 5;
+
+/// Advisory lock namespace for migrations (the two-key form, so it cannot collide with a
+/// single-key lock an operator's tooling might take); the second key is the schema's hash.
+const MIGRATE_LOCK_CLASS: i32 = 0x686b_7701; // "hkw" + 1
+
+/// Advisory lock namespace for ingest: one lock per (schema, source, event id); see
+/// `lock_event_ids`.
+const INGEST_LOCK_CLASS: i32 = 0x686b_7702;
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+/// Runs `$body` (an async expression using `$conn: &mut PgConnection`) in a transaction and
+/// commits it; a transaction that lost a race is rolled back and run again from the start, so
+/// `$body` must not have effects outside the database.
+macro_rules! in_transaction {
+    ($store:expr, $what:literal, |$conn:ident| $body:expr) => {{
+        let mut attempt: u64 = 1;
+        loop {
+            let mut tx = $store.pool.begin().await?;
+            let result = {
+                let $conn: &mut PgConnection = &mut tx;
+                $body.await
+            };
+            let result = match result {
+                Ok(value) => tx.commit().await.map(|()| value).map_err(StoreError::from),
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
+            };
+            match result {
+                Err(e) if attempt < MAX_TX_ATTEMPTS && is_transient(&e) => {
+                    tracing::debug!(error = %e, attempt, what = $what, "transaction lost a race; retrying");
+                    // A little jitter so two replicas that deadlocked do not collide again.
+                    tokio::time::sleep(Duration::from_millis(fastrand::u64(1..=5 * attempt))).await;
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+impl PostgresStore {
+    /// Connects to `postgres://...` or `postgresql://...`; see the module docs for `schema=NAME`.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let open_error = |reason: String| StoreError::Open {
+            url: redact(url),
+            reason,
+        };
+        let (driver_url, schema) = split_schema(url).map_err(open_error)?;
+        let mut options =
+            PgConnectOptions::from_str(&driver_url).map_err(|e| open_error(e.to_string()))?;
+        if let Some(schema) = &schema {
+            let mut conn = PgConnection::connect_with(&options)
+                .await
+                .map_err(|e| open_error(e.to_string()))?;
+            create_schema(&mut conn, schema)
+                .await
+                .map_err(|e| open_error(format!("creating schema {schema}: {e}")))?;
+            let _ = conn.close().await;
+            // A startup parameter rather than `SET` in `after_connect`: it is the session's
+            // default, so it costs no round trip and survives `RESET ALL` / `DISCARD ALL`.
+            options = options.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| open_error(e.to_string()))?;
+        Ok(Self { pool })
+    }
+}
+
+/// Removes `schema=NAME` from the URL's query. NAME must be a plain lower-case identifier: it is
+/// spliced into `CREATE SCHEMA` and `search_path`, where quoting rules would otherwise bite.
+fn split_schema(url: &str) -> Result<(String, Option<String>), String> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), None));
+    };
+    let mut schema = None;
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.strip_prefix("schema=") {
+            Some(name) => schema = Some(name.to_string()),
+            None => rest.push(pair),
+        }
+    }
+    if let Some(name) = &schema {
+        let valid = name.len() <= 63
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return Err(format!(
+                "schema {name:?}: expected a lower-case identifier ([a-z_][a-z0-9_]*, at most 63 bytes)"
+            ));
+        }
+    }
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((url, schema))
+}
+
+async fn create_schema(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    // Checked first because `IF NOT EXISTS` logs a NOTICE on every start once the schema exists.
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(&mut *conn)
+            .await?;
+    if exists {
+        return Ok(());
+    }
+    // `schema` was checked to be a plain identifier by `split_schema`.
+    let created = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema}"
+    )))
+    .execute(&mut *conn)
+    .await;
+    match created {
+        // Two replicas creating it at once: the loser sees a unique violation on pg_namespace.
+        Err(e) if sqlstate(&e).is_some_and(|c| c == "23505" || c == "42P06") => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.into_owned())
+}
+
+/// Errors that mean "another transaction got there first", not "this cannot work": a deadlock,
+/// a serialization failure, or a unique violation against a row committed after our snapshot.
+fn is_transient(e: &StoreError) -> bool {
+    let StoreError::Database(e) = e else {
+        return false;
+    };
+    sqlstate(e).is_some_and(|c| matches!(c.as_str(), "40001" | "40P01" | "23505"))
+}
+
+fn event_from_row(row: &PgRow) -> Result<StoredEvent, sqlx::Error> {
+    Ok(StoredEvent {
+        seq: row.try_get("seq")?,
+        source: SourceName::new(row.try_get::<String, _>("source")?),
+        event_id: EventId::new(row.try_get::<String, _>("event_id")?),
+        kind: row.try_get("kind")?,
+        account: row.try_get("account")?,
+        subject: row.try_get("subject")?,
+        occurred_at_ms: row.try_get("occurred_at")?,
+        received_at_ms: row.try_get("received_at")?,
+        status: row.try_get("status")?,
+        status_reason: row.try_get("status_reason")?,
+        payload: row.try_get("payload")?,
+    })
+}
+
+/// One migration in its own transaction, like SQLite, under a transaction-level advisory lock:
+/// replicas starting together queue here, and each finds the work done by the first.
+async fn apply_migration(
+    conn: &mut PgConnection,
+    Migration { version, name, sql }: &Migration,
+) -> Result<bool, StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(COALESCE(current_schema(), '')))")
+        .bind(MIGRATE_LOCK_CLASS)
+        .execute(&mut *conn)
+        .await?;
+    let has_table: bool = sqlx::query_scalar("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !has_table {
+        sqlx::raw_sql(
+            "CREATE TABLE schema_migrations (
+                version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+            .bind(version)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if applied.is_some() {
+        return Ok(false);
+    }
+    sqlx::raw_sql(*sql)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| StoreError::Migration {
+            version: *version,
+            name,
+            reason: e.to_string(),
+        })?;
+    sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+        .bind(version)
+        .bind(*name)
+        .bind(chrono::Utc::now().timestamp_millis())
+        .execute(&mut *conn)
+        .await?;
+    Ok(true)
+}
+
+/// Takes a transaction-level lock on every event id of the batch, in one statement and in hash
+/// order. Two replicas given the same events (a sender retrying against another replica while
+/// the first delivery commits) would otherwise wait on each other's uncommitted rows in batch
+/// order, deadlock whenever their orders differ, and pay deadlock_timeout and a retry. Ordered
+/// up front, the later batch simply waits for the earlier one and finds the ids stored. A hash
+/// collision only makes two unrelated batches take turns.
+async fn lock_event_ids(conn: &mut PgConnection, batch: &[IngestItem]) -> Result<(), StoreError> {
+    let sources: Vec<&str> = batch.iter().map(|i| i.event.source.as_str()).collect();
+    let ids: Vec<&str> = batch.iter().map(|i| i.event.id.as_str()).collect();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock($1, k) FROM (
+            SELECT DISTINCT hashtext(COALESCE(current_schema(), '') || chr(31) || s || chr(31) || i) AS k
+            FROM unnest($2::text[], $3::text[]) AS u (s, i)
+            ORDER BY k) keys",
+    )
+    .bind(INGEST_LOCK_CLASS)
+    .bind(sources)
+    .bind(ids)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores the batch's events in batch order, then routes them. Routing is done in job-key order
+/// (a stable sort, so each key sees its events in batch order and debounces exactly as SQLite
+/// does): every ingest transaction then locks pending job rows in the same order, and two
+/// replicas whose batches touch the same tickets cannot deadlock on them.
+async fn ingest_batch(
+    conn: &mut PgConnection,
+    batch: &[IngestItem],
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    lock_event_ids(conn, batch).await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    // (outcome index, route index, route, account, event seq, now)
+    let mut to_route = Vec::new();
+    for (i, IngestItem { event, disposition }) in batch.iter().enumerate() {
+        let (status, reason) = match disposition {
+            Disposition::Ignore(reason) => ("ignored", Some(reason.as_str())),
+            Disposition::Route(routes) if routes.is_empty() => ("unrouted", None),
+            Disposition::Route(_) => ("routed", None),
+        };
+        // A concurrent insert of the same id by another replica waits for that transaction:
+        // if it commits, this is a duplicate; if it rolls back, this one is stored.
+        let seq: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO events (source, event_id, kind, account, subject, occurred_at,
+                received_at, actor_kind, actor_id, status, status_reason, payload)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (source, event_id) DO NOTHING
+             RETURNING seq",
+        )
+        .bind(event.source.as_str())
+        .bind(event.id.as_str())
+        .bind(&event.kind)
+        .bind(event.account.as_str())
+        .bind(&event.subject)
+        .bind(event.occurred_at.timestamp_millis())
+        .bind(event.received_at.timestamp_millis())
+        .bind(event.actor.as_ref().map(|a| a.kind.as_str()))
+        .bind(event.actor.as_ref().map(|a| a.id.as_str()))
+        .bind(status)
+        .bind(reason)
+        .bind(&event.payload)
+        .fetch_optional(&mut *conn)
+        .await?;
+        // A duplicate changes nothing: its jobs were decided when it first arrived.
+        if let (Some(seq), Disposition::Route(routes)) = (seq, disposition) {
+            let now = event.received_at.timestamp_millis();
+            for (r, route) in routes.iter().enumerate() {
+                to_route.push((i, r, route, event.account.as_str(), seq, now));
+            }
+        }
+        outcomes.push(IngestOutcome {
+            event_id: event.id.clone(),
+            duplicate: seq.is_none(),
+            jobs: Vec::new(),
+        });
+    }
+    to_route
+        .sort_by(|a, b| (&a.2.handler, a.3, &a.2.subject).cmp(&(&b.2.handler, b.3, &b.2.subject)));
+    let mut routed = Vec::with_capacity(to_route.len());
+    for (i, r, route, account, seq, now) in to_route {
+        routed.push((
+            i,
+            r,
+            jobs::route_event(conn, account, seq, route, now).await?,
+        ));
+    }
+    // Each outcome lists its jobs in route order, as the routes were given.
+    routed.sort_unstable_by_key(|&(i, r, _)| (i, r));
+    for (i, _, job) in routed {
+        outcomes[i].jobs.push(job);
+    }
+    Ok(outcomes)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        for migration in POSTGRES {
+            let applied =
+                in_transaction!(self, "migrate", |conn| apply_migration(conn, migration))?;
+            if applied {
+                tracing::info!(
+                    version = migration.version,
+                    name = migration.name,
+                    "applied migration"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ingest(&self, batch: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError> {
+        in_transaction!(self, "ingest", |conn| ingest_batch(conn, &batch))
+    }
+
+    async fn get_event(
+        &self,
+        source: &SourceName,
+        id: &EventId,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let row = sqlx::query("SELECT * FROM events WHERE source = $1 AND event_id = $2")
+            .bind(source.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(event_from_row).transpose()?)
+    }
+
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM events
+             WHERE ($1::text IS NULL OR source = $1) AND ($2::text IS NULL OR account = $2)
+               AND ($3::text IS NULL OR kind = $3) AND ($4::bigint IS NULL OR seq < $4)
+             ORDER BY seq DESC LIMIT $5",
+        )
+        .bind(&filter.source)
+        .bind(&filter.account)
+        .bind(&filter.kind)
+        .bind(filter.before_seq)
+        .bind(i64::from(filter.limit.max(1)))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(event_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<JobWithEvents>, StoreError> {
+        in_transaction!(self, "claim", |conn| jobs::claim(
+            conn, owner, now_ms, limit, lease_ms
+        ))
+    }
+
+    async fn extend_lease(
+        &self,
+        job: JobId,
+        owner: &str,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        jobs::extend_lease(&mut conn, job, owner, until_ms).await
+    }
+
+    async fn finish_job(
+        &self,
+        job: JobId,
+        owner: &str,
+        now_ms: i64,
+        finish: JobFinish,
+    ) -> Result<bool, StoreError> {
+        in_transaction!(self, "finish", |conn| jobs::finish(
+            conn,
+            job,
+            owner,
+            now_ms,
+            finish.clone()
+        ))
+    }
+
+    async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        jobs::next_due(&mut conn).await
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        jobs::list(&mut conn, filter).await
+    }
+
+    async fn get_job(&self, id: JobId) -> Result<Option<JobWithEvents>, StoreError> {
+        // One snapshot for the job and its events, so the count matches the list.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let job = jobs::get(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    async fn retry_job(&self, id: JobId, now_ms: i64) -> Result<RetryResult, StoreError> {
+        in_transaction!(self, "retry", |conn| jobs::retry(conn, id, now_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_schema;
+
+    #[test]
+    fn the_schema_parameter_is_removed_and_checked() {
+        let split = |u: &str| split_schema(u);
+        assert_eq!(
+            split("postgres://u@h/db").unwrap(),
+            ("postgres://u@h/db".into(), None)
+        );
+        assert_eq!(
+            split("postgres://u@h/db?schema=hw_1&sslmode=disable").unwrap(),
+            (
+                "postgres://u@h/db?sslmode=disable".into(),
+                Some("hw_1".into())
+            )
+        );
+        assert_eq!(
+            split("postgres://u@h/db?schema=hw").unwrap(),
+            ("postgres://u@h/db".into(), Some("hw".into()))
+        );
+        assert!(split("postgres://u@h/db?schema=x;drop").is_err());
+        assert!(split("postgres://u@h/db?schema=Upper").is_err());
+    }
+}
