@@ -218,6 +218,23 @@ pub enum StoreError {
     Batch(Arc<str>),
     #[error("the store is shutting down")]
     Closed,
+    /// A stored value this version cannot read (e.g. a job state written by a newer version).
+    #[error("unreadable stored value: {0}")]
+    Corrupt(String),
+}
+
+/// The row count a list query uses: 0 (unset) means the default page of 50; at most 10,000.
+pub(crate) fn page_limit(limit: u32) -> i64 {
+    if limit == 0 {
+        50
+    } else {
+        i64::from(limit.min(10_000))
+    }
+}
+
+/// Reads a stored job state; an unknown one is an error, never silently another state.
+pub(crate) fn job_state(s: &str) -> Result<JobState, StoreError> {
+    JobState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("job state {s:?}")))
 }
 
 #[async_trait]

@@ -341,7 +341,7 @@ pub async fn retry(
     let Some(state) = state else {
         return Ok(RetryResult::NotFound);
     };
-    let state = JobState::parse(&state).unwrap_or(JobState::Dead);
+    let state = crate::store::job_state(&state)?;
     if state != JobState::Dead {
         return Ok(RetryResult::NotDead(state));
     }
@@ -382,7 +382,8 @@ fn job_from_row(r: &PgRow) -> Result<JobRecord, sqlx::Error> {
         handler: r.try_get(1)?,
         account: r.try_get(2)?,
         subject: r.try_get(3)?,
-        state: JobState::parse(&state).unwrap_or(JobState::Dead),
+        state: JobState::parse(&state)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown job state {state:?}").into()))?,
         run_at_ms: r.try_get(5)?,
         first_seen_ms: r.try_get(6)?,
         deadline_at_ms: r.try_get(7)?,
@@ -458,7 +459,7 @@ pub async fn list(
     .bind(&filter.account)
     .bind(&filter.handler)
     .bind(filter.before_id)
-    .bind(i64::from(filter.limit.max(1)))
+    .bind(crate::store::page_limit(filter.limit))
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows.iter().map(job_from_row).collect::<Result<_, _>>()?)

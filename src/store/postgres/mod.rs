@@ -391,7 +391,7 @@ impl Store for PostgresStore {
         .bind(&filter.account)
         .bind(&filter.kind)
         .bind(filter.before_seq)
-        .bind(i64::from(filter.limit.max(1)))
+        .bind(crate::store::page_limit(filter.limit))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(event_from_row).collect::<Result<_, _>>()?)

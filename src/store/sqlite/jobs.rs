@@ -102,10 +102,15 @@ fn reap_expired_leases(conn: &Connection, now: i64) -> Result<(), StoreError> {
         .collect::<Result<_, _>>()?;
     for (id, attempts, max_attempts) in expired {
         let error = "lease expired: the worker stopped without finishing the run".to_string();
-        tracing::warn!(job = id, attempts, "lease expired; job requeued");
         if attempts >= max_attempts {
+            tracing::warn!(
+                job = id,
+                attempts,
+                "lease expired; no attempts left, job dead"
+            );
             set_dead(conn, id, now, &error)?;
         } else {
+            tracing::warn!(job = id, attempts, "lease expired; job requeued");
             requeue(conn, id, now, now, Some(&error), false)?;
         }
     }
@@ -235,7 +240,7 @@ pub fn retry(conn: &Connection, id: JobId, now: i64) -> Result<RetryResult, Stor
     let Some(state) = state else {
         return Ok(RetryResult::NotFound);
     };
-    let state = JobState::parse(&state).unwrap_or(JobState::Dead);
+    let state = crate::store::job_state(&state)?;
     if state != JobState::Dead {
         return Ok(RetryResult::NotDead(state));
     }
@@ -269,7 +274,13 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
         handler: r.get(1)?,
         account: r.get(2)?,
         subject: r.get(3)?,
-        state: JobState::parse(&state).unwrap_or(JobState::Dead),
+        state: JobState::parse(&state).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                4,
+                rusqlite::types::Type::Text,
+                format!("unknown job state {state:?}").into(),
+            )
+        })?,
         run_at_ms: r.get(5)?,
         first_seen_ms: r.get(6)?,
         deadline_at_ms: r.get(7)?,
@@ -321,7 +332,7 @@ pub fn list(conn: &Connection, filter: &JobFilter) -> Result<Vec<JobRecord>, Sto
                 filter.account,
                 filter.handler,
                 filter.before_id,
-                i64::from(filter.limit.max(1))
+                crate::store::page_limit(filter.limit)
             ],
             job_from_row,
         )?

@@ -263,7 +263,7 @@ impl Store for SqliteStore {
                     filter.account,
                     filter.kind,
                     filter.before_seq,
-                    i64::from(filter.limit.max(1))
+                    crate::store::page_limit(filter.limit)
                 ],
                 event_from_row,
             )?;

@@ -24,7 +24,7 @@ CREATE UNIQUE INDEX jobs_one_pending_per_key ON jobs (handler, account, subject)
 -- Serialization: at most one running job per account, enforced by the database.
 CREATE UNIQUE INDEX jobs_one_running_per_account ON jobs (account) WHERE state = 'running';
 CREATE INDEX jobs_due ON jobs (run_at, id) WHERE state = 'pending';
-CREATE INDEX jobs_by_state ON jobs (state, id);
+CREATE INDEX jobs_running ON jobs (lease_until) WHERE state = 'running';
 
 -- Every event a job has coalesced, in arrival order.
 CREATE TABLE job_events (

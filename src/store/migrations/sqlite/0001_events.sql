@@ -10,7 +10,7 @@ CREATE TABLE events (
     received_at  INTEGER NOT NULL, -- Unix milliseconds
     actor_kind   TEXT,
     actor_id     TEXT,
-    -- routed: handed to the jobs it matched (maybe none); ignored: kept but deliberately not routed.
+    -- routed: started or joined jobs; unrouted: no handler matched; ignored: kept, never routed (status_reason says why).
     status       TEXT    NOT NULL DEFAULT 'routed',
     status_reason TEXT,
     payload      TEXT    NOT NULL,
