@@ -5,5 +5,6 @@ mod handlers;
 mod ingest;
 mod jobs;
 mod replay;
+mod replicas;
 mod store_contract;
 mod support;

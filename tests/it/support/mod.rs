@@ -31,10 +31,15 @@ pub fn test_config_text(db: &Path) -> String {
 
 /// The test configuration, with a handlers directory and extra TOML appended (e.g. `[scheduler]`).
 pub fn test_config_text_with(db: &Path, handlers: &Path, extra: &str) -> String {
+    config_text(&format!("sqlite://{}", db.display()), handlers, extra)
+}
+
+/// The test configuration on any store URL (PostgreSQL for the replica tests).
+pub fn config_text(store: &str, handlers: &Path, extra: &str) -> String {
     format!(
         r#"
 listen = "127.0.0.1:0"
-store = "sqlite://{db}"
+store = "{store}"
 handlers_dir = "{handlers}"
 max_body_bytes = 65536
 
@@ -83,7 +88,6 @@ event = "work"
 
 {extra}
 "#,
-        db = db.display(),
         handlers = handlers.display(),
     )
 }
