@@ -226,7 +226,8 @@ fn secrets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Secret>, D::Error> {
         .collect())
 }
 
-/// A problem with the configuration, naming where it is.
+/// A problem in a configuration or handler file, naming the file and the key (handler files use it
+/// too, as `handler::HandlerError`): a user fixes every problem in one pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub file: PathBuf,
@@ -236,9 +237,13 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn new(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        file: impl Into<PathBuf>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
-            file: file.to_path_buf(),
+            file: file.into(),
             key: key.into(),
             message: message.into(),
         }

@@ -30,6 +30,17 @@ pub enum Disposition {
     Ignore(String),
 }
 
+impl Disposition {
+    /// The event's stored `status` and `status_reason`.
+    pub fn status(&self) -> (&'static str, Option<&str>) {
+        match self {
+            Disposition::Ignore(reason) => ("ignored", Some(reason.as_str())),
+            Disposition::Route(routes) if routes.is_empty() => ("unrouted", None),
+            Disposition::Route(_) => ("routed", None),
+        }
+    }
+}
+
 /// One matching handler's job for an event: created, or folded into the pending job of its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {

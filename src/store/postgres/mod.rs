@@ -282,11 +282,7 @@ async fn ingest_batch(
     // (outcome index, route index, route, account, event seq, now)
     let mut to_route = Vec::new();
     for (i, IngestItem { event, disposition }) in batch.iter().enumerate() {
-        let (status, reason) = match disposition {
-            Disposition::Ignore(reason) => ("ignored", Some(reason.as_str())),
-            Disposition::Route(routes) if routes.is_empty() => ("unrouted", None),
-            Disposition::Route(_) => ("routed", None),
-        };
+        let (status, reason) = disposition.status();
         // A concurrent insert of the same id by another replica waits for that transaction:
         // if it commits, this is a duplicate; if it rolls back, this one is stored.
         let seq: Option<i64> = sqlx::query_scalar(

@@ -175,11 +175,7 @@ impl Store for SqliteStore {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut outcomes = Vec::with_capacity(batch.len());
             for IngestItem { event, disposition } in &batch {
-                let (status, reason) = match disposition {
-                    Disposition::Ignore(reason) => ("ignored", Some(reason.as_str())),
-                    Disposition::Route(routes) if routes.is_empty() => ("unrouted", None),
-                    Disposition::Route(_) => ("routed", None),
-                };
+                let (status, reason) = disposition.status();
                 let inserted = tx
                     .prepare_cached(
                         "INSERT INTO events (source, event_id, kind, account, subject, occurred_at,
