@@ -5,10 +5,15 @@
 //! The agent loop only ever sees these types; wire formats stay inside `openai.rs` and
 //! `anthropic.rs`, so a transcript recorded with one provider can be replayed to the other.
 
+mod http;
+pub mod openai;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
+
+pub use openai::{OpenAiConfig, OpenAiProvider};
 
 /// One turn of a conversation. The system prompt normally goes in `CompletionRequest::system`;
 /// `System` messages are for instructions added mid-run (Anthropic has no such role, so its client
