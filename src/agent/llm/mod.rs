@@ -5,6 +5,7 @@
 //! The agent loop only ever sees these types; wire formats stay inside `openai.rs` and
 //! `anthropic.rs`, so a transcript recorded with one provider can be replayed to the other.
 
+pub mod anthropic;
 mod http;
 pub mod openai;
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
 
+pub use anthropic::{AnthropicConfig, AnthropicProvider};
 pub use openai::{OpenAiConfig, OpenAiProvider};
 
 /// One turn of a conversation. The system prompt normally goes in `CompletionRequest::system`;
