@@ -1,6 +1,7 @@
 //! hookwise: signed webhooks from helpdesk and customer-success platforms, verified, stored once,
 //! and turned into safe, rate-limited LLM agent runs. See `src/ARCHITECTURE.md` for the code map.
 
+pub mod agent;
 pub mod cli;
 pub mod clock;
 pub mod config;

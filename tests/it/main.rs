@@ -4,6 +4,7 @@
 mod handlers;
 mod ingest;
 mod jobs;
+mod llm;
 mod replay;
 mod replicas;
 mod store_contract;

@@ -1,7 +1,10 @@
 //! Test support: `TestApp::spawn` runs the real service on a random loopback port with a fresh
-//! SQLite file, and signs requests the way each configured sender would.
+//! SQLite file, and signs requests the way each configured sender would; `fake_llm` stands in for
+//! the LLM providers.
 
 #![allow(dead_code)] // each test module uses a different part
+
+pub mod fake_llm;
 
 use hookwise::Server;
 use hookwise::clock::{Clock, ManualClock, SharedClock, SystemClock};

@@ -1,0 +1,144 @@
+//! A scripted fake LLM provider: an axum server on a loopback port that answers each request with
+//! the next scripted reply and records what it received, so a test can assert on the exact
+//! headers and body a client sent. It speaks whatever wire format the script is written in.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// One scripted answer.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn ok(body: Value) -> Self {
+        Self::status(200, body)
+    }
+
+    pub fn status(status: u16, body: Value) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// One request as the fake saw it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: Method,
+    /// Path and query, e.g. `/v1/chat/completions`.
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body: Value,
+    /// On tokio's clock, so a paused test measures virtual waits between requests.
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+}
+
+#[derive(Default)]
+struct Script {
+    replies: VecDeque<Reply>,
+    received: Vec<Received>,
+}
+
+pub struct FakeLlm {
+    /// `http://127.0.0.1:PORT`: an IP, so no resolver thread runs (a paused clock would jump
+    /// while the runtime waits for one).
+    pub url: String,
+    script: Arc<Mutex<Script>>,
+    server: JoinHandle<()>,
+}
+
+impl FakeLlm {
+    pub async fn start(replies: Vec<Reply>) -> FakeLlm {
+        hookwise::init_tls();
+        let script = Arc::new(Mutex::new(Script {
+            replies: replies.into(),
+            received: Vec::new(),
+        }));
+        let app = axum::Router::new()
+            .fallback(answer)
+            .with_state(script.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        FakeLlm {
+            url,
+            script,
+            server,
+        }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.script.lock().unwrap().received.clone()
+    }
+
+    /// Scripted replies nobody asked for: a test that expects no retry checks this stayed full.
+    pub fn unused(&self) -> usize {
+        self.script.lock().unwrap().replies.len()
+    }
+}
+
+impl Drop for FakeLlm {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn answer(
+    State(script): State<Arc<Mutex<Script>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut script = script.lock().unwrap();
+    script.received.push(Received {
+        method,
+        uri: uri.to_string(),
+        headers,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        at: Instant::now(),
+    });
+    // Past the script the answer is a 418 no client retries, so a retry bug cannot loop.
+    let reply = script.replies.pop_front().unwrap_or_else(|| {
+        Reply::status(
+            418,
+            json!({"error": {"message": "fake: unscripted request"}}),
+        )
+    });
+    let mut response = (
+        StatusCode::from_u16(reply.status).unwrap(),
+        axum::Json(reply.body),
+    )
+        .into_response();
+    for (name, value) in reply.headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
+}
