@@ -269,6 +269,85 @@ async fn lock_event_ids(conn: &mut PgConnection, batch: &[IngestItem]) -> Result
     Ok(())
 }
 
+/// Inserts the whole batch in one statement (one round trip, not one per event) and returns, per
+/// item, the new event's seq or None for a duplicate. Within the batch the first occurrence of an
+/// id is the stored one; `ON CONFLICT DO NOTHING` skips the rest, like ids stored earlier. A
+/// concurrent insert of the same id by another replica was already serialized by
+/// `lock_event_ids`.
+async fn insert_events(
+    conn: &mut PgConnection,
+    batch: &[IngestItem],
+) -> Result<Vec<Option<i64>>, StoreError> {
+    let events = batch.iter().map(|i| &i.event);
+    let statuses: Vec<(&str, Option<&str>)> =
+        batch.iter().map(|i| i.disposition.status()).collect();
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(
+        "INSERT INTO events (source, event_id, kind, account, subject, occurred_at, received_at,
+            actor_kind, actor_id, status, status_reason, payload)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+            $6::int8[], $7::int8[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
+         ON CONFLICT (source, event_id) DO NOTHING
+         RETURNING seq, source, event_id",
+    )
+    .bind(
+        events
+            .clone()
+            .map(|e| e.source.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(events.clone().map(|e| e.id.as_str()).collect::<Vec<_>>())
+    .bind(events.clone().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+    .bind(
+        events
+            .clone()
+            .map(|e| e.account.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .clone()
+            .map(|e| e.subject.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .clone()
+            .map(|e| e.occurred_at.timestamp_millis())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .clone()
+            .map(|e| e.received_at.timestamp_millis())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .clone()
+            .map(|e| e.actor.as_ref().map(|a| a.kind.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .clone()
+            .map(|e| e.actor.as_ref().map(|a| a.id.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(statuses.iter().map(|s| s.0).collect::<Vec<_>>())
+    .bind(statuses.iter().map(|s| s.1).collect::<Vec<_>>())
+    .bind(events.map(|e| e.payload.as_str()).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut inserted: std::collections::HashMap<(String, String), i64> = rows
+        .into_iter()
+        .map(|(seq, source, id)| ((source, id), seq))
+        .collect();
+    Ok(batch
+        .iter()
+        .map(|i| inserted.remove(&(i.event.source.to_string(), i.event.id.to_string())))
+        .collect())
+}
+
 /// Stores the batch's events in batch order, then routes them. Routing is done in job-key order
 /// (a stable sort, so each key sees its events in batch order and debounces exactly as SQLite
 /// does): every ingest transaction then locks pending job rows in the same order, and two
@@ -278,34 +357,11 @@ async fn ingest_batch(
     batch: &[IngestItem],
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     lock_event_ids(conn, batch).await?;
+    let seqs = insert_events(conn, batch).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     // (outcome index, route index, route, account, event seq, now)
     let mut to_route = Vec::new();
-    for (i, IngestItem { event, disposition }) in batch.iter().enumerate() {
-        let (status, reason) = disposition.status();
-        // A concurrent insert of the same id by another replica waits for that transaction:
-        // if it commits, this is a duplicate; if it rolls back, this one is stored.
-        let seq: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO events (source, event_id, kind, account, subject, occurred_at,
-                received_at, actor_kind, actor_id, status, status_reason, payload)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             ON CONFLICT (source, event_id) DO NOTHING
-             RETURNING seq",
-        )
-        .bind(event.source.as_str())
-        .bind(event.id.as_str())
-        .bind(&event.kind)
-        .bind(event.account.as_str())
-        .bind(&event.subject)
-        .bind(event.occurred_at.timestamp_millis())
-        .bind(event.received_at.timestamp_millis())
-        .bind(event.actor.as_ref().map(|a| a.kind.as_str()))
-        .bind(event.actor.as_ref().map(|a| a.id.as_str()))
-        .bind(status)
-        .bind(reason)
-        .bind(&event.payload)
-        .fetch_optional(&mut *conn)
-        .await?;
+    for (i, (IngestItem { event, disposition }, seq)) in batch.iter().zip(seqs).enumerate() {
         // A duplicate changes nothing: its jobs were decided when it first arrived.
         if let (Some(seq), Disposition::Route(routes)) = (seq, disposition) {
             let now = event.received_at.timestamp_millis();
