@@ -248,6 +248,47 @@ pub(crate) fn job_state(s: &str) -> Result<JobState, StoreError> {
     JobState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("job state {s:?}")))
 }
 
+/// One agent run of a job, as the agent reports it: who, when, how it ended, and the transcript.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct RunRecord {
+    pub job: JobId,
+    pub handler: String,
+    pub account: String,
+    /// The job's attempt number this run was.
+    pub attempt: u32,
+    /// The handler's mode: `live`, `dry-run` or `approve`.
+    pub mode: String,
+    pub model: String,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+    /// `done`, `failed`, `max_steps` or `deadline`.
+    pub outcome: String,
+    pub error: Option<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// The transcript: a JSON array of steps (model messages, tool calls with arguments and
+    /// results, refusals, intended actions), in order.
+    pub steps: serde_json::Value,
+}
+
+/// A stored run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredRun {
+    pub id: i64,
+    #[serde(flatten)]
+    pub run: RunRecord,
+}
+
+/// Which runs to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub job: Option<JobId>,
+    pub handler: Option<String>,
+    pub account: Option<String>,
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies pending migrations; safe to call on every start and from several processes.
@@ -294,6 +335,12 @@ pub trait Store: Send + Sync + 'static {
     async fn get_job(&self, id: JobId) -> Result<Option<JobWithEvents>, StoreError>;
     /// Dead → pending (attempts reset), for a person who fixed the cause.
     async fn retry_job(&self, id: JobId, now_ms: i64) -> Result<RetryResult, StoreError>;
+
+    /// Keeps one run's record and transcript; returns its id.
+    async fn record_run(&self, run: &RunRecord) -> Result<i64, StoreError>;
+    /// Runs newest first; `steps` is included (callers that only list can ignore it).
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<StoredRun>, StoreError>;
+    async fn get_run(&self, id: i64) -> Result<Option<StoredRun>, StoreError>;
 }
 
 pub type SharedStore = Arc<dyn Store>;

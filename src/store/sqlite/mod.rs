@@ -335,4 +335,19 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn record_run(&self, _run: &super::RunRecord) -> Result<i64, StoreError> {
+        Err(StoreError::Corrupt("runs are not stored yet".into()))
+    }
+
+    async fn list_runs(
+        &self,
+        _filter: &super::RunFilter,
+    ) -> Result<Vec<super::StoredRun>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn get_run(&self, _id: i64) -> Result<Option<super::StoredRun>, StoreError> {
+        Ok(None)
+    }
 }
