@@ -19,6 +19,11 @@ pub const SQLITE: &[Migration] = &[
         name: "jobs",
         sql: include_str!("migrations/sqlite/0002_jobs.sql"),
     },
+    Migration {
+        version: 3,
+        name: "runs",
+        sql: include_str!("migrations/sqlite/0003_runs.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -31,5 +36,10 @@ pub const POSTGRES: &[Migration] = &[
         version: 2,
         name: "jobs",
         sql: include_str!("migrations/postgres/0002_jobs.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "runs",
+        sql: include_str!("migrations/postgres/0003_runs.sql"),
     },
 ];
