@@ -248,6 +248,22 @@ pub(crate) fn job_state(s: &str) -> Result<JobState, StoreError> {
     JobState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("job state {s:?}")))
 }
 
+/// A run's steps as stored: JSON text in both backends, so they read back exactly as written.
+pub(crate) fn steps_text(steps: &serde_json::Value) -> Result<String, StoreError> {
+    serde_json::to_string(steps).map_err(|e| StoreError::Corrupt(format!("run steps: {e}")))
+}
+
+/// Parses stored steps; text that is not JSON is an error naming the run, never an empty transcript.
+pub(crate) fn steps_value(run: i64, text: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("steps of run {run}: {e}")))
+}
+
+/// Token counts are signed 64-bit columns; a count past i64::MAX (never seen in practice) is
+/// stored as the largest one rather than failing the record of a run that already happened.
+pub(crate) fn tokens_column(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// One agent run of a job, as the agent reports it: who, when, how it ended, and the transcript.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct RunRecord {

@@ -14,11 +14,13 @@
 //! database. The parameter is hookwise's, removed before the URL reaches the driver.
 
 mod jobs;
+mod runs;
 
 use super::migrate::{Migration, POSTGRES};
 use super::{
     Disposition, EventFilter, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId, JobRecord,
-    JobWithEvents, RetryResult, Store, StoreError, StoredEvent, redact,
+    JobWithEvents, RetryResult, RunFilter, RunRecord, Store, StoreError, StoredEvent, StoredRun,
+    redact,
 };
 use crate::event::{EventId, SourceName};
 use async_trait::async_trait;
@@ -395,21 +397,6 @@ async fn ingest_batch(
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn record_run(&self, _run: &super::RunRecord) -> Result<i64, StoreError> {
-        Err(StoreError::Corrupt("runs are not stored yet".into()))
-    }
-
-    async fn list_runs(
-        &self,
-        _filter: &super::RunFilter,
-    ) -> Result<Vec<super::StoredRun>, StoreError> {
-        Ok(Vec::new())
-    }
-
-    async fn get_run(&self, _id: i64) -> Result<Option<super::StoredRun>, StoreError> {
-        Ok(None)
-    }
-
     async fn migrate(&self) -> Result<(), StoreError> {
         for migration in POSTGRES {
             let applied =
@@ -525,6 +512,21 @@ impl Store for PostgresStore {
 
     async fn retry_job(&self, id: JobId, now_ms: i64) -> Result<RetryResult, StoreError> {
         in_transaction!(self, "retry", |conn| jobs::retry(conn, id, now_ms))
+    }
+
+    async fn record_run(&self, run: &RunRecord) -> Result<i64, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        runs::record(&mut conn, run).await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<StoredRun>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        runs::list(&mut conn, filter).await
+    }
+
+    async fn get_run(&self, id: i64) -> Result<Option<StoredRun>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        runs::get(&mut conn, id).await
     }
 }
 

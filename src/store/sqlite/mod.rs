@@ -9,11 +9,12 @@
 //! group commit pays that fsync once per batch.
 
 mod jobs;
+mod runs;
 
 use super::migrate::{Migration, SQLITE};
 use super::{
     Disposition, EventFilter, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId, JobRecord,
-    JobWithEvents, RetryResult, Store, StoreError, StoredEvent,
+    JobWithEvents, RetryResult, RunFilter, RunRecord, Store, StoreError, StoredEvent, StoredRun,
 };
 use crate::event::{EventId, SourceName};
 use async_trait::async_trait;
@@ -336,18 +337,22 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_run(&self, _run: &super::RunRecord) -> Result<i64, StoreError> {
-        Err(StoreError::Corrupt("runs are not stored yet".into()))
+    async fn record_run(&self, run: &RunRecord) -> Result<i64, StoreError> {
+        let steps = super::steps_text(&run.steps)?;
+        let run = RunRecord {
+            steps: serde_json::Value::Null,
+            ..run.clone()
+        };
+        self.call(move |conn| runs::record(conn, &run, &steps))
+            .await
     }
 
-    async fn list_runs(
-        &self,
-        _filter: &super::RunFilter,
-    ) -> Result<Vec<super::StoredRun>, StoreError> {
-        Ok(Vec::new())
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<StoredRun>, StoreError> {
+        let filter = filter.clone();
+        self.call(move |conn| runs::list(conn, &filter)).await
     }
 
-    async fn get_run(&self, _id: i64) -> Result<Option<super::StoredRun>, StoreError> {
-        Ok(None)
+    async fn get_run(&self, id: i64) -> Result<Option<StoredRun>, StoreError> {
+        self.call(move |conn| runs::get(conn, id)).await
     }
 }

@@ -1,0 +1,104 @@
+//! Run statements for the SQLite store: agent runs and their transcripts, written once when a run
+//! ends and read by the CLI and the API.
+
+use crate::store::{JobId, RunFilter, RunRecord, StoreError, StoredRun};
+use rusqlite::{Connection, OptionalExtension, params};
+
+const RUN_COLUMNS: &str = "id, job_id, handler, account, attempt, mode, model, started_at,
+    finished_at, outcome, error, input_tokens, output_tokens, steps";
+
+/// `steps` is the run's steps already serialized (`steps_text`), so the store's one thread does
+/// not spend its time encoding a long transcript.
+pub fn record(conn: &Connection, run: &RunRecord, steps: &str) -> Result<i64, StoreError> {
+    let id = conn
+        .prepare_cached(
+            "INSERT INTO runs (job_id, handler, account, attempt, mode, model, started_at,
+                finished_at, outcome, error, input_tokens, output_tokens, steps)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             RETURNING id",
+        )?
+        .query_row(
+            params![
+                run.job.0,
+                run.handler,
+                run.account,
+                run.attempt,
+                run.mode,
+                run.model,
+                run.started_at_ms,
+                run.finished_at_ms,
+                run.outcome,
+                run.error,
+                crate::store::tokens_column(run.input_tokens),
+                crate::store::tokens_column(run.output_tokens),
+                steps,
+            ],
+            |r| r.get(0),
+        )?;
+    Ok(id)
+}
+
+/// A row as stored; `steps` is parsed by the caller, outside rusqlite's error type.
+struct Row {
+    id: i64,
+    run: RunRecord,
+    steps: String,
+}
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok(Row {
+        id: r.get(0)?,
+        run: RunRecord {
+            job: JobId(r.get(1)?),
+            handler: r.get(2)?,
+            account: r.get(3)?,
+            attempt: r.get(4)?,
+            mode: r.get(5)?,
+            model: r.get(6)?,
+            started_at_ms: r.get(7)?,
+            finished_at_ms: r.get(8)?,
+            outcome: r.get(9)?,
+            error: r.get(10)?,
+            input_tokens: r.get::<_, i64>(11)?.max(0).unsigned_abs(),
+            output_tokens: r.get::<_, i64>(12)?.max(0).unsigned_abs(),
+            steps: serde_json::Value::Null,
+        },
+        steps: r.get(13)?,
+    })
+}
+
+fn stored(row: Row) -> Result<StoredRun, StoreError> {
+    let mut run = row.run;
+    run.steps = crate::store::steps_value(row.id, &row.steps)?;
+    Ok(StoredRun { id: row.id, run })
+}
+
+pub fn get(conn: &Connection, id: i64) -> Result<Option<StoredRun>, StoreError> {
+    conn.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?
+        .map(stored)
+        .transpose()
+}
+
+pub fn list(conn: &Connection, filter: &RunFilter) -> Result<Vec<StoredRun>, StoreError> {
+    let rows: Vec<Row> = conn
+        .prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs
+             WHERE (?1 IS NULL OR job_id = ?1) AND (?2 IS NULL OR handler = ?2)
+               AND (?3 IS NULL OR account = ?3) AND (?4 IS NULL OR id < ?4)
+             ORDER BY id DESC LIMIT ?5"
+        ))?
+        .query_map(
+            params![
+                filter.job.map(|j| j.0),
+                filter.handler,
+                filter.account,
+                filter.before_id,
+                crate::store::page_limit(filter.limit)
+            ],
+            from_row,
+        )?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter().map(stored).collect()
+}
