@@ -8,6 +8,7 @@
 mod ingest;
 mod jobs;
 mod replicas;
+mod runs;
 
 use chrono::{DateTime, TimeZone, Utc};
 use hookwise::event::{AccountId, Event, EventId, SourceName};
