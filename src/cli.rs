@@ -1,4 +1,6 @@
-//! Command-line interface: `serve`, `check`, `migrate`, `sign`, `replay`, `events`.
+//! Command-line interface: `serve`, `check`, `migrate`, `sign`, `replay`, `events`, `jobs`, `runs`.
+
+pub mod runs;
 
 use crate::config::Config;
 use crate::fixture::Fixture;
@@ -64,6 +66,11 @@ pub enum Command {
     Jobs {
         #[command(subcommand)]
         command: JobsCommand,
+    },
+    /// Inspect agent runs and read their transcripts.
+    Runs {
+        #[command(subcommand)]
+        command: runs::RunsCommand,
     },
 }
 
@@ -221,6 +228,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = store::open(&config.store).await?;
             store.migrate().await?;
             jobs(&*store, command).await
+        }
+        Command::Runs { command } => {
+            let config = load()?;
+            let store = store::open(&config.store).await?;
+            store.migrate().await?;
+            runs::run(&*store, command).await
         }
     }
 }

@@ -1,0 +1,328 @@
+//! `hookwise runs`: list agent runs and print one run's transcript so a person can follow what
+//! the agent saw, asked for, was refused and would have done.
+
+use crate::store::{self, JobId, RunFilter, StoredRun};
+use anyhow::bail;
+use clap::Subcommand;
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Newest first.
+    List {
+        /// Only the runs of this job.
+        #[arg(long)]
+        job: Option<i64>,
+        #[arg(long)]
+        handler: Option<String>,
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run: its header, then every step of the transcript in order.
+    Show {
+        id: i64,
+        /// The stored run as JSON, nothing shortened.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How much of one text the readable transcript prints. Tool results can be whole API responses;
+/// past this the reader is pointed at `--json`, which never shortens anything.
+const SHOW_TEXT_LIMIT: usize = 4_000;
+
+pub async fn run(store: &dyn store::Store, command: RunsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        RunsCommand::List {
+            job,
+            handler,
+            account,
+            limit,
+            json,
+        } => {
+            let runs = store
+                .list_runs(&RunFilter {
+                    job: job.map(JobId),
+                    handler,
+                    account,
+                    limit,
+                    ..RunFilter::default()
+                })
+                .await?;
+            if json {
+                for r in &runs {
+                    println!("{}", serde_json::to_string(r)?);
+                }
+            } else {
+                print!("{}", table(&runs));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Show { id, json } => {
+            let Some(run) = store.get_run(id).await? else {
+                bail!("no run {id}");
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&run)?);
+            } else {
+                print!("{}", transcript(&run));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The `runs list` table, header included.
+pub fn table(runs: &[StoredRun]) -> String {
+    let mut out = format!(
+        "{:>6} {:>6}  {:<20} {:<12} {:>7}  {:<8} {:<9} {:>5} {:>15}  started\n",
+        "id", "job", "handler", "account", "attempt", "mode", "outcome", "steps", "tokens in/out"
+    );
+    for r in runs {
+        let run = &r.run;
+        let steps = run.steps.as_array().map_or(0, Vec::len);
+        let _ = writeln!(
+            out,
+            "{:>6} {:>6}  {:<20} {:<12} {:>7}  {:<8} {:<9} {:>5} {:>15}  {}",
+            r.id,
+            run.job,
+            clip(&run.handler, 20),
+            clip(&run.account, 12),
+            run.attempt,
+            clip(&run.mode, 8),
+            clip(&run.outcome, 9),
+            steps,
+            format!("{}/{}", run.input_tokens, run.output_tokens),
+            super::time(run.started_at_ms)
+        );
+    }
+    out
+}
+
+/// The readable transcript of `runs show`.
+pub fn transcript(r: &StoredRun) -> String {
+    let run = &r.run;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "run {}: job {}, attempt {}: {}",
+        r.id, run.job, run.attempt, run.outcome
+    );
+    let _ = writeln!(out, "  handler   {}", run.handler);
+    let _ = writeln!(out, "  account   {}", run.account);
+    let _ = writeln!(out, "  mode      {}", run.mode);
+    let _ = writeln!(out, "  model     {}", run.model);
+    let _ = writeln!(
+        out,
+        "  started   {}  duration {}",
+        super::time(run.started_at_ms),
+        duration(run.finished_at_ms - run.started_at_ms)
+    );
+    let _ = writeln!(
+        out,
+        "  tokens    {} in, {} out",
+        run.input_tokens, run.output_tokens
+    );
+    if let Some(e) = &run.error {
+        let _ = writeln!(out, "  error     {}", shorten(e));
+    }
+    let Some(steps) = run.steps.as_array() else {
+        // Not the array the contract promises: show it as it is rather than nothing.
+        let _ = writeln!(out, "\nsteps: {}", shorten(&run.steps.to_string()));
+        return out;
+    };
+    let _ = writeln!(out, "\nsteps ({}):", steps.len());
+    for (i, step) in steps.iter().enumerate() {
+        write_step(&mut out, i + 1, step);
+    }
+    out
+}
+
+fn write_step(out: &mut String, n: usize, step: &Value) {
+    let kind = step.get("type").and_then(Value::as_str).unwrap_or_default();
+    let name = text(step, "name");
+    let call = text(step, "call_id");
+    match kind {
+        "system" => {
+            let _ = writeln!(out, "{n:>3}. system prompt");
+            body(out, &text(step, "text"));
+        }
+        "user" => {
+            let _ = writeln!(out, "{n:>3}. event context (to the model)");
+            body(out, &text(step, "text"));
+        }
+        "assistant" => {
+            let _ = writeln!(out, "{n:>3}. assistant");
+            let said = text(step, "text");
+            if !said.is_empty() {
+                body(out, &said);
+            }
+            let calls = step.get("tool_calls").and_then(Value::as_array);
+            for c in calls.into_iter().flatten() {
+                let _ = writeln!(
+                    out,
+                    "       -> calls {} [{}] {}",
+                    text(c, "name"),
+                    text(c, "id"),
+                    shorten(&text(c, "arguments"))
+                );
+            }
+        }
+        "tool_result" => {
+            let _ = writeln!(out, "{n:>3}. result of {name} [{call}]");
+            body(out, &text(step, "result"));
+        }
+        "tool_error" => {
+            let _ = writeln!(out, "{n:>3}. ERROR from {name} [{call}]");
+            body(out, &text(step, "error"));
+        }
+        "refused" => {
+            let _ = writeln!(
+                out,
+                "{n:>3}. REFUSED {name} [{call}]: not in the handler's allowed tools"
+            );
+            body(out, &text(step, "reason"));
+        }
+        "intended_action" => {
+            let mode = text(step, "mode");
+            let _ = writeln!(
+                out,
+                "{n:>3}. NOT SENT ({mode}): would call {name} [{call}] {}",
+                shorten(&text(step, "arguments"))
+            );
+        }
+        _ => {
+            let _ = writeln!(out, "{n:>3}. {}", shorten(&step.to_string()));
+        }
+    }
+}
+
+/// A field as text: strings as they are, anything else as compact JSON, missing as empty.
+fn text(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Indented under its step, every line, so multi-line texts stay readable.
+fn body(out: &mut String, s: &str) {
+    for line in shorten(s).lines() {
+        let _ = writeln!(out, "       {line}");
+    }
+}
+
+/// `s` cut to SHOW_TEXT_LIMIT characters, saying how much was left out.
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(SHOW_TEXT_LIMIT) {
+        None => s.to_string(),
+        Some((at, _)) => format!(
+            "{}... [{} more characters; --json shows all]",
+            &s[..at],
+            s[at..].chars().count()
+        ),
+    }
+}
+
+/// `s` in at most `width` characters for a table column.
+fn clip(s: &str, width: usize) -> String {
+    match s.char_indices().nth(width.saturating_sub(1)) {
+        Some((at, _)) if s.chars().count() > width => format!("{}~", &s[..at]),
+        _ => s.to_string(),
+    }
+}
+
+fn duration(ms: i64) -> String {
+    if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RunRecord;
+    use serde_json::json;
+
+    fn stored(steps: Value) -> StoredRun {
+        StoredRun {
+            id: 3,
+            run: RunRecord {
+                job: JobId(7),
+                handler: "triage".into(),
+                account: "acme".into(),
+                attempt: 2,
+                mode: "dry-run".into(),
+                model: "claude-test".into(),
+                started_at_ms: 1_767_225_600_000,
+                finished_at_ms: 1_767_225_602_500,
+                outcome: "failed".into(),
+                error: Some("upstream said 502".into()),
+                input_tokens: 1200,
+                output_tokens: 34,
+                steps,
+            },
+        }
+    }
+
+    #[test]
+    fn the_transcript_shows_every_known_step_readably_and_others_as_json() {
+        let text = transcript(&stored(json!([
+            {"type": "system", "text": "You triage."},
+            {"type": "user", "text": "Ticket 7\nwas updated"},
+            {"type": "assistant", "text": "Checking.", "tool_calls": [
+                {"id": "c1", "name": "get_ticket", "arguments": {"id": 7}}]},
+            {"type": "tool_result", "call_id": "c1", "name": "get_ticket", "result": {"status": "open"}},
+            {"type": "tool_error", "call_id": "c2", "name": "get_user", "error": "404"},
+            {"type": "refused", "call_id": "c3", "name": "delete_ticket", "reason": "not allowed"},
+            {"type": "intended_action", "call_id": "c4", "name": "add_note",
+             "arguments": {"text": "hi"}, "mode": "dry-run"},
+            {"type": "novel", "x": 1}
+        ])));
+        for expected in [
+            "run 3: job 7, attempt 2: failed",
+            "  error     upstream said 502",
+            "duration 2.5s",
+            "  tokens    1200 in, 34 out",
+            "steps (8):",
+            "  1. system prompt\n       You triage.\n",
+            "       Ticket 7\n       was updated\n",
+            "       -> calls get_ticket [c1] {\"id\":7}",
+            "  4. result of get_ticket [c1]\n       {\"status\":\"open\"}",
+            "  5. ERROR from get_user [c2]\n       404",
+            "  6. REFUSED delete_ticket [c3]",
+            "  7. NOT SENT (dry-run): would call add_note [c4] {\"text\":\"hi\"}",
+            "  8. {\"type\":\"novel\",\"x\":1}",
+        ] {
+            assert!(text.contains(expected), "{expected:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn long_texts_are_shortened_in_the_readable_views_only() {
+        let long = "é".repeat(SHOW_TEXT_LIMIT + 10);
+        let run = stored(json!([{"type": "user", "text": long}]));
+        let text = transcript(&run);
+        assert!(text.contains("... [10 more characters; --json shows all]"));
+        assert!(!text.contains(&long));
+        assert!(serde_json::to_string(&run).unwrap().contains(&long));
+        let table = table(&[StoredRun {
+            run: RunRecord {
+                handler: "a-very-long-handler-name-indeed".into(),
+                ..run.run.clone()
+            },
+            ..run
+        }]);
+        assert!(table.contains("a-very-long-handler~ "), "{table}");
+    }
+}
