@@ -1,11 +1,12 @@
-//! Read and operate on stored events and jobs: `/api/events`, `/api/jobs`, `/api/jobs/{id}`,
-//! `POST /api/jobs/{id}/retry`. Authentication arrives with the admin API; until then bind the
+//! Read and operate on stored events, jobs and runs: `/api/events`, `/api/jobs`, `/api/jobs/{id}`,
+//! `POST /api/jobs/{id}/retry`, `/api/runs`, `/api/runs/{id}`. Authentication arrives with the admin API; until then bind the
 //! service to a private address (the default listen address is loopback).
 
 use super::AppState;
 use super::problem::ApiError;
 use crate::store::{
-    EventFilter, JobFilter, JobId, JobRecord, JobState, JobWithEvents, RetryResult, StoredEvent,
+    EventFilter, JobFilter, JobId, JobRecord, JobState, JobWithEvents, RetryResult, RunFilter,
+    StoredEvent, StoredRun,
 };
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -106,4 +107,39 @@ pub async fn retry_job(
         }
     };
     Ok((status, Json(result)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunQuery {
+    job: Option<i64>,
+    handler: Option<String>,
+    account: Option<String>,
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+pub async fn list_runs(
+    State(app): State<Arc<AppState>>,
+    Query(q): Query<RunQuery>,
+) -> Result<Json<Vec<StoredRun>>, ApiError> {
+    let filter = RunFilter {
+        job: q.job.map(JobId),
+        handler: q.handler,
+        account: q.account,
+        before_id: q.before,
+        limit: q.limit.unwrap_or(50).min(MAX_LIMIT),
+    };
+    Ok(Json(app.store.list_runs(&filter).await?))
+}
+
+pub async fn get_run(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> Result<Json<StoredRun>, ApiError> {
+    app.store
+        .get_run(id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound)
 }

@@ -50,6 +50,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/jobs", get(api::list_jobs))
         .route("/api/jobs/{id}", get(api::get_job))
         .route("/api/jobs/{id}/retry", post(api::retry_job))
+        .route("/api/runs", get(api::list_runs))
+        .route("/api/runs/{id}", get(api::get_run))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::NotFound })
