@@ -7,5 +7,6 @@ mod jobs;
 mod llm;
 mod replay;
 mod replicas;
+mod runs;
 mod store_contract;
 mod support;
