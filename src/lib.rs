@@ -13,6 +13,7 @@ pub mod ingress;
 pub mod scheduler;
 mod server;
 pub mod store;
+pub mod tools;
 
 pub use server::{Server, serve};
 

@@ -1,6 +1,8 @@
 //! Starting and stopping the service: everything `serve` does, callable from tests with a listener
 //! bound to port 0 and a cancellation token.
 
+use crate::agent::llm::LlmProvider;
+use crate::agent::run::AgentRunner;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::handler::{self, Handler};
@@ -9,6 +11,7 @@ use crate::ingress::Source;
 use crate::scheduler::route::EventRouter;
 use crate::scheduler::{JobRunner, Scheduler};
 use crate::store::{self, SharedStore, batcher::IngestQueue};
+use crate::tools::ToolRegistry;
 use anyhow::{Context, anyhow};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +26,11 @@ pub struct Server {
     pub clock: SharedClock,
     pub router: Arc<EventRouter>,
     sources: HashMap<String, Source>,
+    /// The agent's LLM, when `[llm]` is configured.
+    llm: Option<Arc<dyn LlmProvider>>,
+    /// Tools the agent may offer to handlers (each handler sees only its allow-list).
+    tools: ToolRegistry,
+    /// Overrides the agent (tests, embedding applications).
     runner: Option<Arc<dyn JobRunner>>,
 }
 
@@ -49,34 +57,70 @@ impl Server {
             .await
             .with_context(|| format!("opening store {}", store::redact(&config.store)))?;
         store.migrate().await.context("migrating the store")?;
+        let llm = match &config.llm {
+            Some(llm) => {
+                let provider = llm.build().map_err(|e| anyhow!("[llm] {e}"))?;
+                tracing::info!(provider = ?llm.provider, model = %llm.model, "LLM provider configured");
+                Some(provider)
+            }
+            None => None,
+        };
         Ok(Self {
             config,
             store,
             clock,
             router,
             sources,
+            llm,
+            // Connectors will register their tools here; until then a handler's tools are
+            // reported as unavailable in each run's transcript.
+            tools: ToolRegistry::new(),
             runner: None,
         })
     }
 
-    /// Jobs are executed by `runner`. Without one, jobs are stored and wait as `pending`.
+    /// Jobs are executed by `runner` instead of the agent.
     pub fn with_runner(mut self, runner: Arc<dyn JobRunner>) -> Self {
         self.runner = Some(runner);
         self
     }
 
+    /// The tools the agent may offer to handlers.
+    pub fn with_tools(mut self, tools: ToolRegistry) -> Self {
+        self.tools = tools;
+        self
+    }
+
+    /// The runner jobs go through: an explicit one, else the agent if an LLM is configured.
+    fn job_runner(&mut self) -> Option<Arc<dyn JobRunner>> {
+        if let Some(runner) = self.runner.take() {
+            return Some(runner);
+        }
+        let llm = self.config.llm.as_ref()?;
+        Some(Arc::new(AgentRunner {
+            llm: self.llm.clone()?,
+            retry: llm.retry_policy(),
+            tools: Arc::new(std::mem::take(&mut self.tools)),
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            model: llm.model.clone(),
+            max_tokens: llm.max_tokens,
+        }))
+    }
+
     /// Serves until `shutdown` is cancelled, then finishes in-flight requests, commits everything
     /// already queued, and lets running jobs finish (within `scheduler.shutdown_grace`).
     pub async fn run(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let (queue, writer) = IngestQueue::start(self.store.clone());
+        let runner = self.job_runner();
         if self.sources.is_empty() {
             tracing::warn!("no [sources] configured: every webhook will get 404");
         }
-        let (jobs_added, scheduler) = match self.runner {
+        let (jobs_added, scheduler) = match runner {
             Some(runner) => {
                 let scheduler = Scheduler::new(
                     self.store.clone(),
@@ -90,7 +134,7 @@ impl Server {
             }
             None => {
                 tracing::warn!(
-                    "no agent is configured: events are stored and jobs wait as `pending` until one is"
+                    "no [llm] is configured: events are stored and jobs wait as `pending` until one is"
                 );
                 (Arc::new(Notify::new()), None)
             }

@@ -1,5 +1,6 @@
-//! The agent: runs a handler as an LLM conversation with tool calls. So far the provider layer
-//! (`llm`) and its configuration (`config`); the loop itself comes next.
+//! The agent: runs a handler as an LLM conversation with tool calls: the provider layer (`llm`),
+//! its configuration (`config`), and the loop that turns a job into a run (`run`).
 
 pub mod config;
 pub mod llm;
+pub mod run;

@@ -33,6 +33,8 @@ pub struct Config {
     pub accounts: BTreeMap<String, AccountConfig>,
     /// How jobs are claimed, retried and shut down.
     pub scheduler: SchedulerConfig,
+    /// The LLM provider that runs handlers; without it jobs wait as `pending`.
+    pub llm: Option<crate::agent::config::LlmConfig>,
     /// Where this configuration came from; None for built-in defaults.
     #[serde(skip)]
     pub file: Option<PathBuf>,
@@ -48,6 +50,7 @@ impl Default for Config {
             sources: BTreeMap::new(),
             accounts: BTreeMap::new(),
             scheduler: SchedulerConfig::default(),
+            llm: None,
             file: None,
         }
     }
@@ -419,10 +422,64 @@ impl Config {
                 errors.append(&mut e);
             }
         }
+        self.validate_scheduler(&file, &mut errors);
+        for (name, account) in &self.accounts {
+            if account.bot_staff_id.is_some() && account.connector != ConnectorKind::Happyfox {
+                errors.push(ConfigError::new(
+                    &file,
+                    format!("accounts.{name}.bot_staff_id"),
+                    "only used with connector = \"happyfox\"",
+                ));
+            }
+        }
+        if let Some(llm) = &self.llm
+            && let Err(e) = llm.build()
+        {
+            // build() errors start with the key they are about: "api_key: is empty".
+            let (key, message) = match e.split_once(": ") {
+                Some((key, message)) if !key.contains(' ') => (format!("llm.{key}"), message),
+                _ => ("llm".to_string(), e.as_str()),
+            };
+            errors.push(ConfigError::new(&file, key, message));
+        }
         if errors.is_empty() {
             Ok(())
         } else {
             Err(ConfigErrors(errors))
+        }
+    }
+
+    fn validate_scheduler(&self, file: &Path, errors: &mut Vec<ConfigError>) {
+        let s = &self.scheduler;
+        if s.workers == 0 {
+            errors.push(ConfigError::new(
+                file,
+                "scheduler.workers",
+                "must be at least 1",
+            ));
+        }
+        if s.max_attempts == 0 {
+            errors.push(ConfigError::new(
+                file,
+                "scheduler.max_attempts",
+                "must be at least 1",
+            ));
+        }
+        for (key, d) in [
+            ("scheduler.lease", s.lease),
+            ("scheduler.retry_base", s.retry_base),
+            ("scheduler.poll_interval", s.poll_interval),
+        ] {
+            if d.is_zero() {
+                errors.push(ConfigError::new(file, key, "must be greater than 0"));
+            }
+        }
+        if s.retry_max < s.retry_base {
+            errors.push(ConfigError::new(
+                file,
+                "scheduler.retry_max",
+                "must not be shorter than retry_base",
+            ));
         }
     }
 

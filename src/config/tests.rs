@@ -163,6 +163,37 @@ fn secrets_do_not_appear_in_debug_output() {
 }
 
 #[test]
+fn scheduler_accounts_and_llm_mistakes_name_their_keys() {
+    let text = r#"
+[scheduler]
+workers = 0
+retry_base = "1m"
+retry_max = "10s"
+
+[accounts.northwind]
+connector = "planhat"
+bot_staff_id = 7
+
+[llm]
+provider = "anthropic"
+model = "claude"
+"#;
+    let mut found = keys(parse(text));
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            "accounts.northwind.bot_staff_id",
+            "llm.api_key",
+            "scheduler.retry_max",
+            "scheduler.workers",
+        ]
+    );
+    let ok = "[llm]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n";
+    assert!(parse(ok).unwrap().llm.is_some());
+}
+
+#[test]
 fn toml_syntax_errors_give_a_line() {
     let err = parse("listen = \n[oops").unwrap_err();
     assert!(err.0[0].message.contains("line"), "{err}");

@@ -1,6 +1,7 @@
 //! hookwise's integration tests: one binary, real HTTP on loopback, real SQLite files, and a real
 //! PostgreSQL when `HOOKWISE_TEST_POSTGRES_URL` is set.
 
+mod agent;
 mod handlers;
 mod ingest;
 mod jobs;

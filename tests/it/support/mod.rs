@@ -121,6 +121,8 @@ pub struct Options {
     pub extra_config: String,
     /// Reuse this directory (and its SQLite file): a restart after a crash.
     pub dir: Option<Arc<tempfile::TempDir>>,
+    /// Tools the agent may offer (with `[llm]` in `extra_config`).
+    pub tools: Vec<Arc<dyn hookwise::tools::Tool>>,
 }
 
 impl TestApp {
@@ -160,6 +162,13 @@ impl TestApp {
             .expect("server prepares");
         if let Some(runner) = options.runner.clone() {
             server = server.with_runner(runner);
+        }
+        if !options.tools.is_empty() {
+            let mut registry = hookwise::tools::ToolRegistry::new();
+            for tool in &options.tools {
+                registry.register(tool.clone()).unwrap();
+            }
+            server = server.with_tools(registry);
         }
         let store = server.store.clone();
         let shutdown = CancellationToken::new();

@@ -1,0 +1,163 @@
+//! Tools the agent may call: the `Tool` trait, a registry of every tool hookwise has, and the
+//! scoped view one handler's run sees (only its allow-list exists for the model).
+//!
+//! A tool knows nothing of who calls it: the account and the idempotency key come in a
+//! `ToolContext` built from the job, never from model output. Arguments are validated against the
+//! tool's JSON Schema before `call` runs, so a tool only ever sees schema-valid input.
+
+use crate::agent::llm::ToolSpec;
+use crate::event::AccountId;
+use crate::store::JobId;
+use async_trait::async_trait;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What a tool call knows about its caller; the model cannot write any of it.
+#[derive(Debug, Clone)]
+pub struct ToolContext {
+    pub account: AccountId,
+    pub job: JobId,
+    /// `job-<id>/step-<n>/call-<m>`: the same on a re-run of the same step, so a write journaled
+    /// under it is not repeated.
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// The call cannot work as asked (unknown id, a field the upstream refused): the message goes
+    /// back to the model so it can correct itself.
+    #[error("{0}")]
+    Rejected(String),
+    /// A transient failure (upstream down, rate limited past patience): the run is retried later.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait Tool: Send + Sync + 'static {
+    /// Dotted name used in handler files: `happyfox.add_private_note`.
+    fn name(&self) -> &str;
+    fn description(&self) -> &str;
+    /// JSON Schema of the arguments object.
+    fn parameters(&self) -> Value;
+    /// Whether the tool changes anything upstream: dry-run and approve modes record these calls
+    /// instead of executing them.
+    fn writes(&self) -> bool;
+    async fn call(&self, ctx: &ToolContext, args: Value) -> Result<Value, ToolError>;
+}
+
+/// A registered tool with its compiled argument validator.
+pub struct Entry {
+    pub tool: Arc<dyn Tool>,
+    validator: jsonschema::Validator,
+    /// The name the model sees: providers allow `[a-zA-Z0-9_-]`, so dots become `__`.
+    pub wire_name: String,
+}
+
+impl Entry {
+    /// Every way `args` breaks the schema, as `path: message` lines; empty when valid.
+    pub fn violations(&self, args: &Value) -> Vec<String> {
+        self.validator
+            .iter_errors(args)
+            .map(|e| {
+                let path = e.instance_path().to_string();
+                if path.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{path}: {e}")
+                }
+            })
+            .collect()
+    }
+}
+
+/// Every tool this process can run, by dotted name.
+#[derive(Default)]
+pub struct ToolRegistry {
+    tools: BTreeMap<String, Arc<Entry>>,
+}
+
+impl ToolRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a tool; its schema must compile and its name must be `connector.tool`.
+    pub fn register(&mut self, tool: Arc<dyn Tool>) -> Result<(), String> {
+        let name = tool.name().to_string();
+        let valid = name.split_once('.').is_some_and(|(c, t)| {
+            !c.is_empty()
+                && !t.is_empty()
+                && name.chars().all(|ch| {
+                    ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '.'
+                })
+        });
+        if !valid {
+            return Err(format!("tool name {name:?}: expected connector.tool_name"));
+        }
+        if self.tools.contains_key(&name) {
+            return Err(format!("tool {name:?} is registered twice"));
+        }
+        let validator = jsonschema::validator_for(&tool.parameters())
+            .map_err(|e| format!("tool {name:?}: invalid JSON Schema: {e}"))?;
+        let wire_name = name.replace('.', "__");
+        self.tools.insert(
+            name,
+            Arc::new(Entry {
+                tool,
+                validator,
+                wire_name,
+            }),
+        );
+        Ok(())
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tools.keys().map(String::as_str)
+    }
+
+    /// The tools one handler may use. Allow-listed names this process does not have are listed in
+    /// `missing` (the run says so; the model never sees them).
+    pub fn scoped(&self, allow: &[String]) -> ScopedTools {
+        let mut entries = Vec::new();
+        let mut missing = Vec::new();
+        for name in allow {
+            match self.tools.get(name) {
+                Some(e) => entries.push(e.clone()),
+                None => missing.push(name.clone()),
+            }
+        }
+        ScopedTools { entries, missing }
+    }
+}
+
+/// A handler's view: exactly its allow-list, nothing else exists.
+pub struct ScopedTools {
+    entries: Vec<Arc<Entry>>,
+    pub missing: Vec<String>,
+}
+
+impl ScopedTools {
+    /// What the model is offered.
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        self.entries
+            .iter()
+            .map(|e| ToolSpec {
+                name: e.wire_name.clone(),
+                description: e.tool.description().to_string(),
+                parameters: e.tool.parameters(),
+            })
+            .collect()
+    }
+
+    /// The entry the model named (by wire name), if it is in scope.
+    pub fn get(&self, wire_name: &str) -> Option<&Arc<Entry>> {
+        self.entries.iter().find(|e| e.wire_name == wire_name)
+    }
+}
+
+/// The dotted form of a wire name, for transcripts and refusals.
+pub fn dotted(wire_name: &str) -> String {
+    wire_name.replace("__", ".")
+}
