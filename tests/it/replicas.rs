@@ -2,8 +2,9 @@
 //! and a burst on one subject is one job, while one replica is SIGKILLed midway.
 //!
 //! Needs `nginx` (Debian package) and `HOOKWISE_TEST_POSTGRES_URL`; without either it says it was
-//! skipped. `.ci/run` provides both. What it does not cover yet: runs. `serve` has no job runner
-//! until the agent exists, so jobs are checked as created and debounced, not as executed.
+//! skipped. `.ci/run` provides both. Jobs run through the real agent against a fake LLM server,
+//! which is also the upstream that watches per-account concurrency: it learns each run's account
+//! and job from the context it is sent, and holds every answer for a while so overlaps would show.
 
 use crate::store_contract::in_schema;
 use crate::support::*;
@@ -13,6 +14,7 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const ACCOUNTS: usize = 50;
@@ -117,34 +119,37 @@ async fn wait_ready(client: &reqwest::Client, url: &str) {
     }
 }
 
-/// One event to deliver: its body (the event id is the body's hash) and its debounce subject.
+/// One event to deliver: its body (the event id is the body's hash).
 struct Delivery {
-    subject: String,
     body: String,
 }
 
+/// Bursts first, each account's burst together (well inside the debounce period), then the
+/// singles shuffled across accounts so every replica sees every account.
 fn deliveries() -> Vec<Delivery> {
+    let body = |a: usize, subject: &str, n: usize| {
+        json!({"account": format!("acct-{a}"), "subject": subject, "n": n}).to_string()
+    };
     let mut all = Vec::new();
     for a in 0..ACCOUNTS {
         for n in 0..BURST {
             all.push(Delivery {
-                subject: "burst".into(),
-                body: json!({"account": format!("acct-{a}"), "subject": "burst", "n": n})
-                    .to_string(),
-            });
-        }
-        for n in 0..SINGLES {
-            let subject = format!("single-{n}");
-            all.push(Delivery {
-                body: json!({"account": format!("acct-{a}"), "subject": subject, "n": n})
-                    .to_string(),
-                subject,
+                body: body(a, "burst", n),
             });
         }
     }
-    // Interleave accounts so every replica sees every account.
+    let mut singles = Vec::new();
+    for a in 0..ACCOUNTS {
+        for n in 0..SINGLES {
+            let subject = format!("single-{n}");
+            singles.push(Delivery {
+                body: body(a, &subject, n),
+            });
+        }
+    }
     fastrand::seed(11);
-    fastrand::shuffle(&mut all);
+    fastrand::shuffle(&mut singles);
+    all.extend(singles);
     all
 }
 
@@ -170,8 +175,93 @@ async fn deliver(client: &reqwest::Client, url: &str, body: &str) -> Option<bool
     None
 }
 
+/// What the fake LLM saw: per-account concurrency, and every conversation's (job, account, subject).
+#[derive(Default)]
+struct Observed {
+    in_flight: HashMap<String, u32>,
+    max_in_flight: u32,
+    runs: Vec<(i64, String, String)>,
+}
+
+/// Counts a request out of `in_flight` however it ends.
+struct InFlight {
+    observed: Arc<Mutex<Observed>>,
+    account: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(n) = self
+            .observed
+            .lock()
+            .unwrap()
+            .in_flight
+            .get_mut(&self.account)
+        {
+            *n -= 1;
+        }
+    }
+}
+
+/// How long the fake LLM holds each answer: runs overlap in time, so a serialization bug shows.
+const HOLD: Duration = Duration::from_millis(150);
+
+async fn fake_llm() -> (String, Arc<Mutex<Observed>>) {
+    let observed = Arc::new(Mutex::new(Observed::default()));
+    let state = observed.clone();
+    let answer = move |axum::Json(body): axum::Json<serde_json::Value>| {
+        let observed = state.clone();
+        async move {
+            // The context starts "Job 12 for handler work on account acct-3, subject burst.":
+            // words 1, 7 and 9.
+            let context = body["messages"][1]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let words: Vec<&str> = context.split_whitespace().collect();
+            let job: i64 = words.get(1).and_then(|w| w.parse().ok()).unwrap_or(-1);
+            let account = words
+                .get(7)
+                .unwrap_or(&"?")
+                .trim_end_matches(',')
+                .to_string();
+            let subject = words
+                .get(9)
+                .unwrap_or(&"?")
+                .trim_end_matches('.')
+                .to_string();
+            {
+                let mut o = observed.lock().unwrap();
+                let n = o.in_flight.entry(account.clone()).or_default();
+                *n += 1;
+                let n = *n;
+                o.max_in_flight = o.max_in_flight.max(n);
+                o.runs.push((job, account.clone(), subject));
+            }
+            // A request ends when its answer is sent or when its client goes away (a killed
+            // replica's connection closes and this future is dropped mid-sleep).
+            let _in_flight = InFlight {
+                observed: observed.clone(),
+                account,
+            };
+            tokio::time::sleep(HOLD).await;
+            axum::Json(json!({
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": "fake",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "noted"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}
+            }))
+        }
+    };
+    let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, observed)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_replicas_behind_nginx_store_each_acked_event_once_while_one_is_killed() {
+async fn three_replicas_behind_nginx_lose_nothing_and_never_overlap_an_account_while_one_is_killed()
+{
     if which_nginx().is_none() {
         let _ = writeln!(
             std::io::stderr(),
@@ -181,20 +271,23 @@ async fn three_replicas_behind_nginx_store_each_acked_event_once_while_one_is_ki
     }
     in_schema("replicas::three_replicas_behind_nginx", |schema| async move {
         hookwise::init_tls();
+        let (llm_url, observed) = fake_llm().await;
         let dir = tempfile::tempdir().unwrap();
         let handlers = dir.path().join("handlers");
         std::fs::create_dir(&handlers).unwrap();
-        let (name, text) = handler_toml("work", "multi.work", Some(("10m", "1h")), "");
-        std::fs::write(handlers.join(name), text).unwrap();
+        std::fs::write(
+            handlers.join("work.toml"),
+            "name = \"work\"\non = [\"multi.work\"]\nmode = \"dry-run\"\n[debounce]\nperiod = \"2s\"\nmax_wait = \"20s\"\n\
+             [agent]\nprompt = \"Summarize.\"\nmax_steps = 2\ndeadline = \"20s\"\n",
+        )
+        .unwrap();
+        let extra = format!(
+            "[scheduler]\nlease = \"2s\"\npoll_interval = \"50ms\"\n\n[llm]\nprovider = \"openai\"\nbase_url = \"{llm_url}\"\napi_key = \"k\"\nmodel = \"fake\"\n"
+        );
         let config = dir.path().join("hookwise.toml");
-        std::fs::write(&config, config_text(&schema.url(""), &handlers, "")).unwrap();
+        std::fs::write(&config, config_text(&schema.url(""), &handlers, &extra)).unwrap();
         // Create the schema's tables once, as an operator's `hookwise migrate` would.
-        let migrate = Command::new(env!("CARGO_BIN_EXE_hookwise"))
-            .arg("--config")
-            .arg(&config)
-            .arg("migrate")
-            .output()
-            .unwrap();
+        let migrate = Command::new(env!("CARGO_BIN_EXE_hookwise")).arg("--config").arg(&config).arg("migrate").output().unwrap();
         assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
 
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
@@ -218,41 +311,78 @@ async fn three_replicas_behind_nginx_store_each_acked_event_once_while_one_is_ki
 
         let all = deliveries();
         let total = all.len();
-        let mut acked: HashMap<usize, bool> = HashMap::new();
+        let mut acked: HashSet<usize> = HashSet::new();
         let mut sent = 0;
-        // Deliver in waves of 32 concurrent requests; every 7th event is delivered twice.
+        // Waves of 32 concurrent requests; every 7th event is delivered twice.
         for (wave, chunk) in all.chunks(32).enumerate() {
-            let results = futures::future::join_all(chunk.iter().enumerate().flat_map(|(i, d)| {
-                let copies = if (wave * 32 + i) % DUPLICATE_EVERY == 0 { 2 } else { 1 };
-                (0..copies).map(move |_| (wave * 32 + i, d))
-            }).map(|(idx, d)| {
-                let (client, url) = (client.clone(), url.clone());
-                async move { (idx, deliver(&client, &url, &d.body).await) }
-            }))
+            let results = futures::future::join_all(
+                chunk
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, d)| {
+                        let copies = if (wave * 32 + i) % DUPLICATE_EVERY == 0 { 2 } else { 1 };
+                        (0..copies).map(move |_| (wave * 32 + i, d))
+                    })
+                    .map(|(idx, d)| {
+                        let (client, url) = (client.clone(), url.clone());
+                        async move { (idx, deliver(&client, &url, &d.body).await) }
+                    }),
+            )
             .await;
             for (idx, result) in results {
                 sent += 1;
-                let duplicate = result.unwrap_or_else(|| panic!("event {idx} was never acknowledged"));
-                acked.entry(idx).and_modify(|d| *d &= duplicate).or_insert(duplicate);
-            }
-            if wave == (total / 32) * 2 / 5 {
-                // Midway: one replica dies without warning.
-                let mut killed = replicas[1].take().unwrap();
-                killed.0.kill().unwrap();
-                killed.0.wait().unwrap();
+                assert!(result.is_some(), "event {idx} was never acknowledged");
+                acked.insert(idx);
             }
         }
         assert_eq!(acked.len(), total, "every event acknowledged");
 
-        // Read the shared store through a fresh connection.
+        // Once runs are in flight, SIGKILL a replica that holds a lease at that moment.
         let mut conn = schema.connect().await;
-        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&mut conn).await.unwrap();
-        let distinct: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT payload) FROM events").fetch_one(&mut conn).await.unwrap();
-        assert_eq!(stored, total as i64, "each acknowledged event stored once ({sent} deliveries)");
-        assert_eq!(distinct, total as i64);
+        let start = Instant::now();
+        let (victim, orphaned) = loop {
+            let running: Vec<(i64, String)> =
+                sqlx::query_as("SELECT id, lease_owner FROM jobs WHERE state = 'running'")
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap();
+            let by_replica = replicas.iter().position(|r| {
+                r.as_ref().is_some_and(|p| running.iter().any(|(_, o)| o.starts_with(&format!("hookwise-{}-", p.0.id()))))
+            });
+            if let Some(i) = by_replica {
+                let pid = replicas[i].as_ref().unwrap().0.id();
+                let mut victim = replicas[i].take().unwrap();
+                victim.0.kill().unwrap();
+                victim.0.wait().unwrap();
+                let orphaned: Vec<i64> = running
+                    .iter()
+                    .filter(|(_, o)| o.starts_with(&format!("hookwise-{pid}-")))
+                    .map(|(id, _)| *id)
+                    .collect();
+                break (i, orphaned);
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "no run ever started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
 
-        let jobs: Vec<(String, String, String, i64)> = sqlx::query_as(
-            "SELECT j.account, j.subject, j.state, (SELECT COUNT(*) FROM job_events je WHERE je.job_id = j.id)
+        // The survivors finish everything, including the dead replica's jobs once leases expire.
+        let start = Instant::now();
+        loop {
+            let unfinished: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state <> 'done'")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            if unfinished == 0 {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(90), "{unfinished} jobs never finished");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&mut conn).await.unwrap();
+        assert_eq!(stored, total as i64, "each acknowledged event stored once ({sent} deliveries)");
+        let jobs: Vec<(i64, String, String, i32, i64)> = sqlx::query_as(
+            "SELECT j.id, j.account, j.subject, j.attempts, (SELECT COUNT(*) FROM job_events je WHERE je.job_id = j.id)
              FROM jobs j",
         )
         .fetch_all(&mut conn)
@@ -260,17 +390,24 @@ async fn three_replicas_behind_nginx_store_each_acked_event_once_while_one_is_ki
         .unwrap();
         assert_eq!(jobs.len(), ACCOUNTS * (1 + SINGLES), "one job per burst, one per single");
         let mut keys = HashSet::new();
-        for (account, subject, state, events) in &jobs {
-            assert_eq!(state, "pending", "no runner: jobs wait");
+        for (_, account, subject, _, events) in &jobs {
             assert!(keys.insert((account.clone(), subject.clone())), "two jobs for {account}/{subject}");
             let expected = if subject == "burst" { BURST } else { 1 };
             assert_eq!(*events as usize, expected, "{account}/{subject}");
         }
-        let expected_accounts: HashSet<String> = (0..ACCOUNTS).map(|a| format!("acct-{a}")).collect();
-        let seen: HashSet<String> = jobs.iter().map(|j| j.0.clone()).collect();
-        assert_eq!(seen, expected_accounts);
-        let subjects: HashSet<&str> = all.iter().map(|d| d.subject.as_str()).collect();
-        assert_eq!(subjects.len(), 1 + SINGLES);
+        assert!(!orphaned.is_empty());
+        for id in &orphaned {
+            let (_, _, _, attempts, _) = jobs.iter().find(|j| j.0 == *id).unwrap();
+            assert!(*attempts >= 2, "job {id} of the killed replica {victim} ran again: attempts {attempts}");
+        }
+
+        let observed = observed.lock().unwrap();
+        assert_eq!(observed.max_in_flight, 1, "two runs of one account overlapped");
+        let ran: HashSet<i64> = observed.runs.iter().map(|r| r.0).collect();
+        assert_eq!(ran.len(), jobs.len(), "every job ran");
+        for (job, account, subject) in &observed.runs {
+            assert!(jobs.iter().any(|j| j.0 == *job && &j.1 == account && &j.2 == subject), "run of unknown job {job}");
+        }
         drop(replicas);
     })
     .await;
