@@ -153,7 +153,7 @@ fn main() {
             model: "bench".into(), system: Some("x".into()), messages: vec![Message::user("x")],
             tools: Vec::new(), max_tokens: 256,
         };
-        let ctx = ToolContext { account: hookwise::event::AccountId::new("acme"), job: JobId(1), idempotency_key: "k".into() };
+        let ctx = ToolContext { account: hookwise::event::AccountId::new("acme"), job: JobId(1), subject: "1".into(), idempotency_key: "k".into() };
         let measure_baseline = || async {
             let start = Instant::now();
             for _ in 0..RUNS {

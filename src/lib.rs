@@ -14,6 +14,7 @@ pub mod scheduler;
 mod server;
 pub mod store;
 pub mod tools;
+pub mod upstream;
 
 pub use server::{Server, serve};
 

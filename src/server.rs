@@ -12,6 +12,7 @@ use crate::scheduler::route::EventRouter;
 use crate::scheduler::{JobRunner, Scheduler};
 use crate::store::{self, SharedStore, batcher::IngestQueue};
 use crate::tools::ToolRegistry;
+use crate::upstream::Upstream;
 use anyhow::{Context, anyhow};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +31,8 @@ pub struct Server {
     llm: Option<Arc<dyn LlmProvider>>,
     /// Tools the agent may offer to handlers (each handler sees only its allow-list).
     tools: ToolRegistry,
+    /// The client every tool's upstream call goes through (governor, journal).
+    pub upstream: Upstream,
     /// Overrides the agent (tests, embedding applications).
     runner: Option<Arc<dyn JobRunner>>,
 }
@@ -65,6 +68,11 @@ impl Server {
             }
             None => None,
         };
+        let upstream = Upstream::new(&config, store.clone(), clock.clone())
+            .map_err(|e| anyhow!("{}: {e}", config.file_label().display()))?;
+        let tools = crate::tools::build_registry(&upstream)
+            .await
+            .map_err(|e| anyhow!("loading tools: {e}"))?;
         Ok(Self {
             config,
             store,
@@ -72,9 +80,8 @@ impl Server {
             router,
             sources,
             llm,
-            // Connectors will register their tools here; until then a handler's tools are
-            // reported as unavailable in each run's transcript.
-            tools: ToolRegistry::new(),
+            tools,
+            upstream,
             runner: None,
         })
     }

@@ -66,7 +66,7 @@ impl JobRunner for AgentRunner {
         let started = self.clock.now().timestamp_millis();
         let agent = &ctx.handler.agent;
         let model = agent.model.clone().unwrap_or_else(|| self.model.clone());
-        let scoped = self.tools.scoped(&agent.tools);
+        let mut scoped = self.tools.scoped(&agent.tools);
         let system = format!("{}\n\n{RULES}", agent.prompt.trim());
         let context = render_context(&ctx);
         let mut transcript = Transcript {
@@ -77,6 +77,12 @@ impl JobRunner for AgentRunner {
             input_tokens: 0,
             output_tokens: 0,
         };
+        for note in scoped
+            .resolve_live(&self.tool_context(&ctx, String::new()))
+            .await
+        {
+            transcript.push(json!({"type": "note", "text": note}));
+        }
         if !scoped.missing.is_empty() {
             transcript.push(json!({
                 "type": "note",
@@ -242,12 +248,7 @@ impl AgentRunner {
                 json!({"status": status}).to_string(),
             ));
         }
-        let tool_ctx = ToolContext {
-            account: AccountId::new(&ctx.job.account),
-            job: ctx.job.id,
-            idempotency_key: key,
-        };
-        match entry.tool.call(&tool_ctx, args).await {
+        match entry.tool.call(&self.tool_context(ctx, key), args).await {
             Ok(result) => {
                 transcript.push(json!({"type": "tool_result", "call_id": call.id, "name": name, "result": result}));
                 Ok(Message::tool_result(&call.id, result.to_string()))
@@ -264,6 +265,22 @@ impl AgentRunner {
                 );
                 Err(RunError::Retryable(format!("{name}: {error}")))
             }
+            Err(ToolError::Permanent(error)) => {
+                transcript.push(
+                    json!({"type": "tool_error", "call_id": call.id, "name": name, "error": error}),
+                );
+                Err(RunError::Permanent(format!("{name}: {error}")))
+            }
+        }
+    }
+
+    /// What a tool learns of its caller: all of it from the job, none from the model.
+    fn tool_context(&self, ctx: &RunContext<'_>, idempotency_key: String) -> ToolContext {
+        ToolContext {
+            account: AccountId::new(&ctx.job.account),
+            job: ctx.job.id,
+            subject: ctx.job.subject.clone(),
+            idempotency_key,
         }
     }
 }

@@ -116,7 +116,7 @@ pub enum EncodingName {
     Base64,
 }
 
-/// One `[accounts.NAME]` table: one upstream instance.
+/// One `[accounts.NAME]` table: one upstream instance, its credentials and its rate budget.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountConfig {
@@ -125,6 +125,35 @@ pub struct AccountConfig {
     /// The HappyFox staff id hookwise writes as. Events whose latest update was made by this
     /// staff member are hookwise's own echo: stored, marked ignored, never routed.
     pub bot_staff_id: Option<u64>,
+    /// The API root every tool path is appended to: `https://NAME.happyfox.com/api/1.1/json`,
+    /// `https://api.planhat.com`, `https://api.truto.one`. Planhat and Truto default to those.
+    pub base_url: Option<String>,
+    /// HappyFox: the API key (Basic auth user); Truto: the API token (Bearer).
+    #[serde(default, deserialize_with = "optional_secret")]
+    pub api_key: Option<Secret>,
+    /// HappyFox: the auth code (Basic auth password).
+    #[serde(default, deserialize_with = "optional_secret")]
+    pub auth_code: Option<Secret>,
+    /// Planhat: the API token (Bearer).
+    #[serde(default, deserialize_with = "optional_secret")]
+    pub token: Option<Secret>,
+    /// Truto: the integrated account whose tools this account offers.
+    pub integrated_account_id: Option<String>,
+    /// Calls allowed per window, per budget: `{ get = "500/1m", post = "300/1m" }` for HappyFox,
+    /// `{ api = "200/1m" }` for Planhat and Truto. Unset budgets keep the connector's default.
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, String>,
+    /// Per upstream request, connecting included.
+    #[serde(default = "default_upstream_timeout", deserialize_with = "duration")]
+    pub timeout: std::time::Duration,
+}
+
+fn default_upstream_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
+}
+
+fn optional_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(Secret::new))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -133,6 +162,16 @@ pub enum ConnectorKind {
     Happyfox,
     Planhat,
     Truto,
+}
+
+impl ConnectorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorKind::Happyfox => "happyfox",
+            ConnectorKind::Planhat => "planhat",
+            ConnectorKind::Truto => "truto",
+        }
+    }
 }
 
 /// `[scheduler]`: defaults suit one replica with a handful of accounts.
@@ -424,11 +463,11 @@ impl Config {
         }
         self.validate_scheduler(&file, &mut errors);
         for (name, account) in &self.accounts {
-            if account.bot_staff_id.is_some() && account.connector != ConnectorKind::Happyfox {
+            for (key, message) in crate::upstream::check_account(account) {
                 errors.push(ConfigError::new(
                     &file,
-                    format!("accounts.{name}.bot_staff_id"),
-                    "only used with connector = \"happyfox\"",
+                    format!("accounts.{name}.{key}"),
+                    message,
                 ));
             }
         }

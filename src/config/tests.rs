@@ -173,6 +173,12 @@ retry_max = "10s"
 [accounts.northwind]
 connector = "planhat"
 bot_staff_id = 7
+rate_limits = { api = "fast", get = "5/1s" }
+
+[accounts.acme]
+connector = "happyfox"
+base_url = "acme.happyfox.com"
+api_key = "k"
 
 [llm]
 provider = "anthropic"
@@ -183,7 +189,12 @@ model = "claude"
     assert_eq!(
         found,
         vec![
+            "accounts.acme.auth_code",
+            "accounts.acme.base_url",
             "accounts.northwind.bot_staff_id",
+            "accounts.northwind.rate_limits.api",
+            "accounts.northwind.rate_limits.get",
+            "accounts.northwind.token",
             "llm.api_key",
             "scheduler.retry_max",
             "scheduler.workers",

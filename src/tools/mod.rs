@@ -5,9 +5,14 @@
 //! `ToolContext` built from the job, never from model output. Arguments are validated against the
 //! tool's JSON Schema before `call` runs, so a tool only ever sees schema-valid input.
 
+pub mod happyfox;
+pub mod planhat;
+pub mod truto;
+
 use crate::agent::llm::ToolSpec;
 use crate::event::AccountId;
 use crate::store::JobId;
+use crate::upstream::Upstream;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -18,6 +23,8 @@ use std::sync::Arc;
 pub struct ToolContext {
     pub account: AccountId,
     pub job: JobId,
+    /// The job's subject (a ticket id, a company id): what the run is about.
+    pub subject: String,
     /// `job-<id>/step-<n>/call-<m>`: the same on a re-run of the same step, so a write journaled
     /// under it is not repeated.
     pub idempotency_key: String,
@@ -32,6 +39,10 @@ pub enum ToolError {
     /// A transient failure (upstream down, rate limited past patience): the run is retried later.
     #[error("{0}")]
     Unavailable(String),
+    /// Will fail the same way on every attempt (credentials refused, account not configured):
+    /// the job is dead with this reason.
+    #[error("{0}")]
+    Permanent(String),
 }
 
 #[async_trait]
@@ -41,6 +52,12 @@ pub trait Tool: Send + Sync + 'static {
     fn description(&self) -> &str;
     /// JSON Schema of the arguments object.
     fn parameters(&self) -> Value;
+    /// The schema for this run when it depends on live upstream data (HappyFox custom fields
+    /// depend on the ticket's category): replaces `parameters` for the model and for validation.
+    /// None keeps `parameters`. Called once per run, before the first model call.
+    async fn live_parameters(&self, _ctx: &ToolContext) -> Result<Option<Value>, ToolError> {
+        Ok(None)
+    }
     /// Whether the tool changes anything upstream: dry-run and approve modes record these calls
     /// instead of executing them.
     fn writes(&self) -> bool;
@@ -50,12 +67,26 @@ pub trait Tool: Send + Sync + 'static {
 /// A registered tool with its compiled argument validator.
 pub struct Entry {
     pub tool: Arc<dyn Tool>,
+    /// The schema the model sees and `validator` checks: the tool's own, or this run's live one.
+    pub parameters: Value,
     validator: jsonschema::Validator,
     /// The name the model sees: providers allow `[a-zA-Z0-9_-]`, so dots become `__`.
     pub wire_name: String,
 }
 
 impl Entry {
+    fn new(tool: Arc<dyn Tool>, parameters: Value) -> Result<Self, String> {
+        let name = tool.name().to_string();
+        let validator = jsonschema::validator_for(&parameters)
+            .map_err(|e| format!("tool {name:?}: invalid JSON Schema: {e}"))?;
+        Ok(Self {
+            wire_name: name.replace('.', "__"),
+            tool,
+            parameters,
+            validator,
+        })
+    }
+
     /// Every way `args` breaks the schema, as `path: message` lines; empty when valid.
     pub fn violations(&self, args: &Value) -> Vec<String> {
         self.validator
@@ -99,17 +130,9 @@ impl ToolRegistry {
         if self.tools.contains_key(&name) {
             return Err(format!("tool {name:?} is registered twice"));
         }
-        let validator = jsonschema::validator_for(&tool.parameters())
-            .map_err(|e| format!("tool {name:?}: invalid JSON Schema: {e}"))?;
-        let wire_name = name.replace('.', "__");
-        self.tools.insert(
-            name,
-            Arc::new(Entry {
-                tool,
-                validator,
-                wire_name,
-            }),
-        );
+        let parameters = tool.parameters();
+        let entry = Entry::new(tool, parameters)?;
+        self.tools.insert(name, Arc::new(entry));
         Ok(())
     }
 
@@ -146,9 +169,30 @@ impl ScopedTools {
             .map(|e| ToolSpec {
                 name: e.wire_name.clone(),
                 description: e.tool.description().to_string(),
-                parameters: e.tool.parameters(),
+                parameters: e.parameters.clone(),
             })
             .collect()
+    }
+
+    /// Replaces the schema of every tool whose schema depends on live upstream data with this
+    /// run's. A tool whose live schema cannot be read stays offered with its static schema; the
+    /// returned notes say which and why (for the transcript).
+    pub async fn resolve_live(&mut self, ctx: &ToolContext) -> Vec<String> {
+        let mut notes = Vec::new();
+        for entry in &mut self.entries {
+            match entry.tool.live_parameters(ctx).await {
+                Ok(None) => {}
+                Ok(Some(schema)) => match Entry::new(entry.tool.clone(), schema) {
+                    Ok(live) => *entry = Arc::new(live),
+                    Err(e) => notes.push(e),
+                },
+                Err(e) => notes.push(format!(
+                    "{}: live schema unavailable, using the static one: {e}",
+                    entry.tool.name()
+                )),
+            }
+        }
+        notes
     }
 
     /// The entry the model named (by wire name), if it is in scope.
@@ -160,4 +204,14 @@ impl ScopedTools {
 /// The dotted form of a wire name, for transcripts and refusals.
 pub fn dotted(wire_name: &str) -> String {
     wire_name.replace("__", ".")
+}
+
+/// Every tool hookwise has for the configured accounts: the HappyFox and Planhat connectors'
+/// tools, and each Truto account's tools as its `/tools` endpoint lists them.
+pub async fn build_registry(upstream: &Upstream) -> Result<ToolRegistry, String> {
+    let mut registry = ToolRegistry::new();
+    happyfox::register(&mut registry, upstream)?;
+    planhat::register(&mut registry, upstream)?;
+    truto::register(&mut registry, upstream).await?;
+    Ok(registry)
 }

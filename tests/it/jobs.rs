@@ -363,7 +363,8 @@ async fn our_own_writes_do_not_trigger_handlers() {
         runner: Some(runner.clone()),
         handlers: vec![handler_toml("triage", "happyfox.ticket.*", None, "")],
         extra_config: format!(
-            "{FAST}\n[accounts.acme]\nconnector = \"happyfox\"\nbot_staff_id = 12\n"
+            "{FAST}\n[accounts.acme]\nconnector = \"happyfox\"\nbot_staff_id = 12\n\
+             base_url = \"http://127.0.0.1:9/api/1.1/json\"\napi_key = \"k\"\nauth_code = \"c\"\n"
         ),
         ..Options::default()
     })

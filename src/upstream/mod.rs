@@ -1,0 +1,429 @@
+//! Every call hookwise makes to an upstream API (HappyFox, Planhat, Truto) goes through
+//! `Upstream::send`: the account's credentials, its rate governor, retries decided by kind, and
+//! the action journal that keeps a write from being sent twice.
+//!
+//! Tools build a `Request` (path, query, body, which budget it spends, whether it writes) and get
+//! a tolerant `Response` back (JSON, or the body as a string when it is not JSON). The account
+//! comes from the `ToolContext`, which the model cannot write.
+
+pub mod ratelimit;
+
+use crate::clock::SharedClock;
+use crate::config::{AccountConfig, Config, ConnectorKind};
+use crate::ingress::verify::Secret;
+use crate::store::SharedStore;
+use crate::tools::{ToolContext, ToolError};
+use reqwest::Method;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One resolved `[accounts.NAME]`: where its API is and how to authenticate.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub name: String,
+    pub connector: ConnectorKind,
+    /// The API root without a trailing slash; request paths are appended to it.
+    pub base_url: String,
+    auth: Auth,
+    /// Truto: the integrated account the tools act on.
+    pub integrated_account_id: Option<String>,
+    /// HappyFox: the staff member hookwise writes as.
+    pub bot_staff_id: Option<u64>,
+    /// Budgets by name (`get`, `post`, `api`): calls per window.
+    pub limits: BTreeMap<String, ratelimit::Quota>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+enum Auth {
+    Basic { user: Secret, password: Secret },
+    Bearer(Secret),
+}
+
+/// What one upstream call is.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    /// Appended to the account's `base_url`; starts with `/`.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Value>,
+    /// The budget this call spends: `get` or `post` on HappyFox, `api` on Planhat and Truto.
+    pub bucket: &'static str,
+    /// A write is journaled under the call's idempotency key and sent at most once per key; a
+    /// tool makes at most one write per call. Reads are retried freely.
+    pub write: bool,
+}
+
+impl Request {
+    /// A read in the `api` budget (connectors with two budgets set `bucket`).
+    pub fn get(path: impl Into<String>) -> Self {
+        Self {
+            method: Method::GET,
+            path: path.into(),
+            query: Vec::new(),
+            body: None,
+            bucket: "api",
+            write: false,
+        }
+    }
+
+    /// A write with a JSON body in the `api` budget.
+    pub fn write(method: Method, path: impl Into<String>, body: Value) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            query: Vec::new(),
+            body: Some(body),
+            bucket: "api",
+            write: true,
+        }
+    }
+
+    pub fn query(mut self, key: &str, value: impl ToString) -> Self {
+        self.query.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn bucket(mut self, bucket: &'static str) -> Self {
+        self.bucket = bucket;
+        self
+    }
+}
+
+/// Where a write's response came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Sent now.
+    Sent,
+    /// An earlier attempt of this job sent it; this is the journaled response, nothing was sent.
+    Journaled,
+    /// An earlier attempt sent it and crashed or timed out before the answer was recorded: it was
+    /// not sent again, and whether it took effect is unknown.
+    InDoubt,
+}
+
+/// An upstream's 2xx answer, read tolerantly.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    /// The JSON body; a body that is not JSON is kept as a string, an empty one is `null`.
+    pub body: Value,
+    pub origin: Origin,
+}
+
+/// The upstream client shared by every tool: one HTTP client, the accounts, the store that holds
+/// rate state and the journal across replicas.
+#[derive(Clone)]
+pub struct Upstream {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    accounts: BTreeMap<String, Account>,
+    #[allow(dead_code)] // the governor and the journal (next commits)
+    store: SharedStore,
+    #[allow(dead_code)]
+    clock: SharedClock,
+}
+
+/// Problems with one account table, as (key, message); empty when it can be used.
+pub fn check_account(account: &AccountConfig) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let mut need = |key: &str, set: bool| {
+        if !set {
+            problems.push((
+                key.to_string(),
+                format!(
+                    "required for connector = \"{}\"",
+                    account.connector.as_str()
+                ),
+            ));
+        }
+    };
+    let filled = |s: &Option<Secret>| s.as_ref().is_some_and(|s| !s.expose().is_empty());
+    match account.connector {
+        ConnectorKind::Happyfox => {
+            need("base_url", account.base_url.is_some());
+            need("api_key", filled(&account.api_key));
+            need("auth_code", filled(&account.auth_code));
+        }
+        ConnectorKind::Planhat => need("token", filled(&account.token)),
+        ConnectorKind::Truto => {
+            need("api_key", filled(&account.api_key));
+            need(
+                "integrated_account_id",
+                account
+                    .integrated_account_id
+                    .as_ref()
+                    .is_some_and(|s| !s.is_empty()),
+            );
+        }
+    }
+    let only = |key: &str, set: bool, connector: ConnectorKind| {
+        (set && account.connector != connector).then(|| {
+            (
+                key.to_string(),
+                format!("only used with connector = \"{}\"", connector.as_str()),
+            )
+        })
+    };
+    problems.extend(
+        [
+            only(
+                "bot_staff_id",
+                account.bot_staff_id.is_some(),
+                ConnectorKind::Happyfox,
+            ),
+            only(
+                "auth_code",
+                account.auth_code.is_some(),
+                ConnectorKind::Happyfox,
+            ),
+            only("token", account.token.is_some(), ConnectorKind::Planhat),
+            only(
+                "integrated_account_id",
+                account.integrated_account_id.is_some(),
+                ConnectorKind::Truto,
+            ),
+        ]
+        .into_iter()
+        .flatten(),
+    );
+    if account.connector == ConnectorKind::Planhat && account.api_key.is_some() {
+        problems.push((
+            "api_key".into(),
+            "Planhat uses `token`, not `api_key`".into(),
+        ));
+    }
+    if let Some(url) = &account.base_url {
+        match reqwest::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => problems.push((
+                "base_url".into(),
+                format!("expected an http(s) URL, found {url:?}"),
+            )),
+        }
+    }
+    let buckets = default_limits(account.connector);
+    for (bucket, spec) in &account.rate_limits {
+        if !buckets.iter().any(|(b, _)| b == bucket) {
+            let known: Vec<&str> = buckets.iter().map(|(b, _)| *b).collect();
+            problems.push((
+                format!("rate_limits.{bucket}"),
+                format!("unknown budget; expected one of {}", known.join(", ")),
+            ));
+        } else if let Err(e) = ratelimit::Quota::parse(spec) {
+            problems.push((format!("rate_limits.{bucket}"), e));
+        }
+    }
+    if account.timeout.is_zero() {
+        problems.push(("timeout".into(), "must be greater than 0".into()));
+    }
+    problems
+}
+
+/// The budgets a connector has, with what its vendor documents.
+fn default_limits(connector: ConnectorKind) -> &'static [(&'static str, &'static str)] {
+    match connector {
+        // 500 GET and 300 POST per minute, a 10-minute penalty past them (KB 1148).
+        ConnectorKind::Happyfox => &[("get", "500/1m"), ("post", "300/1m")],
+        // A soft quota of 200 calls per minute.
+        ConnectorKind::Planhat => &[("api", "200/1m")],
+        // Truto documents no number; its responses' headers teach the governor the rest.
+        ConnectorKind::Truto => &[("api", "600/1m")],
+    }
+}
+
+fn default_base_url(connector: ConnectorKind) -> Option<&'static str> {
+    match connector {
+        ConnectorKind::Happyfox => None,
+        ConnectorKind::Planhat => Some("https://api.planhat.com"),
+        ConnectorKind::Truto => Some("https://api.truto.one"),
+    }
+}
+
+impl Account {
+    /// Resolves a checked account table (`check_account` found nothing).
+    fn from_config(name: &str, c: &AccountConfig) -> Result<Self, String> {
+        let problems = check_account(c);
+        if let Some((key, message)) = problems.first() {
+            return Err(format!("accounts.{name}.{key}: {message}"));
+        }
+        let base_url = c
+            .base_url
+            .clone()
+            .or_else(|| default_base_url(c.connector).map(str::to_string))
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_string();
+        let secret = |s: &Option<Secret>| s.clone().expect("checked by check_account");
+        let auth = match c.connector {
+            ConnectorKind::Happyfox => Auth::Basic {
+                user: secret(&c.api_key),
+                password: secret(&c.auth_code),
+            },
+            ConnectorKind::Planhat => Auth::Bearer(secret(&c.token)),
+            ConnectorKind::Truto => Auth::Bearer(secret(&c.api_key)),
+        };
+        let mut limits = BTreeMap::new();
+        for (bucket, default) in default_limits(c.connector) {
+            let spec = c.rate_limits.get(*bucket).map_or(*default, String::as_str);
+            limits.insert(bucket.to_string(), ratelimit::Quota::parse(spec)?);
+        }
+        Ok(Self {
+            name: name.to_string(),
+            connector: c.connector,
+            base_url,
+            auth,
+            integrated_account_id: c.integrated_account_id.clone(),
+            bot_staff_id: c.bot_staff_id,
+            limits,
+            timeout: c.timeout,
+        })
+    }
+}
+
+impl Upstream {
+    pub fn new(config: &Config, store: SharedStore, clock: SharedClock) -> Result<Self, String> {
+        let mut accounts = BTreeMap::new();
+        for (name, c) in &config.accounts {
+            accounts.insert(name.clone(), Account::from_config(name, c)?);
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("hookwise/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("building the upstream HTTP client: {e}"))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                accounts,
+                store,
+                clock,
+            }),
+        })
+    }
+
+    /// Every configured account, by name.
+    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
+        self.inner.accounts.values()
+    }
+
+    /// The job's account, if it is one of `connector`'s: a HappyFox tool run for a Planhat
+    /// account is refused here, whatever the model asked.
+    pub fn account_for(
+        &self,
+        ctx: &ToolContext,
+        connector: ConnectorKind,
+    ) -> Result<&Account, ToolError> {
+        let name = ctx.account.as_str();
+        match self.inner.accounts.get(name) {
+            Some(a) if a.connector == connector => Ok(a),
+            Some(a) => Err(ToolError::Permanent(format!(
+                "account {name} is a {} account, not {}",
+                a.connector.as_str(),
+                connector.as_str()
+            ))),
+            None => Err(ToolError::Permanent(format!(
+                "account {name} is not configured: add [accounts.{name}] with connector = \"{}\"",
+                connector.as_str()
+            ))),
+        }
+    }
+
+    /// Sends one call for the job's account and returns its 2xx answer. A 4xx answer is
+    /// `Rejected` (the model may correct itself), refused credentials are `Permanent`, and
+    /// outages that outlast the retries are `Unavailable` (the job is retried later).
+    pub async fn send(
+        &self,
+        ctx: &ToolContext,
+        connector: ConnectorKind,
+        request: Request,
+    ) -> Result<Response, ToolError> {
+        let account = self.account_for(ctx, connector)?;
+        let (status, body) = self.attempt(account, &request).await?;
+        classify(account, status, body)
+    }
+
+    /// One HTTP exchange: status and body text, or a transport error.
+    async fn attempt(
+        &self,
+        account: &Account,
+        request: &Request,
+    ) -> Result<(u16, String), ToolError> {
+        let url = format!("{}{}", account.base_url, request.path);
+        let mut builder = self
+            .inner
+            .http
+            .request(request.method.clone(), &url)
+            .timeout(account.timeout)
+            .header(reqwest::header::ACCEPT, "application/json");
+        if !request.query.is_empty() {
+            builder = builder.query(&request.query);
+        }
+        builder = match &account.auth {
+            Auth::Basic { user, password } => {
+                builder.basic_auth(user.expose(), Some(password.expose()))
+            }
+            Auth::Bearer(token) => builder.bearer_auth(token.expose()),
+        };
+        if let Some(body) = &request.body {
+            builder = builder.json(body);
+        }
+        let response = builder.send().await.map_err(|e| {
+            ToolError::Unavailable(format!("{} {}: {e}", request.method, request.path))
+        })?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(|e| {
+            ToolError::Unavailable(format!(
+                "{} {}: reading the answer: {e}",
+                request.method, request.path
+            ))
+        })?;
+        Ok((status, text))
+    }
+}
+
+/// The body as JSON when it is JSON, else as a string (`null` when empty).
+pub fn tolerant_body(text: &str) -> Value {
+    if text.trim().is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
+/// Maps a final status to the tool's result.
+fn classify(account: &Account, status: u16, text: String) -> Result<Response, ToolError> {
+    let body = tolerant_body(&text);
+    let shown = excerpt(&text);
+    let who = account.connector.as_str();
+    match status {
+        200..=299 => Ok(Response {
+            status,
+            body,
+            origin: Origin::Sent,
+        }),
+        401 | 403 => Err(ToolError::Permanent(format!(
+            "{who} refused the credentials of account {} ({status}): {shown}",
+            account.name
+        ))),
+        408 | 429 | 500..=599 => Err(ToolError::Unavailable(format!(
+            "{who} answered {status}: {shown}"
+        ))),
+        _ => Err(ToolError::Rejected(format!(
+            "{who} answered {status}: {shown}"
+        ))),
+    }
+}
+
+/// At most 500 characters of an upstream body, for errors the model and the transcript see.
+fn excerpt(text: &str) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(500) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
