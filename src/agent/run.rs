@@ -118,6 +118,7 @@ impl JobRunner for AgentRunner {
                     agent.deadline
                 ))),
             ),
+            Ending::Failed(e @ RunError::Deferred { .. }) => ("deferred", Err(e)),
             Ending::Failed(e) => ("failed", Err(e)),
         };
         let record = RunRecord {
@@ -264,6 +265,15 @@ impl AgentRunner {
                     json!({"type": "tool_error", "call_id": call.id, "name": name, "error": error}),
                 );
                 Err(RunError::Retryable(format!("{name}: {error}")))
+            }
+            Err(ToolError::RateLimited { until_ms, reason }) => {
+                transcript.push(
+                    json!({"type": "tool_error", "call_id": call.id, "name": name, "error": reason}),
+                );
+                Err(RunError::Deferred {
+                    until_ms,
+                    reason: format!("{name}: {reason}"),
+                })
             }
             Err(ToolError::Permanent(error)) => {
                 transcript.push(

@@ -146,6 +146,14 @@ pub struct AccountConfig {
     /// Per upstream request, connecting included.
     #[serde(default = "default_upstream_timeout", deserialize_with = "duration")]
     pub timeout: std::time::Duration,
+    /// How long one call may wait for the account's budget (pacing, or a pause after a 429)
+    /// before its job is put back until the pause ends instead.
+    #[serde(default = "default_max_wait", deserialize_with = "duration")]
+    pub max_wait: std::time::Duration,
+}
+
+fn default_max_wait() -> std::time::Duration {
+    std::time::Duration::from_secs(60)
 }
 
 fn default_upstream_timeout() -> std::time::Duration {

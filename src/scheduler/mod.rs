@@ -37,6 +37,10 @@ pub enum RunError {
     /// Will fail the same way again (bad handler, refused credentials): dead at once.
     #[error("{0}")]
     Permanent(String),
+    /// Nothing failed, but the account must wait (an upstream rate limit): run again at
+    /// `until_ms` without spending an attempt.
+    #[error("{reason}")]
+    Deferred { until_ms: i64, reason: String },
 }
 
 /// Executes one job. The agent implements it; tests use recording fakes.
@@ -230,6 +234,10 @@ async fn execute(inner: Arc<Inner>, claimed: JobWithEvents, abort: CancellationT
         None => return, // the new owner records the outcome
         Some(Ok(())) => JobFinish::Done,
         Some(Err(RunError::Permanent(error))) => JobFinish::Dead { error },
+        Some(Err(RunError::Deferred { until_ms, reason })) => JobFinish::Defer {
+            at_ms: until_ms,
+            error: reason,
+        },
         Some(Err(RunError::Retryable(error))) if job.attempts >= job.max_attempts => {
             JobFinish::Dead {
                 error: format!("gave up after {} attempts: {error}", job.attempts),
@@ -257,6 +265,9 @@ async fn finish(inner: &Inner, job: &JobRecord, finish: JobFinish) {
             tracing::error!(job = %job.id, handler = %job.handler, error, "job dead")
         }
         JobFinish::Release => tracing::info!(job = %job.id, "job released at shutdown"),
+        JobFinish::Defer { at_ms, error } => {
+            tracing::info!(job = %job.id, at_ms, error, "job deferred: its account must wait")
+        }
     }
     match inner
         .store

@@ -148,6 +148,12 @@ pub enum JobFinish {
     },
     /// Shutdown: back to pending now, this attempt not counted.
     Release,
+    /// The upstream asked the account to wait (a rate limit): back to pending at `at_ms`, this
+    /// attempt not counted, since nothing failed.
+    Defer {
+        at_ms: i64,
+        error: String,
+    },
 }
 
 /// What `jobs retry` did.
@@ -305,6 +311,55 @@ pub struct RunFilter {
     pub limit: u32,
 }
 
+/// What the journal holds for a write's idempotency key when a tool is about to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionBegin {
+    /// No earlier attempt: the key is now recorded as sent; send the write.
+    Fresh,
+    /// An earlier attempt sent it and recorded the answer: return that, send nothing.
+    Done {
+        status: u16,
+        response: String,
+        /// The request as that attempt sent it.
+        request: String,
+    },
+    /// An earlier attempt sent it but its answer was never recorded (a crash, a timeout): it may
+    /// have taken effect, so it is not sent again.
+    InDoubt { request: String },
+}
+
+/// Reads a journal row that already existed when a write began.
+pub(crate) fn action_begin(
+    state: String,
+    status: Option<u16>,
+    response: Option<String>,
+    request: String,
+) -> ActionBegin {
+    match (state.as_str(), status) {
+        ("done", Some(status)) => ActionBegin::Done {
+            status,
+            response: response.unwrap_or_default(),
+            request,
+        },
+        _ => ActionBegin::InDoubt { request },
+    }
+}
+
+/// One journaled write.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredAction {
+    pub key: String,
+    pub job: JobId,
+    pub account: String,
+    pub request: String,
+    /// `sent` (no answer recorded yet, or in doubt) or `done`.
+    pub state: String,
+    pub status: Option<u16>,
+    pub response: Option<String>,
+    pub created_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies pending migrations; safe to call on every start and from several processes.
@@ -357,6 +412,72 @@ pub trait Store: Send + Sync + 'static {
     /// Runs newest first; `steps` is included (callers that only list can ignore it).
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<StoredRun>, StoreError>;
     async fn get_run(&self, id: i64) -> Result<Option<StoredRun>, StoreError>;
+
+    /// The action journal, before a write is sent: records `key` as sent, or says what an
+    /// earlier attempt left under it. Atomic: two callers with one key never both get `Fresh`.
+    async fn begin_action(
+        &self,
+        key: &str,
+        job: JobId,
+        account: &str,
+        request: &str,
+        now_ms: i64,
+    ) -> Result<ActionBegin, StoreError>;
+    /// Records the upstream's answer to a write begun with `begin_action`.
+    async fn finish_action(
+        &self,
+        key: &str,
+        status: u16,
+        response: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Forgets a write the upstream certainly did not apply (refused it, or it never left), so a
+    /// later attempt may send it.
+    async fn abandon_action(&self, key: &str) -> Result<(), StoreError>;
+    /// A job's journaled writes, oldest first.
+    async fn list_actions(&self, job: JobId) -> Result<Vec<StoredAction>, StoreError>;
+
+    /// The rate governor's reservation, shared by every process: when the account is not paused
+    /// and the budget's GCRA state admits a call at `now_ms` (its theoretical arrival time is at
+    /// most `burst_ms` ahead), reserves it (`interval_ms` later) and returns 0; otherwise returns
+    /// how many ms to wait before asking again.
+    async fn reserve_call(
+        &self,
+        account: &str,
+        bucket: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        burst_ms: i64,
+    ) -> Result<i64, StoreError>;
+    /// Holds every call and every claim of `account` until `until_ms` (a later pause wins).
+    async fn pause_account(
+        &self,
+        account: &str,
+        until_ms: i64,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+    /// The account's pause (until, reason), if one was ever set.
+    async fn account_pause(&self, account: &str) -> Result<Option<(i64, String)>, StoreError>;
+}
+
+/// The GCRA step both backends apply inside their transaction: given the stored theoretical
+/// arrival time (if any) and the account's pause, the wait in ms (0 = go) and the new tat to store.
+pub(crate) fn gcra(
+    tat: Option<i64>,
+    paused_until: Option<i64>,
+    now: i64,
+    interval: i64,
+    burst: i64,
+) -> (i64, Option<i64>) {
+    if let Some(until) = paused_until.filter(|u| *u > now) {
+        return (until - now, None);
+    }
+    let tat = tat.unwrap_or(now).max(now);
+    if tat - now > burst {
+        (tat - burst - now, None)
+    } else {
+        (0, Some(tat + interval))
+    }
 }
 
 pub type SharedStore = Arc<dyn Store>;

@@ -39,6 +39,10 @@ pub enum ToolError {
     /// A transient failure (upstream down, rate limited past patience): the run is retried later.
     #[error("{0}")]
     Unavailable(String),
+    /// The account's upstream budget is exhausted until `until_ms` (a 429, an exhausted quota)
+    /// and waiting here would take too long: the job runs again then, no attempt spent.
+    #[error("{reason}")]
+    RateLimited { until_ms: i64, reason: String },
     /// Will fail the same way on every attempt (credentials refused, account not configured):
     /// the job is dead with this reason.
     #[error("{0}")]

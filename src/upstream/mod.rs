@@ -6,12 +6,13 @@
 //! a tolerant `Response` back (JSON, or the body as a string when it is not JSON). The account
 //! comes from the `ToolContext`, which the model cannot write.
 
+mod governor;
 pub mod ratelimit;
 
 use crate::clock::SharedClock;
 use crate::config::{AccountConfig, Config, ConnectorKind};
 use crate::ingress::verify::Secret;
-use crate::store::SharedStore;
+use crate::store::{ActionBegin, SharedStore};
 use crate::tools::{ToolContext, ToolError};
 use reqwest::Method;
 use serde_json::Value;
@@ -34,6 +35,8 @@ pub struct Account {
     /// Budgets by name (`get`, `post`, `api`): calls per window.
     pub limits: BTreeMap<String, ratelimit::Quota>,
     pub timeout: Duration,
+    /// How long one call may wait for budget before its job is deferred instead.
+    pub max_wait: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -124,10 +127,11 @@ pub struct Upstream {
 struct Inner {
     http: reqwest::Client,
     accounts: BTreeMap<String, Account>,
-    #[allow(dead_code)] // the governor and the journal (next commits)
+    /// Rate budgets, pauses and the journal live here, so every replica shares them.
     store: SharedStore,
-    #[allow(dead_code)]
     clock: SharedClock,
+    /// How often a read is retried after a 5xx, a timeout or a dropped connection.
+    max_retries: u32,
 }
 
 /// Problems with one account table, as (key, message); empty when it can be used.
@@ -283,6 +287,7 @@ impl Account {
             bot_staff_id: c.bot_staff_id,
             limits,
             timeout: c.timeout,
+            max_wait: c.max_wait,
         })
     }
 }
@@ -303,6 +308,7 @@ impl Upstream {
                 accounts,
                 store,
                 clock,
+                max_retries: 3,
             }),
         })
     }
@@ -335,8 +341,12 @@ impl Upstream {
     }
 
     /// Sends one call for the job's account and returns its 2xx answer. A 4xx answer is
-    /// `Rejected` (the model may correct itself), refused credentials are `Permanent`, and
-    /// outages that outlast the retries are `Unavailable` (the job is retried later).
+    /// `Rejected` (the model may correct itself), refused credentials are `Permanent`, a budget
+    /// that stays exhausted past `max_wait` is `RateLimited`, and outages that outlast the
+    /// retries are `Unavailable` (the job is retried later).
+    ///
+    /// A write goes through the journal first: under the call's idempotency key it is sent at
+    /// most once, whatever crashes or retries happen around it.
     pub async fn send(
         &self,
         ctx: &ToolContext,
@@ -344,16 +354,82 @@ impl Upstream {
         request: Request,
     ) -> Result<Response, ToolError> {
         let account = self.account_for(ctx, connector)?;
-        let (status, body) = self.attempt(account, &request).await?;
-        classify(account, status, body)
+        if !request.write {
+            return governor::exchange(self, account, &request)
+                .await
+                .map_err(|f| f.error)
+                .and_then(|(status, text)| classify(account, status, text));
+        }
+        let key = ctx.idempotency_key.as_str();
+        let described = describe(&request);
+        let store = &self.inner.store;
+        let begun = store
+            .begin_action(key, ctx.job, &account.name, &described, self.now_ms())
+            .await
+            .map_err(|e| ToolError::Unavailable(format!("the action journal: {e}")))?;
+        match begun {
+            ActionBegin::Fresh => {}
+            ActionBegin::Done {
+                status,
+                response,
+                request,
+            } => {
+                if request != described {
+                    tracing::warn!(key, earlier = %request, now = %described,
+                        "a re-run asked for a different write under a journaled key; the earlier one stands");
+                }
+                let mut answer = classify(account, status, response)?;
+                answer.origin = Origin::Journaled;
+                return Ok(answer);
+            }
+            ActionBegin::InDoubt { request } => {
+                tracing::warn!(key, request = %request, "write in doubt: not sent again");
+                return Err(ToolError::Rejected(format!(
+                    "not sent: an earlier attempt of this job already sent this write ({request}) and \
+                     stopped before its answer was recorded, so it may have taken effect. It is never \
+                     sent twice; read the current state to see whether it did."
+                )));
+            }
+        }
+        match governor::exchange(self, account, &request).await {
+            Ok((status, text)) => {
+                if (200..300).contains(&status) {
+                    if let Err(e) = store.finish_action(key, status, &text, self.now_ms()).await {
+                        // The write happened; only its record is missing, so it stays in doubt
+                        // and is never repeated.
+                        tracing::error!(key, error = %e, "recording a sent write's answer failed");
+                    }
+                } else {
+                    // A definite refusal: nothing was applied, a later attempt may send it.
+                    self.abandon(key).await;
+                }
+                classify(account, status, text)
+            }
+            Err(failure) => {
+                if !failure.maybe_applied {
+                    self.abandon(key).await;
+                }
+                Err(failure.error)
+            }
+        }
     }
 
-    /// One HTTP exchange: status and body text, or a transport error.
+    async fn abandon(&self, key: &str) {
+        if let Err(e) = self.inner.store.abandon_action(key).await {
+            tracing::warn!(key, error = %e, "could not clear an unsent write from the journal; it stays in doubt");
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.inner.clock.now().timestamp_millis()
+    }
+
+    /// One HTTP exchange: status, headers and body text, or a transport error.
     async fn attempt(
         &self,
         account: &Account,
         request: &Request,
-    ) -> Result<(u16, String), ToolError> {
+    ) -> Result<(u16, http::HeaderMap, String), reqwest::Error> {
         let url = format!("{}{}", account.base_url, request.path);
         let mut builder = self
             .inner
@@ -373,18 +449,26 @@ impl Upstream {
         if let Some(body) = &request.body {
             builder = builder.json(body);
         }
-        let response = builder.send().await.map_err(|e| {
-            ToolError::Unavailable(format!("{} {}: {e}", request.method, request.path))
-        })?;
+        let response = builder.send().await?;
         let status = response.status().as_u16();
-        let text = response.text().await.map_err(|e| {
-            ToolError::Unavailable(format!(
-                "{} {}: reading the answer: {e}",
-                request.method, request.path
-            ))
-        })?;
-        Ok((status, text))
+        let headers = response.headers().clone();
+        let text = response.text().await?;
+        Ok((status, headers, text))
     }
+}
+
+/// A request as the journal records it: method, path, query and body.
+fn describe(request: &Request) -> String {
+    let mut text = format!("{} {}", request.method, request.path);
+    for (i, (k, v)) in request.query.iter().enumerate() {
+        text.push(if i == 0 { '?' } else { '&' });
+        text.push_str(&format!("{k}={v}"));
+    }
+    if let Some(body) = &request.body {
+        text.push(' ');
+        text.push_str(&body.to_string());
+    }
+    text
 }
 
 /// The body as JSON when it is JSON, else as a string (`null` when empty).
@@ -420,7 +504,7 @@ fn classify(account: &Account, status: u16, text: String) -> Result<Response, To
 }
 
 /// At most 500 characters of an upstream body, for errors the model and the transcript see.
-fn excerpt(text: &str) -> String {
+pub(crate) fn excerpt(text: &str) -> String {
     let text = text.trim();
     match text.char_indices().nth(500) {
         Some((at, _)) => format!("{}…", &text[..at]),

@@ -9,6 +9,7 @@ mod ingest;
 mod jobs;
 mod replicas;
 mod runs;
+mod upstream;
 
 use chrono::{DateTime, TimeZone, Utc};
 use hookwise::event::{AccountId, Event, EventId, SourceName};

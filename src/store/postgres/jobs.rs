@@ -64,6 +64,8 @@ const CANDIDATES: &str = "
               WHERE state = 'pending' AND run_at <= $1
               ORDER BY run_at, id LIMIT $2) due
         WHERE NOT EXISTS (SELECT 1 FROM jobs r WHERE r.account = due.account AND r.state = 'running')
+          AND NOT EXISTS (SELECT 1 FROM account_pauses p
+                          WHERE p.account = due.account AND p.paused_until > $1)
         ORDER BY due.account, due.run_at, due.id
     ) firsts
     ORDER BY run_at, id";
@@ -219,6 +221,9 @@ pub async fn finish(
         }
         JobFinish::Release => {
             requeue(conn, job.0, now, now, None, true).await?;
+        }
+        JobFinish::Defer { at_ms, error } => {
+            requeue(conn, job.0, now, at_ms, Some(&error), true).await?;
         }
     }
     Ok(true)

@@ -15,12 +15,13 @@
 
 mod jobs;
 mod runs;
+mod upstream;
 
 use super::migrate::{Migration, POSTGRES};
 use super::{
-    Disposition, EventFilter, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId, JobRecord,
-    JobWithEvents, RetryResult, RunFilter, RunRecord, Store, StoreError, StoredEvent, StoredRun,
-    redact,
+    ActionBegin, Disposition, EventFilter, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId,
+    JobRecord, JobWithEvents, RetryResult, RunFilter, RunRecord, Store, StoreError, StoredAction,
+    StoredEvent, StoredRun, redact,
 };
 use crate::event::{EventId, SourceName};
 use async_trait::async_trait;
@@ -527,6 +528,72 @@ impl Store for PostgresStore {
     async fn get_run(&self, id: i64) -> Result<Option<StoredRun>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         runs::get(&mut conn, id).await
+    }
+
+    async fn begin_action(
+        &self,
+        key: &str,
+        job: JobId,
+        account: &str,
+        request: &str,
+        now_ms: i64,
+    ) -> Result<ActionBegin, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        upstream::begin_action(&mut conn, key, job, account, request, now_ms).await
+    }
+
+    async fn finish_action(
+        &self,
+        key: &str,
+        status: u16,
+        response: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        upstream::finish_action(&mut conn, key, status, response, now_ms).await
+    }
+
+    async fn abandon_action(&self, key: &str) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        upstream::abandon_action(&mut conn, key).await
+    }
+
+    async fn list_actions(&self, job: JobId) -> Result<Vec<StoredAction>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        upstream::list_actions(&mut conn, job).await
+    }
+
+    async fn reserve_call(
+        &self,
+        account: &str,
+        bucket: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        burst_ms: i64,
+    ) -> Result<i64, StoreError> {
+        in_transaction!(self, "reserve_call", |conn| upstream::reserve_call(
+            conn,
+            account,
+            bucket,
+            now_ms,
+            interval_ms,
+            burst_ms
+        ))
+    }
+
+    async fn pause_account(
+        &self,
+        account: &str,
+        until_ms: i64,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        upstream::pause_account(&mut conn, account, until_ms, reason).await
+    }
+
+    async fn account_pause(&self, account: &str) -> Result<Option<(i64, String)>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        upstream::account_pause(&mut conn, account).await
     }
 }
 

@@ -56,9 +56,13 @@ pub fn claim(
     lease_ms: i64,
 ) -> Result<Vec<JobWithEvents>, StoreError> {
     reap_expired_leases(conn, now)?;
+    // Accounts running a job, and accounts an upstream told to wait: none of their jobs is due.
     let mut busy: HashSet<String> = conn
-        .prepare_cached("SELECT account FROM jobs WHERE state = 'running'")?
-        .query_map([], |r| r.get(0))?
+        .prepare_cached(
+            "SELECT account FROM jobs WHERE state = 'running'
+             UNION SELECT account FROM account_pauses WHERE paused_until > ?1",
+        )?
+        .query_map([now], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let candidates: Vec<(i64, String)> = conn
         .prepare_cached(
@@ -162,6 +166,9 @@ pub fn finish(
         }
         JobFinish::Release => {
             requeue(conn, job.0, now, now, None, true)?;
+        }
+        JobFinish::Defer { at_ms, error } => {
+            requeue(conn, job.0, now, at_ms, Some(&error), true)?;
         }
     }
     Ok(true)

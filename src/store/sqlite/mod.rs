@@ -10,11 +10,13 @@
 
 mod jobs;
 mod runs;
+mod upstream;
 
 use super::migrate::{Migration, SQLITE};
 use super::{
-    Disposition, EventFilter, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId, JobRecord,
-    JobWithEvents, RetryResult, RunFilter, RunRecord, Store, StoreError, StoredEvent, StoredRun,
+    ActionBegin, Disposition, EventFilter, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId,
+    JobRecord, JobWithEvents, RetryResult, RunFilter, RunRecord, Store, StoreError, StoredAction,
+    StoredEvent, StoredRun,
 };
 use crate::event::{EventId, SourceName};
 use async_trait::async_trait;
@@ -354,5 +356,73 @@ impl Store for SqliteStore {
 
     async fn get_run(&self, id: i64) -> Result<Option<StoredRun>, StoreError> {
         self.call(move |conn| runs::get(conn, id)).await
+    }
+
+    async fn begin_action(
+        &self,
+        key: &str,
+        job: JobId,
+        account: &str,
+        request: &str,
+        now_ms: i64,
+    ) -> Result<ActionBegin, StoreError> {
+        let (key, account, request) = (key.to_owned(), account.to_owned(), request.to_owned());
+        self.call(move |conn| upstream::begin_action(conn, &key, job, &account, &request, now_ms))
+            .await
+    }
+
+    async fn finish_action(
+        &self,
+        key: &str,
+        status: u16,
+        response: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (key, response) = (key.to_owned(), response.to_owned());
+        self.call(move |conn| upstream::finish_action(conn, &key, status, &response, now_ms))
+            .await
+    }
+
+    async fn abandon_action(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.call(move |conn| upstream::abandon_action(conn, &key))
+            .await
+    }
+
+    async fn list_actions(&self, job: JobId) -> Result<Vec<StoredAction>, StoreError> {
+        self.call(move |conn| upstream::list_actions(conn, job))
+            .await
+    }
+
+    async fn reserve_call(
+        &self,
+        account: &str,
+        bucket: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        burst_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let (account, bucket) = (account.to_owned(), bucket.to_owned());
+        self.call(move |conn| {
+            upstream::reserve_call(conn, &account, &bucket, now_ms, interval_ms, burst_ms)
+        })
+        .await
+    }
+
+    async fn pause_account(
+        &self,
+        account: &str,
+        until_ms: i64,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let (account, reason) = (account.to_owned(), reason.to_owned());
+        self.call(move |conn| upstream::pause_account(conn, &account, until_ms, &reason))
+            .await
+    }
+
+    async fn account_pause(&self, account: &str) -> Result<Option<(i64, String)>, StoreError> {
+        let account = account.to_owned();
+        self.call(move |conn| upstream::account_pause(conn, &account))
+            .await
     }
 }

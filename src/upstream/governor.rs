@@ -1,0 +1,194 @@
+//! The rate governor: paces every call of an account from its configured budgets and from what
+//! the upstream's answers say, shared by every replica through the store.
+//!
+//! - Pacing: each budget (`get`, `post`, `api`) is a GCRA schedule in the store, spaced a little
+//!   wider than `window / calls`, so replicas together stay under the quota without a burst at a
+//!   window's edge.
+//! - Learning: a response saying the budget is exhausted (`remaining = 0` with a reset, or a
+//!   `Retry-After`) pauses the account for everyone until then.
+//! - 429: pauses the account (the server's wait, else the vendor's documented penalty) with a
+//!   little jitter, then sends the same call again; the run is not restarted.
+//! - 5xx, 408 and dropped connections: reads back off exponentially; a write is only retried
+//!   when it certainly never reached the server, since none of these upstreams take an
+//!   idempotency key.
+
+use super::{Account, Request, Upstream, ratelimit};
+use crate::config::ConnectorKind;
+use crate::tools::ToolError;
+use std::time::{Duration, SystemTime};
+
+/// Pacing is this much wider than the quota's even spacing: calls that leave a few ms apart
+/// from their reservations must still land under the limit in the upstream's window.
+const PACING_MARGIN: f64 = 1.02;
+
+/// A call that did not get an answer worth returning.
+pub(super) struct Failure {
+    pub error: ToolError,
+    /// The request may have reached the upstream and taken effect (a write stays in doubt).
+    pub maybe_applied: bool,
+}
+
+impl Failure {
+    fn unsent(error: ToolError) -> Self {
+        Self {
+            error,
+            maybe_applied: false,
+        }
+    }
+}
+
+/// How long an account waits after a 429 that names no wait.
+fn default_penalty(connector: ConnectorKind) -> Duration {
+    match connector {
+        // KB 1148: going over the limit gives 429 for the next 10 minutes.
+        ConnectorKind::Happyfox => Duration::from_secs(600),
+        // Planhat's counter resets every 60-120 s; Truto documents nothing.
+        ConnectorKind::Planhat | ConnectorKind::Truto => Duration::from_secs(60),
+    }
+}
+
+/// Sends `request` within the account's budget and returns the final status and body: 2xx, or
+/// a 4xx other than 429 and 408. Everything else is retried or becomes a `Failure`.
+pub(super) async fn exchange(
+    up: &Upstream,
+    account: &Account,
+    request: &Request,
+) -> Result<(u16, String), Failure> {
+    let Some(quota) = account.limits.get(request.bucket) else {
+        return Err(Failure::unsent(ToolError::Permanent(format!(
+            "no budget named {:?} for account {}",
+            request.bucket, account.name
+        ))));
+    };
+    let what = format!("{} {}", request.method, request.path);
+    let mut waited = Duration::ZERO;
+    let mut failures = 0u32;
+    loop {
+        acquire(up, account, request.bucket, quota, &mut waited).await?;
+        match up.attempt(account, request).await {
+            Ok((status, headers, text)) => {
+                let hint = ratelimit::read_headers(&headers, SystemTime::now());
+                if status == 429 {
+                    let pause = hint.pause().unwrap_or(default_penalty(account.connector));
+                    pause_account(up, account, pause, &format!("429 on {what}")).await;
+                    continue;
+                }
+                if let Some(pause) = hint.pause() {
+                    pause_account(up, account, pause, "the upstream's budget is used up").await;
+                }
+                if status == 408 || status >= 500 {
+                    let error = format!(
+                        "{} answered {status} to {what}: {}",
+                        account.connector.as_str(),
+                        super::excerpt(&text)
+                    );
+                    if request.write {
+                        return Err(Failure {
+                            error: ToolError::Unavailable(format!(
+                                "{error}; a write is not sent again, since it may have been applied"
+                            )),
+                            maybe_applied: true,
+                        });
+                    }
+                    failures += 1;
+                    if failures > up.inner.max_retries {
+                        return Err(Failure::unsent(ToolError::Unavailable(error)));
+                    }
+                    tokio::time::sleep(backoff(failures)).await;
+                    continue;
+                }
+                return Ok((status, text));
+            }
+            Err(e) => {
+                // A refused connection never carried the request; anything later might have.
+                let unsent = e.is_connect() || e.is_builder();
+                let error = format!("{what}: {e}");
+                if request.write && !unsent {
+                    return Err(Failure {
+                        error: ToolError::Unavailable(format!(
+                            "{error}; a write is not sent again, since it may have been applied"
+                        )),
+                        maybe_applied: true,
+                    });
+                }
+                failures += 1;
+                if failures > up.inner.max_retries {
+                    return Err(Failure::unsent(ToolError::Unavailable(error)));
+                }
+                tokio::time::sleep(backoff(failures)).await;
+            }
+        }
+    }
+}
+
+/// Waits until the budget admits the call, or gives up once waiting would exceed `max_wait`
+/// (the job is then deferred until the budget frees up, without spending an attempt).
+async fn acquire(
+    up: &Upstream,
+    account: &Account,
+    bucket: &str,
+    quota: &ratelimit::Quota,
+    waited: &mut Duration,
+) -> Result<(), Failure> {
+    let interval = quota.interval().mul_f64(PACING_MARGIN).as_millis().max(1) as i64;
+    loop {
+        let now = up.now_ms();
+        let wait = up
+            .inner
+            .store
+            .reserve_call(&account.name, bucket, now, interval, 0)
+            .await
+            .map_err(|e| {
+                Failure::unsent(ToolError::Unavailable(format!("the rate governor: {e}")))
+            })?;
+        if wait <= 0 {
+            return Ok(());
+        }
+        let wait = Duration::from_millis(wait as u64);
+        if *waited + wait > account.max_wait {
+            let until_ms = now + wait.as_millis() as i64;
+            let why = match up.inner.store.account_pause(&account.name).await {
+                Ok(Some((until, reason))) if until > now => reason,
+                _ => format!(
+                    "the {bucket} budget ({} calls per {:?})",
+                    quota.calls, quota.window
+                ),
+            };
+            return Err(Failure::unsent(ToolError::RateLimited {
+                until_ms,
+                reason: format!(
+                    "account {} must wait {:.1}s for its upstream budget ({why}); the job runs again then",
+                    account.name,
+                    wait.as_secs_f64()
+                ),
+            }));
+        }
+        tokio::time::sleep(wait).await;
+        *waited += wait;
+    }
+}
+
+/// Holds every call and claim of the account, across replicas, with a little jitter so waiting
+/// replicas do not all come back at the same millisecond.
+async fn pause_account(up: &Upstream, account: &Account, pause: Duration, reason: &str) {
+    let jitter_cap = (pause.as_millis() as u64 / 10).min(1000);
+    let jitter = Duration::from_millis(fastrand::u64(0..=jitter_cap));
+    let until = up.now_ms() + (pause + jitter).as_millis() as i64;
+    tracing::warn!(account = %account.name, pause_ms = (pause + jitter).as_millis() as u64, reason, "pausing the account's upstream calls");
+    if let Err(e) = up
+        .inner
+        .store
+        .pause_account(&account.name, until, reason)
+        .await
+    {
+        tracing::error!(account = %account.name, error = %e, "recording the pause failed");
+    }
+}
+
+/// 0.5 s doubling per failure, at most 8 s, with ±20% jitter.
+fn backoff(failures: u32) -> Duration {
+    let base = Duration::from_millis(500)
+        .saturating_mul(1 << failures.saturating_sub(1).min(4))
+        .min(Duration::from_secs(8));
+    base.mul_f64(0.8 + fastrand::f64() * 0.4)
+}
