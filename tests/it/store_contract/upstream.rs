@@ -200,10 +200,10 @@ async fn a_paused_account_has_no_claimable_jobs(store: SharedStore) {
         .pause_account("acme", T0 + 60_000, "429")
         .await
         .unwrap();
-    let claimed = store.claim_jobs("w1", T0 + 1, 10, 30_000).await.unwrap();
+    let claimed = store.claim_jobs("w1", T0 + 1, 10, 600_000).await.unwrap();
     assert_eq!(ids(&claimed), vec![other]);
     let claimed = store
-        .claim_jobs("w1", T0 + 60_001, 10, 30_000)
+        .claim_jobs("w1", T0 + 60_001, 10, 600_000)
         .await
         .unwrap();
     assert_eq!(ids(&claimed), vec![paused]);
