@@ -11,3 +11,4 @@ mod replicas;
 mod runs;
 mod store_contract;
 mod support;
+mod upstream;

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test module uses a different part
 
 pub mod fake_llm;
+pub mod fake_upstream;
 
 use hookwise::Server;
 use hookwise::clock::{Clock, ManualClock, SharedClock, SystemClock};

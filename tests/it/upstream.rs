@@ -1,0 +1,323 @@
+//! The upstream client against a rate-limited fake upstream on loopback: pacing within the
+//! configured budget, pauses learned from headers (reset as delta seconds and as a Unix time),
+//! 429s that pause the account and retry the same call, retries by kind, and the journal that
+//! keeps a write from being sent twice.
+
+use crate::support::fake_upstream::{FakeUpstream, Limits, ResetStyle};
+use hookwise::clock::SystemClock;
+use hookwise::config::{Config, ConnectorKind};
+use hookwise::event::AccountId;
+use hookwise::store::{JobId, SharedStore};
+use hookwise::tools::{ToolContext, ToolError};
+use hookwise::upstream::{Origin, Request, Upstream};
+use reqwest::Method;
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "planhat-api-token";
+
+fn limits(calls: u32, window_ms: u64, reset: ResetStyle) -> Limits {
+    Limits {
+        calls,
+        window: Duration::from_millis(window_ms),
+        reset,
+        penalty: Duration::ZERO,
+        retry_after: false,
+    }
+}
+
+struct Rig {
+    upstream: Upstream,
+    store: SharedStore,
+    _dir: tempfile::TempDir,
+}
+
+/// A Planhat-kind account named `acme` pointed at `fake`, with extra account keys.
+async fn rig(fake: &FakeUpstream, extra: &str) -> Rig {
+    hookwise::init_tls();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "store = \"sqlite://{}\"\n[accounts.acme]\nconnector = \"planhat\"\nbase_url = \"{}\"\ntoken = \"{TOKEN}\"\n{extra}",
+        dir.path().join("hookwise.db").display(),
+        fake.url
+    );
+    let config = Config::parse(Path::new("test.toml"), &text, &|_| None).unwrap();
+    let store = hookwise::store::open(&config.store).await.unwrap();
+    store.migrate().await.unwrap();
+    let upstream = Upstream::new(&config, store.clone(), Arc::new(SystemClock)).unwrap();
+    Rig {
+        upstream,
+        store,
+        _dir: dir,
+    }
+}
+
+fn ctx(key: &str) -> ToolContext {
+    ToolContext {
+        account: AccountId::new("acme"),
+        job: JobId(1),
+        subject: "c1".into(),
+        idempotency_key: key.into(),
+    }
+}
+
+fn note(text: &str) -> Request {
+    Request::write(Method::POST, "/tasks", json!({"title": text}))
+}
+
+#[tokio::test]
+async fn calls_are_paced_within_the_budget_and_never_meet_a_429() {
+    let fake = FakeUpstream::spawn(limits(10, 1000, ResetStyle::Delta), TOKEN).await;
+    let rig = rig(&fake, "rate_limits = { api = \"10/1s\" }").await;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..3 {
+        let upstream = rig.upstream.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..8 {
+                let r = upstream
+                    .send(
+                        &ctx(&format!("r{worker}-{i}")),
+                        ConnectorKind::Planhat,
+                        Request::get("/companies"),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(r.status, 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(fake.count(200), 24);
+    assert_eq!(fake.count(429), 0, "paced calls never exceed the window");
+    // 24 calls at 10 per second: at least 2.3 s of spacing for the 23 gaps.
+    assert!(
+        started.elapsed() >= Duration::from_millis(2300),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_429_pauses_the_account_and_the_same_call_is_sent_again_after_retry_after() {
+    let fake = FakeUpstream::spawn(limits(1000, 60_000, ResetStyle::None), TOKEN).await;
+    fake.script(
+        429,
+        vec![("retry-after", "1".into())],
+        r#"{"error":"slow down"}"#,
+    );
+    let rig = rig(&fake, "").await;
+    let started = Instant::now();
+    let r = rig
+        .upstream
+        .send(
+            &ctx("k"),
+            ConnectorKind::Planhat,
+            Request::get("/companies/c1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[0].uri, seen[1].uri,
+        "the same call, not the run, is retried"
+    );
+    let gap = seen[1].at - seen[0].at;
+    assert!(
+        gap >= Duration::from_millis(1000) && gap < Duration::from_millis(2500),
+        "{gap:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let (until, reason) = rig.store.account_pause("acme").await.unwrap().unwrap();
+    assert!(until > 0 && reason.contains("429"), "{reason}");
+}
+
+#[tokio::test]
+async fn an_exhausted_budget_stated_as_a_unix_time_holds_the_next_call() {
+    let fake = FakeUpstream::spawn(limits(2, 2000, ResetStyle::Unix), TOKEN).await;
+    let rig = rig(&fake, "").await;
+    for i in 0..3 {
+        rig.upstream
+            .send(
+                &ctx(&format!("{i}")),
+                ConnectorKind::Planhat,
+                Request::get("/nps"),
+            )
+            .await
+            .unwrap();
+    }
+    let seen = fake.seen();
+    assert_eq!(
+        fake.count(429),
+        0,
+        "remaining=0 paused the account before a 429"
+    );
+    assert_eq!(seen.len(), 3);
+    // The third call waited for the window's reset (the Unix time, rounded up to the second).
+    let gap = seen[2].at - seen[0].at;
+    assert!(gap >= Duration::from_millis(1900), "{gap:?}");
+}
+
+#[tokio::test]
+async fn a_pause_longer_than_max_wait_defers_the_job_and_leaves_no_write_in_the_journal() {
+    let fake = FakeUpstream::spawn(limits(1000, 60_000, ResetStyle::None), TOKEN).await;
+    fake.script(429, vec![("retry-after", "30".into())], "{}");
+    let rig = rig(&fake, "max_wait = \"1s\"").await;
+    let before = chrono::Utc::now().timestamp_millis();
+    let err = rig
+        .upstream
+        .send(
+            &ctx("job-1/step-0/call-0"),
+            ConnectorKind::Planhat,
+            note("call back"),
+        )
+        .await
+        .unwrap_err();
+    let ToolError::RateLimited { until_ms, reason } = err else {
+        panic!("expected RateLimited, got {err:?}");
+    };
+    assert!(until_ms >= before + 29_000, "{until_ms} vs {before}");
+    assert!(reason.contains("acme"), "{reason}");
+    assert_eq!(fake.seen().len(), 1);
+    // A 429 was not applied: a later attempt may send the write.
+    assert!(rig.store.list_actions(JobId(1)).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_journaled_write_is_answered_from_the_journal_on_a_rerun() {
+    let fake = FakeUpstream::spawn(limits(1000, 60_000, ResetStyle::Delta), TOKEN).await;
+    let rig = rig(&fake, "").await;
+    let first = rig
+        .upstream
+        .send(
+            &ctx("job-1/step-2/call-0"),
+            ConnectorKind::Planhat,
+            note("call back"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.origin, Origin::Sent);
+    let again = rig
+        .upstream
+        .send(
+            &ctx("job-1/step-2/call-0"),
+            ConnectorKind::Planhat,
+            note("call back"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.origin, Origin::Journaled);
+    assert_eq!(again.body, first.body, "the recorded answer, not a new one");
+    assert_eq!(fake.seen().len(), 1, "the upstream received the write once");
+    let actions = rig.store.list_actions(JobId(1)).await.unwrap();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].request, "POST /tasks {\"title\":\"call back\"}");
+    // Another key is another write.
+    rig.upstream
+        .send(
+            &ctx("job-1/step-3/call-0"),
+            ConnectorKind::Planhat,
+            note("call back"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fake.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn a_write_whose_answer_never_came_is_in_doubt_and_never_sent_again() {
+    let fake = FakeUpstream::spawn(limits(1000, 60_000, ResetStyle::Delta), TOKEN).await;
+    fake.set_delay(Duration::from_secs(2));
+    let rig = rig(&fake, "timeout = \"300ms\"").await;
+    let err = rig
+        .upstream
+        .send(&ctx("k1"), ConnectorKind::Planhat, note("once"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ToolError::Unavailable(_)), "{err:?}");
+    fake.set_delay(Duration::ZERO);
+    let err = rig
+        .upstream
+        .send(&ctx("k1"), ConnectorKind::Planhat, note("once"))
+        .await
+        .unwrap_err();
+    let ToolError::Rejected(message) = err else {
+        panic!("expected Rejected, got {err:?}");
+    };
+    assert!(message.contains("never sent twice"), "{message}");
+    assert_eq!(fake.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn reads_are_retried_after_a_5xx_but_writes_are_not() {
+    let fake = FakeUpstream::spawn(limits(1000, 60_000, ResetStyle::Delta), TOKEN).await;
+    fake.script(503, vec![], "upstream down");
+    let rig = rig(&fake, "").await;
+    let r = rig
+        .upstream
+        .send(&ctx("r"), ConnectorKind::Planhat, Request::get("/users"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(fake.seen().len(), 2);
+
+    fake.script(500, vec![], "boom");
+    let err = rig
+        .upstream
+        .send(&ctx("w"), ConnectorKind::Planhat, note("x"))
+        .await
+        .unwrap_err();
+    let ToolError::Unavailable(message) = err else {
+        panic!("expected Unavailable, got {err:?}");
+    };
+    assert!(
+        message.contains("500") && message.contains("not sent again"),
+        "{message}"
+    );
+    assert_eq!(fake.seen().len(), 3, "the write went out once");
+}
+
+#[tokio::test]
+async fn refusals_are_told_apart_from_outages() {
+    let fake = FakeUpstream::spawn(limits(1000, 60_000, ResetStyle::Delta), "another-token").await;
+    let rig = rig(&fake, "").await;
+    let err = rig
+        .upstream
+        .send(
+            &ctx("k"),
+            ConnectorKind::Planhat,
+            Request::get("/companies"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ToolError::Permanent(ref m) if m.contains("401")),
+        "{err:?}"
+    );
+    assert_eq!(
+        fake.seen()[0].authorization.as_deref(),
+        Some(&*format!("Bearer {TOKEN}"))
+    );
+
+    // A tool of another connector is refused before anything is sent.
+    let err = rig
+        .upstream
+        .send(
+            &ctx("k"),
+            ConnectorKind::Happyfox,
+            Request::get("/tickets/"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ToolError::Permanent(ref m) if m.contains("planhat account")),
+        "{err:?}"
+    );
+    assert_eq!(fake.seen().len(), 1);
+}
