@@ -51,6 +51,10 @@ pub struct LlmConfig {
     /// openai with Azure only: the deployment; defaults to the model name.
     #[serde(default)]
     pub azure_deployment: Option<String>,
+    /// openai only: send an assistant turn without text as `"content": ""` rather than `null`.
+    /// llama-cpp-python's server needs it (it rejects `null` next to `tool_calls`).
+    #[serde(default)]
+    pub empty_content_as_string: bool,
 }
 
 fn default_max_tokens() -> u32 {
@@ -91,6 +95,7 @@ impl LlmConfig {
                 azure_api_version: self.azure_api_version.clone(),
                 azure_deployment: self.azure_deployment.clone(),
                 timeout: self.timeout,
+                empty_content_as_string: self.empty_content_as_string,
                 ..OpenAiConfig::new(base_url, self.api_key.clone())
             })?),
             ProviderKind::Anthropic => {
@@ -144,6 +149,7 @@ impl LlmConfig {
                 ("path", self.path.is_some()),
                 ("azure_api_version", self.azure_api_version.is_some()),
                 ("azure_deployment", self.azure_deployment.is_some()),
+                ("empty_content_as_string", self.empty_content_as_string),
             ] {
                 if set {
                     return Err(format!("{key}: only for provider \"openai\""));

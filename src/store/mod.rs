@@ -437,18 +437,19 @@ pub trait Store: Send + Sync + 'static {
     /// A job's journaled writes, oldest first.
     async fn list_actions(&self, job: JobId) -> Result<Vec<StoredAction>, StoreError>;
 
-    /// The rate governor's reservation, shared by every process: when the account is not paused
-    /// and the budget's GCRA state admits a call at `now_ms` (its theoretical arrival time is at
-    /// most `burst_ms` ahead), reserves it (`interval_ms` later) and returns 0; otherwise returns
-    /// how many ms to wait before asking again.
+    /// The rate governor's reservation, shared by every process. Unless the account is paused,
+    /// reserves the budget's next free slot (slots are `interval_ms` apart) and returns the ms
+    /// until it and `true`: the caller sleeps that long, then sends. A slot further away than
+    /// `horizon_ms` is not reserved (the caller will not wait that long). While paused, returns
+    /// the ms until the pause ends and `false`: nothing is reserved.
     async fn reserve_call(
         &self,
         account: &str,
         bucket: &str,
         now_ms: i64,
         interval_ms: i64,
-        burst_ms: i64,
-    ) -> Result<i64, StoreError>;
+        horizon_ms: i64,
+    ) -> Result<(i64, bool), StoreError>;
     /// Holds every call and every claim of `account` until `until_ms` (a later pause wins).
     async fn pause_account(
         &self,
@@ -460,23 +461,26 @@ pub trait Store: Send + Sync + 'static {
     async fn account_pause(&self, account: &str) -> Result<Option<(i64, String)>, StoreError>;
 }
 
-/// The GCRA step both backends apply inside their transaction: given the stored theoretical
-/// arrival time (if any) and the account's pause, the wait in ms (0 = go) and the new tat to store.
-pub(crate) fn gcra(
-    tat: Option<i64>,
+/// The reservation step both backends apply inside their transaction: given the budget's next
+/// free slot (if any) and the account's pause, the wait in ms and the next free slot to store
+/// (None: nothing reserved). Reserving ahead, rather than on arrival, keeps a caller that comes a
+/// little late to its slot from pushing every later slot back.
+pub(crate) fn reserve_slot(
+    next_free: Option<i64>,
     paused_until: Option<i64>,
     now: i64,
     interval: i64,
-    burst: i64,
+    horizon: i64,
 ) -> (i64, Option<i64>) {
     if let Some(until) = paused_until.filter(|u| *u > now) {
         return (until - now, None);
     }
-    let tat = tat.unwrap_or(now).max(now);
-    if tat - now > burst {
-        (tat - burst - now, None)
+    let slot = next_free.unwrap_or(now).max(now);
+    let wait = slot - now;
+    if wait > horizon {
+        (wait, None)
     } else {
-        (0, Some(tat + interval))
+        (wait, Some(slot + interval))
     }
 }
 

@@ -1,9 +1,9 @@
 //! The rate governor: paces every call of an account from its configured budgets and from what
 //! the upstream's answers say, shared by every replica through the store.
 //!
-//! - Pacing: each budget (`get`, `post`, `api`) is a GCRA schedule in the store, spaced a little
-//!   wider than `window / calls`, so replicas together stay under the quota without a burst at a
-//!   window's edge.
+//! - Pacing: each budget (`get`, `post`, `api`) is a schedule of call slots in the store, spaced
+//!   a little wider than `window / calls`; every call reserves the next free slot, so replicas
+//!   together stay under the quota without a burst at a window's edge.
 //! - Learning: a response saying the budget is exhausted (`remaining = 0` with a reset, or a
 //!   `Retry-After`) pauses the account for everyone until then.
 //! - 429: pauses the account (the server's wait, else the vendor's documented penalty) with a
@@ -16,10 +16,6 @@ use super::{Account, Request, Upstream, ratelimit};
 use crate::config::ConnectorKind;
 use crate::tools::ToolError;
 use std::time::{Duration, SystemTime};
-
-/// Pacing is this much wider than the quota's even spacing: calls that leave a few ms apart
-/// from their reservations must still land under the limit in the upstream's window.
-const PACING_MARGIN: f64 = 1.02;
 
 /// A call that did not get an answer worth returning.
 pub(super) struct Failure {
@@ -121,8 +117,8 @@ pub(super) async fn exchange(
     }
 }
 
-/// Waits until the budget admits the call, or gives up once waiting would exceed `max_wait`
-/// (the job is then deferred until the budget frees up, without spending an attempt).
+/// Reserves the call's slot in the budget and sleeps until it. Gives up once waiting would
+/// exceed `max_wait` (the job is then deferred until the budget frees up, no attempt spent).
 async fn acquire(
     up: &Upstream,
     account: &Account,
@@ -130,27 +126,24 @@ async fn acquire(
     quota: &ratelimit::Quota,
     waited: &mut Duration,
 ) -> Result<(), Failure> {
-    let interval = quota.interval().mul_f64(PACING_MARGIN).as_millis().max(1) as i64;
+    let interval = pacing_interval(quota).as_millis().max(1) as i64;
     loop {
         let now = up.now_ms();
-        let wait = up
+        let horizon = account.max_wait.saturating_sub(*waited).as_millis() as i64;
+        let (wait, reserved) = up
             .inner
             .store
-            .reserve_call(&account.name, bucket, now, interval, 0)
+            .reserve_call(&account.name, bucket, now, interval, horizon)
             .await
             .map_err(|e| {
                 Failure::unsent(ToolError::Unavailable(format!("the rate governor: {e}")))
             })?;
-        if wait <= 0 {
-            return Ok(());
-        }
-        let wait = Duration::from_millis(wait as u64);
-        if *waited + wait > account.max_wait {
-            let until_ms = now + wait.as_millis() as i64;
+        if wait > horizon {
+            let until_ms = now + wait;
             let why = match up.inner.store.account_pause(&account.name).await {
                 Ok(Some((until, reason))) if until > now => reason,
                 _ => format!(
-                    "the {bucket} budget ({} calls per {:?})",
+                    "the {bucket} budget, {} calls per {:?}",
                     quota.calls, quota.window
                 ),
             };
@@ -159,13 +152,28 @@ async fn acquire(
                 reason: format!(
                     "account {} must wait {:.1}s for its upstream budget ({why}); the job runs again then",
                     account.name,
-                    wait.as_secs_f64()
+                    wait as f64 / 1000.0
                 ),
             }));
         }
-        tokio::time::sleep(wait).await;
-        *waited += wait;
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+            *waited += Duration::from_millis(wait as u64);
+        }
+        if reserved {
+            return Ok(());
+        }
+        // It was a pause: now over, reserve a slot.
     }
+}
+
+/// The spacing between calls: the quota's window over slightly fewer calls than it allows (2%,
+/// and at least one), so calls that leave a little late or early still land under the limit in
+/// the upstream's own windows.
+fn pacing_interval(quota: &ratelimit::Quota) -> Duration {
+    let calls = f64::from(quota.calls);
+    let effective = (calls * 0.98).min(calls - 1.0).max(1.0);
+    quota.window.div_f64(effective)
 }
 
 /// Holds every call and claim of the account, across replicas, with a little jitter so waiting

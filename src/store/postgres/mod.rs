@@ -569,15 +569,15 @@ impl Store for PostgresStore {
         bucket: &str,
         now_ms: i64,
         interval_ms: i64,
-        burst_ms: i64,
-    ) -> Result<i64, StoreError> {
+        horizon_ms: i64,
+    ) -> Result<(i64, bool), StoreError> {
         in_transaction!(self, "reserve_call", |conn| upstream::reserve_call(
             conn,
             account,
             bucket,
             now_ms,
             interval_ms,
-            burst_ms
+            horizon_ms
         ))
     }
 

@@ -107,8 +107,8 @@ pub async fn reserve_call(
     bucket: &str,
     now: i64,
     interval: i64,
-    burst: i64,
-) -> Result<i64, StoreError> {
+    horizon: i64,
+) -> Result<(i64, bool), StoreError> {
     sqlx::query(
         "INSERT INTO rate_budgets (account, bucket, tat) VALUES ($1, $2, $3)
          ON CONFLICT (account, bucket) DO NOTHING",
@@ -130,7 +130,7 @@ pub async fn reserve_call(
             .bind(account)
             .fetch_optional(&mut *conn)
             .await?;
-    let (wait, new_tat) = crate::store::gcra(Some(tat), paused, now, interval, burst);
+    let (wait, new_tat) = crate::store::reserve_slot(Some(tat), paused, now, interval, horizon);
     if let Some(new_tat) = new_tat {
         sqlx::query("UPDATE rate_budgets SET tat = $3 WHERE account = $1 AND bucket = $2")
             .bind(account)
@@ -139,7 +139,7 @@ pub async fn reserve_call(
             .execute(&mut *conn)
             .await?;
     }
-    Ok(wait)
+    Ok((wait, new_tat.is_some()))
 }
 
 pub async fn pause_account(

@@ -400,11 +400,11 @@ impl Store for SqliteStore {
         bucket: &str,
         now_ms: i64,
         interval_ms: i64,
-        burst_ms: i64,
-    ) -> Result<i64, StoreError> {
+        horizon_ms: i64,
+    ) -> Result<(i64, bool), StoreError> {
         let (account, bucket) = (account.to_owned(), bucket.to_owned());
         self.call(move |conn| {
-            upstream::reserve_call(conn, &account, &bucket, now_ms, interval_ms, burst_ms)
+            upstream::reserve_call(conn, &account, &bucket, now_ms, interval_ms, horizon_ms)
         })
         .await
     }

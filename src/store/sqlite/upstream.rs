@@ -79,8 +79,8 @@ pub fn reserve_call(
     bucket: &str,
     now: i64,
     interval: i64,
-    burst: i64,
-) -> Result<i64, StoreError> {
+    horizon: i64,
+) -> Result<(i64, bool), StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let paused: Option<i64> = tx
         .prepare_cached("SELECT paused_until FROM account_pauses WHERE account = ?1")?
@@ -90,7 +90,7 @@ pub fn reserve_call(
         .prepare_cached("SELECT tat FROM rate_budgets WHERE account = ?1 AND bucket = ?2")?
         .query_row([account, bucket], |r| r.get(0))
         .optional()?;
-    let (wait, new_tat) = crate::store::gcra(tat, paused, now, interval, burst);
+    let (wait, new_tat) = crate::store::reserve_slot(tat, paused, now, interval, horizon);
     if let Some(new_tat) = new_tat {
         tx.prepare_cached(
             "INSERT INTO rate_budgets (account, bucket, tat) VALUES (?1, ?2, ?3)
@@ -99,7 +99,7 @@ pub fn reserve_call(
         .execute(params![account, bucket, new_tat])?;
     }
     tx.commit()?;
-    Ok(wait)
+    Ok((wait, new_tat.is_some()))
 }
 
 pub fn pause_account(

@@ -96,69 +96,28 @@ async fn an_abandoned_write_may_be_sent_again(store: SharedStore) {
 }
 
 async fn the_budget_spaces_calls_and_a_pause_holds_them(store: SharedStore) {
-    // 100 ms between calls, no burst: the first goes, the second waits for its slot.
-    assert_eq!(
-        store.reserve_call("acme", "get", T0, 100, 0).await.unwrap(),
-        0
-    );
-    assert_eq!(
-        store
-            .reserve_call("acme", "get", T0 + 30, 100, 0)
-            .await
-            .unwrap(),
-        70
-    );
-    assert_eq!(
-        store
-            .reserve_call("acme", "get", T0 + 100, 100, 0)
-            .await
-            .unwrap(),
-        0
-    );
+    let reserve = |account: &'static str, bucket: &'static str, now: i64, horizon: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .reserve_call(account, bucket, T0 + now, 100, horizon)
+                .await
+                .unwrap()
+        }
+    };
+    // Slots 100 ms apart: each call reserves the next free one and learns how long to wait.
+    assert_eq!(reserve("acme", "get", 0, 1_000).await, (0, true));
+    assert_eq!(reserve("acme", "get", 30, 1_000).await, (70, true));
+    assert_eq!(reserve("acme", "get", 40, 1_000).await, (160, true));
+    // A slot past the caller's horizon is not reserved: the next caller gets the same one.
+    assert_eq!(reserve("acme", "get", 50, 100).await, (250, false));
+    assert_eq!(reserve("acme", "get", 50, 1_000).await, (250, true));
+    // A caller after a quiet spell goes at once; the schedule does not bank unused slots.
+    assert_eq!(reserve("acme", "get", 5_000, 1_000).await, (0, true));
+    assert_eq!(reserve("acme", "get", 5_000, 1_000).await, (100, true));
     // Budgets are per account and per bucket.
-    assert_eq!(
-        store
-            .reserve_call("acme", "post", T0 + 100, 100, 0)
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        store
-            .reserve_call("globex", "get", T0 + 100, 100, 0)
-            .await
-            .unwrap(),
-        0
-    );
-    // A burst allowance admits calls ahead of the schedule, up to it.
-    assert_eq!(
-        store
-            .reserve_call("burst", "api", T0, 100, 200)
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        store
-            .reserve_call("burst", "api", T0, 100, 200)
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        store
-            .reserve_call("burst", "api", T0, 100, 200)
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        store
-            .reserve_call("burst", "api", T0, 100, 200)
-            .await
-            .unwrap(),
-        100
-    );
+    assert_eq!(reserve("acme", "post", 0, 1_000).await, (0, true));
+    assert_eq!(reserve("globex", "get", 0, 1_000).await, (0, true));
 
     store
         .pause_account("acme", T0 + 10_000, "429 on GET /tickets/")
@@ -166,30 +125,17 @@ async fn the_budget_spaces_calls_and_a_pause_holds_them(store: SharedStore) {
         .unwrap();
     // A shorter pause never shortens a longer one.
     store
-        .pause_account("acme", T0 + 5_000, "budget used up")
+        .pause_account("acme", T0 + 8_000, "budget used up")
         .await
         .unwrap();
     assert_eq!(
         store.account_pause("acme").await.unwrap(),
         Some((T0 + 10_000, "429 on GET /tickets/".to_string()))
     );
-    for bucket in ["get", "post"] {
-        assert_eq!(
-            store
-                .reserve_call("acme", bucket, T0 + 1_000, 100, 0)
-                .await
-                .unwrap(),
-            9_000,
-            "{bucket}"
-        );
-    }
-    assert_eq!(
-        store
-            .reserve_call("acme", "get", T0 + 10_000, 100, 0)
-            .await
-            .unwrap(),
-        0
-    );
+    // While paused nothing is reserved, whatever the horizon.
+    assert_eq!(reserve("acme", "get", 6_000, 60_000).await, (4_000, false));
+    assert_eq!(reserve("acme", "post", 6_000, 60_000).await, (4_000, false));
+    assert_eq!(reserve("acme", "get", 10_000, 1_000).await, (0, true));
     assert_eq!(store.account_pause("nobody").await.unwrap(), None);
 }
 

@@ -16,8 +16,8 @@ CREATE TABLE actions (
 );
 CREATE INDEX actions_by_job ON actions (job_id);
 
--- Rate budgets shared by every process: GCRA's theoretical arrival time per account and budget
--- (`get`, `post`, `api`). A call may go when tat - now is within the burst allowance.
+-- Rate budgets shared by every process: the next free call slot per account and budget
+-- (`get`, `post`, `api`). Each call reserves a slot; slots are the budget's interval apart.
 CREATE TABLE rate_budgets (
     account TEXT    NOT NULL,
     bucket  TEXT    NOT NULL,

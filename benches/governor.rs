@@ -1,0 +1,212 @@
+//! Rate benchmark: 200 jobs of one account against a fake upstream that allows N calls per
+//! fixed window, run twice in the same process:
+//!
+//! - governed: every call through `Upstream::send` (paced from the configured budget, pauses
+//!   learned from the `RateLimit-*` headers, a 429 retries the same call);
+//! - naive (the seed article's policy): calls sent as fast as they come; on a 429 the whole job
+//!   waits for the reset and starts over, at most 3 tries, then it is lost.
+//!
+//! Printed per run: calls accepted per full window as a share of N, 429s per window (max and
+//! total), jobs finished and lost, wall time. `cargo bench --bench governor`; the figures go in
+//! the closing note. Loopback only, bounded: 600 accepted calls per run.
+
+#[path = "../tests/it/support/fake_upstream.rs"]
+mod fake_upstream;
+
+use fake_upstream::{FakeUpstream, Limits, ResetStyle};
+use hookwise::clock::SystemClock;
+use hookwise::config::{Config, ConnectorKind};
+use hookwise::event::AccountId;
+use hookwise::store::JobId;
+use hookwise::tools::ToolContext;
+use hookwise::upstream::{Request, Upstream};
+use reqwest::Method;
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const JOBS: usize = 200;
+/// Two reads and a write, like a triage run: get the ticket, list related ones, add a note.
+const CALLS_PER_JOB: usize = 3;
+const N: u32 = 50;
+const WINDOW: Duration = Duration::from_secs(1);
+const TOKEN: &str = "bench-token";
+
+fn limits() -> Limits {
+    Limits {
+        calls: N,
+        window: WINDOW,
+        reset: ResetStyle::Delta,
+        penalty: Duration::ZERO,
+        retry_after: true,
+    }
+}
+
+fn call(job: usize, n: usize) -> Request {
+    match n {
+        0 => Request::get(format!("/companies/{job}")),
+        1 => Request::get("/tickets").query("companyId", job),
+        _ => Request::write(
+            Method::POST,
+            "/tasks",
+            json!({"companyId": job, "title": "follow up"}),
+        ),
+    }
+}
+
+struct Outcome {
+    finished: usize,
+    lost: usize,
+    elapsed: Duration,
+}
+
+async fn governed(fake: &FakeUpstream, dir: &Path) -> Outcome {
+    let text = format!(
+        "store = \"sqlite://{}\"\n[accounts.acme]\nconnector = \"planhat\"\nbase_url = \"{}\"\n\
+         token = \"{TOKEN}\"\nrate_limits = {{ api = \"{N}/1s\" }}\nmax_wait = \"5m\"\n",
+        dir.join("governed.db").display(),
+        fake.url
+    );
+    let config = Config::parse(Path::new("bench.toml"), &text, &|_| None).unwrap();
+    let store = hookwise::store::open(&config.store).await.unwrap();
+    store.migrate().await.unwrap();
+    let upstream = Upstream::new(&config, store, Arc::new(SystemClock)).unwrap();
+    let started = Instant::now();
+    let mut finished = 0;
+    // One account: its jobs run one after another, as the scheduler runs them.
+    for job in 0..JOBS {
+        let mut ok = true;
+        for n in 0..CALLS_PER_JOB {
+            let ctx = ToolContext {
+                account: AccountId::new("acme"),
+                job: JobId(job as i64 + 1),
+                subject: job.to_string(),
+                idempotency_key: format!("job-{job}/step-{n}/call-0"),
+            };
+            if upstream
+                .send(&ctx, ConnectorKind::Planhat, call(job, n))
+                .await
+                .is_err()
+            {
+                ok = false;
+                break;
+            }
+        }
+        finished += usize::from(ok);
+    }
+    Outcome {
+        finished,
+        lost: JOBS - finished,
+        elapsed: started.elapsed(),
+    }
+}
+
+async fn naive(fake: &FakeUpstream) -> Outcome {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let mut finished = 0;
+    for job in 0..JOBS {
+        let mut done = false;
+        for _try in 0..3 {
+            let mut limited = None;
+            for n in 0..CALLS_PER_JOB {
+                let r = call(job, n);
+                let mut b = http
+                    .request(r.method.clone(), format!("{}{}", fake.url, r.path))
+                    .bearer_auth(TOKEN)
+                    .query(&r.query);
+                if let Some(body) = &r.body {
+                    b = b.json(body);
+                }
+                let response = b.send().await.unwrap();
+                if response.status() == 429 {
+                    let reset = response
+                        .headers()
+                        .get("ratelimit-reset")
+                        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                        .unwrap_or(1);
+                    limited = Some(Duration::from_secs(reset));
+                    break;
+                }
+            }
+            match limited {
+                None => {
+                    done = true;
+                    break;
+                }
+                // Retry the whole run after the reset.
+                Some(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+        finished += usize::from(done);
+    }
+    Outcome {
+        finished,
+        lost: JOBS - finished,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Accepted calls per full window (as a share of N), and 429s per window (max, total).
+fn windows(fake: &FakeUpstream) -> (f64, usize, usize) {
+    let seen = fake.seen();
+    let origin = seen.first().map(|s| s.at).unwrap();
+    let last = seen.last().map(|s| s.at).unwrap();
+    let full = ((last - origin).as_nanos() / WINDOW.as_nanos()) as usize;
+    let mut ok = vec![0usize; full + 1];
+    let mut limited = vec![0usize; full + 1];
+    for s in &seen {
+        let w = ((s.at - origin).as_nanos() / WINDOW.as_nanos()) as usize;
+        match s.status {
+            200 => ok[w] += 1,
+            429 => limited[w] += 1,
+            _ => {}
+        }
+    }
+    // The last window is partial: leave it out of the average.
+    let share = if full == 0 {
+        ok[0] as f64 / f64::from(N)
+    } else {
+        ok[..full].iter().sum::<usize>() as f64 / (full as f64 * f64::from(N))
+    };
+    (
+        share,
+        limited.iter().copied().max().unwrap_or(0),
+        limited.iter().sum(),
+    )
+}
+
+fn main() {
+    hookwise::init_tls();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        println!(
+            "{JOBS} jobs x {CALLS_PER_JOB} calls, one account, upstream allows {N} calls per {WINDOW:?} (fixed windows)\n"
+        );
+        println!(
+            "| policy | accepted calls per window / N | max 429 per window | 429 total | jobs finished | jobs lost | wall time |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for policy in ["governed", "naive (seed article)"] {
+            let fake = FakeUpstream::spawn(limits(), TOKEN).await;
+            let outcome = if policy == "governed" {
+                governed(&fake, dir.path()).await
+            } else {
+                naive(&fake).await
+            };
+            let (share, max429, total429) = windows(&fake);
+            println!(
+                "| {policy} | {:.1}% | {max429} | {total429} | {} | {} | {:.1} s |",
+                share * 100.0,
+                outcome.finished,
+                outcome.lost,
+                outcome.elapsed.as_secs_f64()
+            );
+        }
+    });
+}
