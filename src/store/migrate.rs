@@ -24,6 +24,11 @@ pub const SQLITE: &[Migration] = &[
         name: "runs",
         sql: include_str!("migrations/sqlite/0003_runs.sql"),
     },
+    Migration {
+        version: 4,
+        name: "approvals",
+        sql: include_str!("migrations/sqlite/0004_approvals.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -41,5 +46,10 @@ pub const POSTGRES: &[Migration] = &[
         version: 3,
         name: "runs",
         sql: include_str!("migrations/postgres/0003_runs.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "approvals",
+        sql: include_str!("migrations/postgres/0004_approvals.sql"),
     },
 ];
