@@ -1,5 +1,7 @@
-//! Command-line interface: `serve`, `check`, `migrate`, `sign`, `replay`, `events`, `jobs`, `runs`.
+//! Command-line interface: `serve`, `check`, `migrate`, `sign`, `replay`, `events`, `jobs`, `runs`,
+//! `approvals`.
 
+pub mod approvals;
 pub mod runs;
 
 use crate::config::Config;
@@ -71,6 +73,11 @@ pub enum Command {
     Runs {
         #[command(subcommand)]
         command: runs::RunsCommand,
+    },
+    /// List, read, approve (send) or reject the writes approve-mode handlers hold.
+    Approvals {
+        #[command(subcommand)]
+        command: approvals::ApprovalsCommand,
     },
 }
 
@@ -234,6 +241,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = store::open(&config.store).await?;
             store.migrate().await?;
             runs::run(&*store, command).await
+        }
+        Command::Approvals { command } => {
+            let config = load()?;
+            let store = store::open(&config.store).await?;
+            store.migrate().await?;
+            approvals::run(&config, store, command).await
         }
     }
 }
