@@ -179,7 +179,7 @@ impl Server {
 }
 
 /// Loads every handler file; any problem stops start-up with all of them listed.
-fn load_handlers(config: &Config) -> anyhow::Result<Vec<Handler>> {
+pub(crate) fn load_handlers(config: &Config) -> anyhow::Result<Vec<Handler>> {
     let dir = &config.handlers_dir;
     if !dir.exists() {
         tracing::warn!(dir = %dir.display(), "handlers directory does not exist: no handlers will run");
