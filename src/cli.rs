@@ -1,5 +1,8 @@
-//! Command-line interface: `serve`, `check`, `migrate`, `sign`, `replay`, `events`, `jobs`, `runs`.
+//! Command-line interface: `serve`, `check`, `migrate`, `sign`, `replay` (to a server, or
+//! `--local`), `events`, `jobs`, `runs`, `approvals`.
 
+pub mod approvals;
+mod local;
 pub mod runs;
 
 use crate::config::Config;
@@ -43,10 +46,11 @@ pub enum Command {
         id: Option<String>,
         fixture: PathBuf,
     },
-    /// Sign fixtures with their source's secret and POST them to a running server.
+    /// Sign fixtures with their source's secret and POST them to a running server, or with
+    /// --local run them through the whole path in-process and print each run's transcript.
     Replay {
         /// Base URL of the server (default: http://<listen> from the config).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "local")]
         url: Option<String>,
         /// Source name for every fixture (default: each fixture's directory name).
         #[arg(long)]
@@ -54,6 +58,13 @@ pub enum Command {
         /// Use a fresh delivery id, so the server sees a new event rather than a retry.
         #[arg(long)]
         new_id: bool,
+        /// No server: verify, route and store each fixture in a throwaway store, run every job
+        /// it created now with the configured [llm], and print the transcripts.
+        #[arg(long)]
+        local: bool,
+        /// With --local: every handler runs in dry-run mode (writes recorded, not sent).
+        #[arg(long, requires = "local")]
+        dry_run: bool,
         #[arg(required = true)]
         fixtures: Vec<PathBuf>,
     },
@@ -71,6 +82,11 @@ pub enum Command {
     Runs {
         #[command(subcommand)]
         command: runs::RunsCommand,
+    },
+    /// List, read, approve (send) or reject the writes approve-mode handlers hold.
+    Approvals {
+        #[command(subcommand)]
+        command: approvals::ApprovalsCommand,
     },
 }
 
@@ -185,9 +201,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             url,
             source,
             new_id,
+            local,
+            dry_run,
             fixtures,
         } => {
             let config = load()?;
+            if local {
+                return local::replay_local(&config, source.as_deref(), new_id, dry_run, &fixtures)
+                    .await;
+            }
             let base = url.unwrap_or_else(|| format!("http://{}", config.listen));
             replay(&config, &base, source.as_deref(), new_id, &fixtures).await
         }
@@ -234,6 +256,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = store::open(&config.store).await?;
             store.migrate().await?;
             runs::run(&*store, command).await
+        }
+        Command::Approvals { command } => {
+            let config = load()?;
+            let store = store::open(&config.store).await?;
+            store.migrate().await?;
+            approvals::run(&config, store, command).await
         }
     }
 }
@@ -422,6 +450,15 @@ fn source_for(config: &Config, fixture: &Fixture, name: Option<&str>) -> anyhow:
         .map_err(|e| anyhow!("{}", crate::config::ConfigErrors(e)))
 }
 
+/// The delivery id a fixture is signed with: stable, like a sender's retry, or a fresh one.
+fn delivery_id(fixture: &Fixture, new_id: bool) -> String {
+    if new_id {
+        format!("msg_{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
+    } else {
+        fixture.stable_id()
+    }
+}
+
 async fn replay(
     config: &Config,
     base: &str,
@@ -437,11 +474,7 @@ async fn replay(
     for path in paths {
         let fixture = Fixture::load(path)?;
         let source = source_for(config, &fixture, source_name)?;
-        let id = if new_id {
-            format!("msg_{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
-        } else {
-            fixture.stable_id()
-        };
+        let id = delivery_id(&fixture, new_id);
         let (headers, signed) = fixture.sign(&source, &id, chrono::Utc::now().timestamp());
         let url = format!("{}/webhooks/{}", base.trim_end_matches('/'), source.name);
         let mut request = client.post(&url).body(fixture.body.clone());

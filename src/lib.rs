@@ -2,6 +2,7 @@
 //! and turned into safe, rate-limited LLM agent runs. See `src/ARCHITECTURE.md` for the code map.
 
 pub mod agent;
+pub mod approvals;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -3,6 +3,7 @@
 
 use crate::agent::llm::LlmProvider;
 use crate::agent::run::AgentRunner;
+use crate::approvals::Approvals;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::handler::{self, Handler};
@@ -29,8 +30,9 @@ pub struct Server {
     sources: HashMap<String, Source>,
     /// The agent's LLM, when `[llm]` is configured.
     llm: Option<Arc<dyn LlmProvider>>,
-    /// Tools the agent may offer to handlers (each handler sees only its allow-list).
-    tools: ToolRegistry,
+    /// Tools the agent may offer to handlers (each handler sees only its allow-list); the API
+    /// sends approved writes with the same registry.
+    tools: Arc<ToolRegistry>,
     /// The client every tool's upstream call goes through (governor, journal).
     pub upstream: Upstream,
     /// Overrides the agent (tests, embedding applications).
@@ -80,7 +82,7 @@ impl Server {
             router,
             sources,
             llm,
-            tools,
+            tools: Arc::new(tools),
             upstream,
             runner: None,
         })
@@ -94,7 +96,7 @@ impl Server {
 
     /// The tools the agent may offer to handlers.
     pub fn with_tools(mut self, tools: ToolRegistry) -> Self {
-        self.tools = tools;
+        self.tools = Arc::new(tools);
         self
     }
 
@@ -107,7 +109,7 @@ impl Server {
         Some(Arc::new(AgentRunner {
             llm: self.llm.clone()?,
             retry: llm.retry_policy(),
-            tools: Arc::new(std::mem::take(&mut self.tools)),
+            tools: self.tools.clone(),
             store: self.store.clone(),
             clock: self.clock.clone(),
             model: llm.model.clone(),
@@ -151,6 +153,11 @@ impl Server {
             router: self.router,
             jobs_added,
             queue,
+            approvals: Approvals {
+                store: self.store.clone(),
+                tools: self.tools,
+                clock: self.clock.clone(),
+            },
             store: self.store,
             clock: self.clock,
             max_body_bytes: self.config.max_body_bytes,
@@ -172,7 +179,7 @@ impl Server {
 }
 
 /// Loads every handler file; any problem stops start-up with all of them listed.
-fn load_handlers(config: &Config) -> anyhow::Result<Vec<Handler>> {
+pub(crate) fn load_handlers(config: &Config) -> anyhow::Result<Vec<Handler>> {
     let dir = &config.handlers_dir;
     if !dir.exists() {
         tracing::warn!(dir = %dir.display(), "handlers directory does not exist: no handlers will run");

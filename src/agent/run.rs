@@ -3,8 +3,10 @@
 //!
 //! Every tool call is checked in order: in scope (else refused and recorded), arguments are JSON
 //! (else the parse error goes back to the model), arguments match the schema (else the violations
-//! go back), then a write in dry-run or approve mode is recorded as an intended action instead of
-//! being sent. The account comes from the job; nothing the model writes can change it.
+//! go back), then a write in dry-run mode is recorded as an intended action instead of being
+//! sent, and in approve mode is also held in the store as a pending approval that a person may
+//! send later (`crate::approvals`). The account comes from the job; nothing the model writes can
+//! change it.
 
 use super::llm::{
     CompletionRequest, LlmProvider, Message, RetryPolicy, ToolArguments, ToolCall,
@@ -14,7 +16,9 @@ use crate::clock::SharedClock;
 use crate::event::AccountId;
 use crate::handler::Mode;
 use crate::scheduler::{JobRunner, RunContext, RunError};
-use crate::store::{RunRecord, SharedStore, StoredEvent};
+use crate::store::{
+    ApprovalCreated, ApprovalState, NewApproval, RunRecord, SharedStore, StoredEvent,
+};
 use crate::tools::{ScopedTools, ToolContext, ToolError, ToolRegistry, dotted};
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -234,20 +238,21 @@ impl AgentRunner {
             );
             return Ok(Message::tool_error(&call.id, error));
         }
-        let mode = ctx.handler.mode;
-        if entry.tool.writes() && mode != Mode::Live {
-            transcript.push(json!({
-                "type": "intended_action", "call_id": call.id, "name": name,
-                "arguments": args, "mode": mode.as_str(),
-            }));
-            let status = match mode {
-                Mode::Approve => "recorded; it will be sent when a person approves it",
-                _ => "recorded, not sent: this handler runs in dry-run mode",
-            };
-            return Ok(Message::tool_result(
-                &call.id,
-                json!({"status": status}).to_string(),
-            ));
+        match ctx.handler.mode {
+            _ if !entry.tool.writes() => {}
+            Mode::Live => {}
+            Mode::Approve => return self.hold(ctx, call, name, args, key, transcript).await,
+            Mode::DryRun => {
+                transcript.push(json!({
+                    "type": "intended_action", "call_id": call.id, "name": name,
+                    "arguments": args, "mode": Mode::DryRun.as_str(),
+                }));
+                return Ok(Message::tool_result(
+                    &call.id,
+                    json!({"status": "recorded, not sent: this handler runs in dry-run mode"})
+                        .to_string(),
+                ));
+            }
         }
         match entry.tool.call(&self.tool_context(ctx, key), args).await {
             Ok(result) => {
@@ -282,6 +287,99 @@ impl AgentRunner {
                 Err(RunError::Permanent(format!("{name}: {error}")))
             }
         }
+    }
+
+    /// Approve mode: the schema-valid write becomes a pending approval, sent later under this
+    /// call's idempotency key only if a person approves it. A re-run of the job reaching the same
+    /// step finds the approval its earlier attempt made, and the model learns where it stands.
+    async fn hold(
+        &self,
+        ctx: &RunContext<'_>,
+        call: &ToolCall,
+        name: String,
+        args: Value,
+        key: String,
+        transcript: &mut Transcript,
+    ) -> Result<Message, RunError> {
+        let job = ctx.job;
+        let request = NewApproval {
+            job: job.id,
+            attempt: job.attempts,
+            call_id: call.id.clone(),
+            handler: job.handler.clone(),
+            account: job.account.clone(),
+            subject: job.subject.clone(),
+            tool: name.clone(),
+            arguments: args.clone(),
+            idempotency_key: key,
+            created_at_ms: self.clock.now().timestamp_millis(),
+        };
+        let created = match self.store.create_approval(&request).await {
+            Ok(created) => created,
+            Err(e) => {
+                // Not held, so not sent either: the run is retried once the store answers.
+                let error = format!("holding the write for approval failed: {e}");
+                transcript.push(
+                    json!({"type": "tool_error", "call_id": call.id, "name": name, "error": error}),
+                );
+                return Err(RunError::Retryable(format!("{name}: {error}")));
+            }
+        };
+        let (approval, earlier) = match created {
+            ApprovalCreated::New(a) => (a, false),
+            ApprovalCreated::Existing(a) => (a, true),
+        };
+        if earlier && (approval.request.tool != name || approval.request.arguments != args) {
+            // The step's key already names another write: sending this one under it would be
+            // swallowed by the upstream journal, so it is not held at all.
+            let error = format!(
+                "an earlier attempt of this job already holds a different write for this step                  (approval {}: {}); this call was not recorded",
+                approval.id, approval.request.tool
+            );
+            transcript.push(
+                json!({"type": "tool_error", "call_id": call.id, "name": name, "error": error}),
+            );
+            return Ok(Message::tool_error(&call.id, error));
+        }
+        let mut step = json!({
+            "type": "intended_action", "call_id": call.id, "name": name,
+            "arguments": args, "mode": Mode::Approve.as_str(), "approval": approval.id,
+        });
+        if earlier {
+            step["approval_state"] = json!(approval.state.as_str());
+        }
+        transcript.push(step);
+        tracing::info!(job = %job.id, tool = %name, approval = approval.id, "write held for approval");
+        let id = approval.id;
+        Ok(match approval.state {
+            ApprovalState::Pending | ApprovalState::Executing => Message::tool_result(
+                &call.id,
+                json!({
+                    "status": "awaiting approval: a person must approve this write before it is sent; it has not been sent",
+                    "approval": id,
+                })
+                .to_string(),
+            ),
+            ApprovalState::Approved => Message::tool_result(
+                &call.id,
+                json!({"status": "approved and sent earlier", "approval": id, "result": approval.result})
+                    .to_string(),
+            ),
+            ApprovalState::Rejected => Message::tool_error(
+                &call.id,
+                format!(
+                    "a person rejected this write (approval {id}){}; do not try it again",
+                    approval.reason.map(|r| format!(": {r}")).unwrap_or_default()
+                ),
+            ),
+            ApprovalState::Failed => Message::tool_error(
+                &call.id,
+                format!(
+                    "this write was approved, but the upstream refused it (approval {id}): {}",
+                    approval.error.unwrap_or_default()
+                ),
+            ),
+        })
     }
 
     /// What a tool learns of its caller: all of it from the job, none from the model.

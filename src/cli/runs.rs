@@ -192,9 +192,13 @@ fn write_step(out: &mut String, n: usize, step: &Value) {
         }
         "intended_action" => {
             let mode = text(step, "mode");
+            let held = match step.get("approval") {
+                Some(id) if !id.is_null() => format!(", approval {id}"),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "{n:>3}. NOT SENT ({mode}): would call {name} [{call}] {}",
+                "{n:>3}. NOT SENT ({mode}{held}): would call {name} [{call}] {}",
                 shorten(&text(step, "arguments"))
             );
         }
@@ -221,7 +225,7 @@ fn body(out: &mut String, s: &str) {
 }
 
 /// `s` cut to SHOW_TEXT_LIMIT characters, saying how much was left out.
-fn shorten(s: &str) -> String {
+pub(super) fn shorten(s: &str) -> String {
     match s.char_indices().nth(SHOW_TEXT_LIMIT) {
         None => s.to_string(),
         Some((at, _)) => format!(
@@ -233,7 +237,7 @@ fn shorten(s: &str) -> String {
 }
 
 /// `s` in at most `width` characters for a table column.
-fn clip(s: &str, width: usize) -> String {
+pub(super) fn clip(s: &str, width: usize) -> String {
     match s.char_indices().nth(width.saturating_sub(1)) {
         Some((at, _)) if s.chars().count() > width => format!("{}~", &s[..at]),
         _ => s.to_string(),
@@ -287,6 +291,8 @@ mod tests {
             {"type": "refused", "call_id": "c3", "name": "delete_ticket", "reason": "not allowed"},
             {"type": "intended_action", "call_id": "c4", "name": "add_note",
              "arguments": {"text": "hi"}, "mode": "dry-run"},
+            {"type": "intended_action", "call_id": "c5", "name": "add_note",
+             "arguments": {"text": "ok?"}, "mode": "approve", "approval": 12},
             {"type": "novel", "x": 1}
         ])));
         for expected in [
@@ -294,7 +300,7 @@ mod tests {
             "  error     upstream said 502",
             "duration 2.5s",
             "  tokens    1200 in, 34 out",
-            "steps (8):",
+            "steps (9):",
             "  1. system prompt\n       You triage.\n",
             "       Ticket 7\n       was updated\n",
             "       -> calls get_ticket [c1] {\"id\":7}",
@@ -302,7 +308,8 @@ mod tests {
             "  5. ERROR from get_user [c2]\n       404",
             "  6. REFUSED delete_ticket [c3]",
             "  7. NOT SENT (dry-run): would call add_note [c4] {\"text\":\"hi\"}",
-            "  8. {\"type\":\"novel\",\"x\":1}",
+            "  8. NOT SENT (approve, approval 12): would call add_note [c5] {\"text\":\"ok?\"}",
+            "  9. {\"type\":\"novel\",\"x\":1}",
         ] {
             assert!(text.contains(expected), "{expected:?} in\n{text}");
         }

@@ -1,9 +1,12 @@
-//! The HTTP surface: webhook ingestion, health, and (later) the admin API.
+//! The HTTP surface: webhook ingestion, health, and the `/api/` routes (events, jobs, runs,
+//! approvals).
 
 mod api;
+mod approvals;
 pub mod problem;
 mod webhooks;
 
+use crate::approvals::Approvals;
 use crate::clock::SharedClock;
 use crate::ingress::Source;
 use crate::scheduler::route::EventRouter;
@@ -36,6 +39,8 @@ pub struct AppState {
     pub queue: IngestQueue,
     pub store: SharedStore,
     pub clock: SharedClock,
+    /// Sends approved writes with this process's tools.
+    pub approvals: Approvals,
     pub max_body_bytes: usize,
 }
 
@@ -52,6 +57,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/jobs/{id}/retry", post(api::retry_job))
         .route("/api/runs", get(api::list_runs))
         .route("/api/runs/{id}", get(api::get_run))
+        .route("/api/approvals", get(approvals::list))
+        .route("/api/approvals/{id}", get(approvals::get))
+        .route("/api/approvals/{id}/approve", post(approvals::approve))
+        .route("/api/approvals/{id}/reject", post(approvals::reject))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::NotFound })

@@ -70,6 +70,19 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    /// Well-formed and allowed, but it cannot be carried out as things stand (an approval whose
+    /// tool is gone): nothing changed.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// An upstream API refused the call this request made; the refusal is recorded.
+    #[error("{0}")]
+    UpstreamRefused(String),
+    /// An upstream API could not be reached or was overloaded; nothing was done, try later.
+    #[error("{0}")]
+    UpstreamUnavailable(String),
+    /// A bug: logged, answered with a bare 500.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl IntoResponse for ApiError {
@@ -128,6 +141,28 @@ impl IntoResponse for ApiError {
                 "Conflict with the current state",
                 detail,
             ),
+            ApiError::Unprocessable(_) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable",
+                "Cannot be carried out as things stand",
+                detail,
+            ),
+            ApiError::UpstreamRefused(_) => Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream-refused",
+                "The upstream refused the call",
+                detail,
+            ),
+            ApiError::UpstreamUnavailable(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream-unavailable",
+                "The upstream is unavailable",
+                detail,
+            ),
+            ApiError::Internal(e) => {
+                tracing::error!(error = %e, "internal error");
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
             ApiError::BadRequest(_) => Problem::new(
                 StatusCode::BAD_REQUEST,
                 "bad-request",

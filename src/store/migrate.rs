@@ -25,6 +25,11 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("migrations/sqlite/0003_runs.sql"),
     },
     Migration {
+        version: 4,
+        name: "approvals",
+        sql: include_str!("migrations/sqlite/0004_approvals.sql"),
+    },
+    Migration {
         version: 5,
         name: "upstream",
         sql: include_str!("migrations/sqlite/0005_upstream.sql"),
@@ -46,6 +51,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 3,
         name: "runs",
         sql: include_str!("migrations/postgres/0003_runs.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "approvals",
+        sql: include_str!("migrations/postgres/0004_approvals.sql"),
     },
     Migration {
         version: 5,

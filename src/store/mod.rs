@@ -1,11 +1,16 @@
 //! Durable state behind one trait. SQL lives only in this module; SQLite is the embedded default,
 //! PostgreSQL serves several replicas, and the same contract tests run against both.
 
+mod approval;
 pub mod batcher;
 mod migrate;
 pub mod postgres;
 pub mod sqlite;
 
+pub use approval::{
+    Approval, ApprovalCreated, ApprovalFilter, ApprovalState, Decided, Decision,
+    EXECUTION_LEASE_MS, Execution, NewApproval,
+};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -412,6 +417,30 @@ pub trait Store: Send + Sync + 'static {
     /// Runs newest first; `steps` is included (callers that only list can ignore it).
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<StoredRun>, StoreError>;
     async fn get_run(&self, id: i64) -> Result<Option<StoredRun>, StoreError>;
+
+    /// Holds a write for a person's decision, as `pending`. Idempotent on the approval's key: a
+    /// second create with the same key inserts nothing and returns the first.
+    async fn create_approval(&self, approval: &NewApproval) -> Result<ApprovalCreated, StoreError>;
+    /// Approvals newest first.
+    async fn list_approvals(&self, filter: &ApprovalFilter) -> Result<Vec<Approval>, StoreError>;
+    async fn get_approval(&self, id: i64) -> Result<Option<Approval>, StoreError>;
+    /// Applies a decision to a pending approval in one atomic step: of two people deciding at
+    /// once, one gets `Claimed`/`Rejected` and the other `NotPending`, so a write is sent once.
+    async fn decide_approval(
+        &self,
+        id: i64,
+        decision: &Decision,
+        now_ms: i64,
+    ) -> Result<Decided, StoreError>;
+    /// Records how sending a claimed approval ended. Only the claim that `decide_approval`
+    /// returned may finish it (same `decided_by` and `decided_at_ms`); None, with nothing
+    /// changed, if that claim was taken over after `EXECUTION_LEASE_MS` or never existed.
+    async fn finish_approval(
+        &self,
+        claim: &Approval,
+        execution: &Execution,
+        now_ms: i64,
+    ) -> Result<Option<Approval>, StoreError>;
 
     /// The action journal, before a write is sent: records `key` as sent, or says what an
     /// earlier attempt left under it. Atomic: two callers with one key never both get `Fresh`.

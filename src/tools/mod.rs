@@ -84,7 +84,7 @@ impl Entry {
         let validator = jsonschema::validator_for(&parameters)
             .map_err(|e| format!("tool {name:?}: invalid JSON Schema: {e}"))?;
         Ok(Self {
-            wire_name: name.replace('.', "__"),
+            wire_name: wire(&name),
             tool,
             parameters,
             validator,
@@ -203,6 +203,11 @@ impl ScopedTools {
     pub fn get(&self, wire_name: &str) -> Option<&Arc<Entry>> {
         self.entries.iter().find(|e| e.wire_name == wire_name)
     }
+}
+
+/// The name the model sees for a dotted tool name: providers allow `[a-zA-Z0-9_-]`.
+pub fn wire(dotted: &str) -> String {
+    dotted.replace('.', "__")
 }
 
 /// The dotted form of a wire name, for transcripts and refusals.

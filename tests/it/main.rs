@@ -2,6 +2,7 @@
 //! PostgreSQL when `HOOKWISE_TEST_POSTGRES_URL` is set.
 
 mod agent;
+mod approvals;
 mod handlers;
 mod ingest;
 mod jobs;

@@ -5,6 +5,7 @@
 //! `store_contract::name::postgres`, so `cargo test store_contract::name` runs both backends and
 //! `cargo test postgres` runs every PostgreSQL variant.
 
+mod approvals;
 mod ingest;
 mod jobs;
 mod replicas;

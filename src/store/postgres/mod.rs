@@ -13,14 +13,16 @@
 //! missing): tests isolate themselves this way, and so can several deployments sharing one
 //! database. The parameter is hookwise's, removed before the URL reaches the driver.
 
+mod approvals;
 mod jobs;
 mod runs;
 mod upstream;
 
 use super::migrate::{Migration, POSTGRES};
 use super::{
-    ActionBegin, Disposition, EventFilter, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId,
-    JobRecord, JobWithEvents, RetryResult, RunFilter, RunRecord, Store, StoreError, StoredAction,
+    ActionBegin, Approval, ApprovalCreated, ApprovalFilter, Decided, Decision, Disposition,
+    EventFilter, Execution, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId, JobRecord,
+    JobWithEvents, NewApproval, RetryResult, RunFilter, RunRecord, Store, StoreError, StoredAction,
     StoredEvent, StoredRun, redact,
 };
 use crate::event::{EventId, SourceName};
@@ -528,6 +530,44 @@ impl Store for PostgresStore {
     async fn get_run(&self, id: i64) -> Result<Option<StoredRun>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         runs::get(&mut conn, id).await
+    }
+
+    async fn create_approval(&self, approval: &NewApproval) -> Result<ApprovalCreated, StoreError> {
+        in_transaction!(self, "create approval", |conn| approvals::create(
+            conn, approval
+        ))
+    }
+
+    async fn list_approvals(&self, filter: &ApprovalFilter) -> Result<Vec<Approval>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        approvals::list(&mut conn, filter).await
+    }
+
+    async fn get_approval(&self, id: i64) -> Result<Option<Approval>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        approvals::get(&mut conn, id).await
+    }
+
+    async fn decide_approval(
+        &self,
+        id: i64,
+        decision: &Decision,
+        now_ms: i64,
+    ) -> Result<Decided, StoreError> {
+        in_transaction!(self, "decide approval", |conn| approvals::decide(
+            conn, id, decision, now_ms
+        ))
+    }
+
+    async fn finish_approval(
+        &self,
+        claim: &Approval,
+        execution: &Execution,
+        now_ms: i64,
+    ) -> Result<Option<Approval>, StoreError> {
+        in_transaction!(self, "finish approval", |conn| approvals::finish(
+            conn, claim, execution, now_ms
+        ))
     }
 
     async fn begin_action(

@@ -8,14 +8,16 @@
 //! `synchronous = FULL`: an acknowledged event survives a power cut, not only a process crash;
 //! group commit pays that fsync once per batch.
 
+mod approvals;
 mod jobs;
 mod runs;
 mod upstream;
 
 use super::migrate::{Migration, SQLITE};
 use super::{
-    ActionBegin, Disposition, EventFilter, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId,
-    JobRecord, JobWithEvents, RetryResult, RunFilter, RunRecord, Store, StoreError, StoredAction,
+    ActionBegin, Approval, ApprovalCreated, ApprovalFilter, Decided, Decision, Disposition,
+    EventFilter, Execution, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId, JobRecord,
+    JobWithEvents, NewApproval, RetryResult, RunFilter, RunRecord, Store, StoreError, StoredAction,
     StoredEvent, StoredRun,
 };
 use crate::event::{EventId, SourceName};
@@ -356,6 +358,58 @@ impl Store for SqliteStore {
 
     async fn get_run(&self, id: i64) -> Result<Option<StoredRun>, StoreError> {
         self.call(move |conn| runs::get(conn, id)).await
+    }
+
+    async fn create_approval(&self, approval: &NewApproval) -> Result<ApprovalCreated, StoreError> {
+        let approval = approval.clone();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let created = approvals::create(&tx, &approval)?;
+            tx.commit()?;
+            Ok(created)
+        })
+        .await
+    }
+
+    async fn list_approvals(&self, filter: &ApprovalFilter) -> Result<Vec<Approval>, StoreError> {
+        let filter = filter.clone();
+        self.call(move |conn| approvals::list(conn, &filter)).await
+    }
+
+    async fn get_approval(&self, id: i64) -> Result<Option<Approval>, StoreError> {
+        self.call(move |conn| approvals::get(conn, id)).await
+    }
+
+    async fn decide_approval(
+        &self,
+        id: i64,
+        decision: &Decision,
+        now_ms: i64,
+    ) -> Result<Decided, StoreError> {
+        let decision = decision.clone();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let decided = approvals::decide(&tx, id, &decision, now_ms)?;
+            tx.commit()?;
+            Ok(decided)
+        })
+        .await
+    }
+
+    async fn finish_approval(
+        &self,
+        claim: &Approval,
+        execution: &Execution,
+        now_ms: i64,
+    ) -> Result<Option<Approval>, StoreError> {
+        let (claim, execution) = (claim.clone(), execution.clone());
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let finished = approvals::finish(&tx, &claim, &execution, now_ms)?;
+            tx.commit()?;
+            Ok(finished)
+        })
+        .await
     }
 
     async fn begin_action(

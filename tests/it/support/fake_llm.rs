@@ -142,3 +142,33 @@ async fn answer(
     }
     response
 }
+
+/// An OpenAI Chat Completions answer calling tools: (call id, wire name, raw arguments text).
+pub fn openai_calls(list: &[(&str, &str, &str)]) -> Reply {
+    let tool_calls: Vec<Value> = list
+        .iter()
+        .map(|(id, name, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}}))
+        .collect();
+    Reply::ok(json!({
+        "id": "chatcmpl-test", "object": "chat.completion", "created": 1, "model": "test-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": tool_calls},
+                     "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+    }))
+}
+
+/// An OpenAI Chat Completions answer in words, without a tool call: the run is done.
+pub fn openai_text(answer: &str) -> Reply {
+    Reply::ok(json!({
+        "id": "chatcmpl-test", "object": "chat.completion", "created": 1, "model": "test-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}
+    }))
+}
+
+/// The `[llm]` table that points hookwise at this fake.
+pub fn llm_table(url: &str) -> String {
+    format!(
+        "[llm]\nprovider = \"openai\"\nbase_url = \"{url}/v1\"\napi_key = \"test-key\"\nmodel = \"test-model\"\n"
+    )
+}

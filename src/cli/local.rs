@@ -1,0 +1,261 @@
+//! `hookwise replay --local`: the handler author's inner loop. Each fixture is signed as its
+//! sender would sign it and goes through the server's own path (`Source::accept` verification →
+//! `EventRouter::decide` → `Store::ingest`), into a throwaway SQLite store, so dedupe never stops
+//! a re-run. Then every job the fixtures created runs at once, debounce waits ignored, through
+//! the real `AgentRunner` with the configured `[llm]` and tools, one job at a time (so never two
+//! of one account), and each run's transcript is printed as `hookwise runs show` prints it.
+
+use super::runs::transcript;
+use super::source_for;
+use crate::agent::run::AgentRunner;
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::fixture::Fixture;
+use crate::handler::Mode;
+use crate::scheduler::route::EventRouter;
+use crate::scheduler::{JobRunner, RunContext};
+use crate::store::{self, Disposition, IngestItem, JobFinish, RunFilter, SharedStore};
+use crate::upstream::Upstream;
+use anyhow::{Context, anyhow};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// The lease owner written on the throwaway store's jobs.
+const OWNER: &str = "hookwise-replay-local";
+
+pub async fn replay_local(
+    config: &Config,
+    source_name: Option<&str>,
+    new_id: bool,
+    dry_run: bool,
+    paths: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let llm = config.llm.as_ref().ok_or_else(|| {
+        anyhow!(
+            "replay --local runs handlers with the configured LLM, but {} has no [llm] table; \
+             add one (provider, model, base_url, api_key: see the README's configuration reference)",
+            config.file_label().display()
+        )
+    })?;
+    let provider = llm.build().map_err(|e| anyhow!("[llm] {e}"))?;
+    let mut handlers = crate::server::load_handlers(config)?;
+    if dry_run {
+        // Writes are recorded, not sent; reads still happen.
+        for handler in &mut handlers {
+            handler.mode = Mode::DryRun;
+        }
+    }
+    let router = EventRouter::new(
+        Arc::new(handlers),
+        &config.accounts,
+        config.scheduler.max_attempts,
+    );
+
+    // Declared first, dropped last: the store's files live in it.
+    let scratch = Scratch::new()?;
+    let url = format!("sqlite://{}", scratch.0.join("replay.db").display());
+    let store = store::open(&url).await?;
+    store.migrate().await?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let upstream = Upstream::new(config, store.clone(), clock.clone())
+        .map_err(|e| anyhow!("{}: {e}", config.file_label().display()))?;
+    let tools = crate::tools::build_registry(&upstream)
+        .await
+        .map_err(|e| anyhow!("loading tools: {e}"))?;
+    let runner = AgentRunner {
+        llm: provider,
+        retry: llm.retry_policy(),
+        tools: Arc::new(tools),
+        store: store.clone(),
+        clock: clock.clone(),
+        model: llm.model.clone(),
+        max_tokens: llm.max_tokens,
+    };
+
+    let mut refused = 0;
+    for path in paths {
+        match ingest(config, &router, &store, source_name, new_id, path).await {
+            Ok(line) => println!("{} -> {line}", path.display()),
+            Err(e) => {
+                refused += 1;
+                println!("{} -> refused: {e:#}", path.display());
+            }
+        }
+    }
+
+    let (mut runs, mut not_done) = (0, 0);
+    while let Some(outcome) = run_next(&store, &router, &runner, config).await? {
+        runs += 1;
+        if outcome != "done" {
+            not_done += 1;
+        }
+    }
+    println!(
+        "\n{runs} run(s): {} done, {not_done} not done{}",
+        runs - not_done,
+        if dry_run {
+            " (--dry-run: no write was sent)"
+        } else {
+            ""
+        }
+    );
+    if refused > 0 {
+        println!("{refused} of {} fixture(s) were refused", paths.len());
+    }
+    Ok(if refused > 0 || not_done > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Signs one fixture like `replay` does, accepts it like `POST /webhooks/{source}` does, and
+/// stores it with its jobs. Returns what happened, for the user.
+async fn ingest(
+    config: &Config,
+    router: &EventRouter,
+    store: &SharedStore,
+    source_name: Option<&str>,
+    new_id: bool,
+    path: &Path,
+) -> anyhow::Result<String> {
+    let fixture = Fixture::load(path)?;
+    let source = source_for(config, &fixture, source_name)?;
+    let id = super::delivery_id(&fixture, new_id);
+    let now = chrono::Utc::now();
+    let (headers, signed) = fixture.sign(&source, &id, now.timestamp());
+    let mut map = http::HeaderMap::new();
+    for (name, value) in &headers {
+        map.append(
+            http::HeaderName::from_bytes(name.as_bytes())
+                .with_context(|| format!("header name {name:?}"))?,
+            http::HeaderValue::from_str(value)
+                .with_context(|| format!("value of header {name}"))?,
+        );
+    }
+    // The query string exactly as an HTTP client would encode it.
+    let query = signed.query.as_ref().map(|(param, value)| {
+        let mut url = reqwest::Url::parse("http://replay.invalid/").expect("a valid URL");
+        url.query_pairs_mut().append_pair(param, value);
+        url.query().unwrap_or_default().to_string()
+    });
+    let (event, payload) = source.accept(&map, query.as_deref(), &fixture.body, now)?;
+    let disposition = router.decide(&event, &payload);
+    let what = format!(
+        "event {} ({}, account {}, subject {})",
+        event.id, event.kind, event.account, event.subject
+    );
+    let ignored = match &disposition {
+        Disposition::Ignore(reason) => Some(reason.clone()),
+        Disposition::Route(_) => None,
+    };
+    let mut outcomes = store
+        .ingest(vec![IngestItem { event, disposition }])
+        .await?;
+    let outcome = outcomes.pop().context("the store answered no outcome")?;
+    Ok(match (ignored, outcome.duplicate, outcome.jobs.len()) {
+        (_, true, _) => format!("{what}: duplicate of an earlier fixture, nothing new"),
+        (Some(reason), _, _) => format!("{what}: ignored ({reason})"),
+        (None, _, 0) => format!("{what}: no handler matched"),
+        (None, _, n) => format!("{what}: {n} job(s)"),
+    })
+}
+
+/// Claims the next job whatever its debounce wait, runs it, records its end, and prints its
+/// transcript. None when no job is left. Jobs run once: a failure is final here, since the
+/// author re-runs the command rather than waiting for a retry.
+async fn run_next(
+    store: &SharedStore,
+    router: &EventRouter,
+    runner: &AgentRunner,
+    config: &Config,
+) -> anyhow::Result<Option<String>> {
+    // Far enough ahead that every debounce wait is over; the claim still never hands out two
+    // jobs of one account, and one job at a time keeps the transcripts in order.
+    let far_future = chrono::Utc::now().timestamp_millis() + 100 * 365 * 24 * 3_600_000;
+    let lease = config.scheduler.lease.as_millis() as i64;
+    let Some(claimed) = store.claim_jobs(OWNER, far_future, 1, lease).await?.pop() else {
+        return Ok(None);
+    };
+    let job = &claimed.job;
+    let handler = router.handler(&job.handler).with_context(|| {
+        format!(
+            "job {} names handler {:?}, which is not loaded",
+            job.id, job.handler
+        )
+    })?;
+    println!(
+        "\n=== job {}: handler {} ({} mode), account {}, subject {}, {} event(s)",
+        job.id,
+        job.handler,
+        handler.mode,
+        job.account,
+        job.subject,
+        claimed.events.len()
+    );
+    let ctx = RunContext {
+        job,
+        handler,
+        events: &claimed.events,
+    };
+    let result = match tokio::time::timeout(handler.agent.deadline, runner.run(ctx)).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "the run did not finish within its deadline of {:?}",
+            handler.agent.deadline
+        )),
+    };
+    let finish = match &result {
+        Ok(()) => JobFinish::Done,
+        Err(error) => JobFinish::Dead {
+            error: error.clone(),
+        },
+    };
+    store
+        .finish_job(job.id, OWNER, chrono::Utc::now().timestamp_millis(), finish)
+        .await?;
+    let run = store
+        .list_runs(&RunFilter {
+            job: Some(job.id),
+            limit: 1,
+            ..RunFilter::default()
+        })
+        .await?
+        .pop();
+    Ok(Some(match run {
+        Some(run) => {
+            print!("{}", transcript(&run));
+            run.run.outcome
+        }
+        None => {
+            println!(
+                "no transcript was recorded: {}",
+                result.err().unwrap_or_default()
+            );
+            "failed".into()
+        }
+    }))
+}
+
+/// A directory of this process's own, removed when dropped: the throwaway store lives there.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> anyhow::Result<Self> {
+        let path = std::env::temp_dir().join(format!(
+            "hookwise-replay-{}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir(&path)
+            .with_context(|| format!("creating the scratch store in {}", path.display()))?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
