@@ -3,6 +3,7 @@
 
 mod agent;
 mod handlers;
+mod happyfox;
 mod ingest;
 mod jobs;
 mod llm;
