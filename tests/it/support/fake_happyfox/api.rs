@@ -114,15 +114,23 @@ fn ok(body: Value) -> Response {
 }
 
 /// The documented list shape: `{"error": [{"field": ..., "errors": [...]}]}` with 400.
-fn invalid(field: &str, message: &str) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        axum::Json(json!({"error": [{"field": field, "errors": [message]}]})),
+fn invalid(field: &str, message: &str) -> Refusal {
+    Box::new(
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": [{"field": field, "errors": [message]}]})),
+        )
+            .into_response(),
     )
-        .into_response()
 }
 
-type Answer = Result<Response, Response>;
+fn missing() -> Refusal {
+    Box::new(not_found())
+}
+
+/// A refusal short-circuits with `?`; boxed because a `Response` is large.
+type Refusal = Box<Response>;
+type Answer = Result<Response, Refusal>;
 
 pub fn dispatch(
     data: &mut Data,
@@ -145,26 +153,26 @@ pub fn dispatch(
             "user_reply" => user_reply(data, id, body),
             "move" => move_ticket(data, id, body),
             "update_custom_fields" => update_custom_fields(data, id, body),
-            _ => Err(not_found()),
+            _ => Err(missing()),
         }),
         ("GET", ["users"]) => Ok(list_users(data, query)),
         ("GET", ["user", key]) => data
             .users
             .iter()
-            .find(|u| u["id"].to_string() == *key || u["email"] == *key)
+            .find(|u| u["id"].as_u64() == key.parse().ok() || u["email"] == *key)
             .map(|u| ok(u.clone()))
-            .ok_or_else(not_found),
+            .ok_or_else(missing),
         ("GET", [list]) if data.lists.contains_key(*list) => Ok(ok(data.lists[*list].clone())),
-        _ => Err(not_found()),
+        _ => Err(missing()),
     };
-    answer.unwrap_or_else(|refusal| refusal)
+    answer.unwrap_or_else(|refusal| *refusal)
 }
 
-fn ticket_id(data: &Data, id: &str) -> Result<u64, Response> {
+fn ticket_id(data: &Data, id: &str) -> Result<u64, Refusal> {
     id.parse()
         .ok()
         .filter(|id| data.tickets.contains_key(id))
-        .ok_or_else(not_found)
+        .ok_or_else(missing)
 }
 
 fn param<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -242,7 +250,7 @@ fn list_tickets(data: &Data, query: &[(String, String)]) -> Answer {
         .filter(|t| match status {
             "_all" => true,
             "_pending" => t["status"]["behavior"] == "pending",
-            id => t["status"]["id"].to_string() == id,
+            id => t["status"]["id"].as_u64() == id.parse().ok(),
         })
         .filter(|t| {
             categories.is_empty() || categories.contains(&t["category"]["id"].to_string().as_str())
@@ -288,11 +296,11 @@ fn list_users(data: &Data, query: &[(String, String)]) -> Response {
         })
         .cloned()
         .collect();
-    page(rows, query).unwrap_or_else(|e| e)
+    page(rows, query).unwrap_or_else(|e| *e)
 }
 
 /// The acting agent named by `key` (`staff` or `staff_id`): present and an active staff member.
-fn agent(data: &Data, body: &Value, key: &str) -> Result<Value, Response> {
+fn agent(data: &Data, body: &Value, key: &str) -> Result<Value, Refusal> {
     let Some(id) = body.get(key).filter(|v| !v.is_null()) else {
         return Err(invalid(key, "This field is required."));
     };
@@ -441,7 +449,7 @@ fn update_custom_fields(data: &mut Data, id: u64, body: &Value) -> Answer {
             .as_array_mut()
             .unwrap()
             .iter_mut()
-            .find(|f| f["id"].to_string() == field_id)
+            .find(|f| f["id"].as_u64() == field_id.parse().ok())
         else {
             errors.insert(
                 key.clone(),
@@ -475,11 +483,11 @@ fn update_custom_fields(data: &mut Data, id: u64, body: &Value) -> Answer {
         }
     }
     if !errors.is_empty() {
-        return Err((
+        let keyed = (
             StatusCode::BAD_REQUEST,
             axum::Json(json!({"error": errors})),
-        )
-            .into_response());
+        );
+        return Err(Box::new(keyed.into_response()));
     }
     data.tickets.get_mut(&id).unwrap()["custom_fields"] = fields;
     Ok(ok(json!({})))
