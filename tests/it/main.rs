@@ -4,6 +4,7 @@
 mod agent;
 mod approvals;
 mod handlers;
+mod happyfox;
 mod ingest;
 mod jobs;
 mod llm;

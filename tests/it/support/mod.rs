@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test module uses a different part
 
+pub mod fake_happyfox;
 pub mod fake_llm;
 pub mod fake_upstream;
 

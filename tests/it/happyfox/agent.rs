@@ -1,0 +1,330 @@
+//! HappyFox handlers end to end: a signed webhook, the scheduler, the agent with a scripted model,
+//! and the real HappyFox tools against the fake HappyFox.
+
+use crate::support::fake_happyfox::{BOT_STAFF_ID, FakeHappyfox};
+use crate::support::fake_llm::{FakeLlm, Reply};
+use crate::support::*;
+use hookwise::clock::ManualClock;
+use hookwise::store::{JobFilter, JobRecord, JobState, RunFilter, StoredRun};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// An OpenAI Chat Completions answer calling tools: (call id, wire name, arguments).
+fn calls(list: &[(&str, &str, Value)]) -> Reply {
+    let tool_calls: Vec<Value> = list
+        .iter()
+        .map(|(id, name, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}}))
+        .collect();
+    Reply::ok(json!({
+        "id": "chatcmpl-hf", "object": "chat.completion", "created": 1, "model": "test-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": tool_calls},
+                     "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+    }))
+}
+
+fn text(answer: &str) -> Reply {
+    Reply::ok(json!({
+        "id": "chatcmpl-hf", "object": "chat.completion", "created": 1, "model": "test-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}
+    }))
+}
+
+/// The webhook of a new ticket, and the fake HappyFox holding that same ticket.
+async fn new_ticket_142() -> (FakeHappyfox, Vec<u8>) {
+    let fake = FakeHappyfox::start().await;
+    let webhook = std::fs::read(repo_path("fixtures/happyfox/ticket_created.json")).unwrap();
+    fake.put_ticket(serde_json::from_slice(&webhook).unwrap());
+    (fake, webhook)
+}
+
+async fn spawn(
+    fake: &FakeHappyfox,
+    llm: &FakeLlm,
+    handler: (String, String),
+    clock: Option<ManualClock>,
+) -> TestApp {
+    TestApp::spawn_with(Options {
+        clock,
+        handlers: vec![handler],
+        extra_config: format!(
+            "[scheduler]\npoll_interval = \"10ms\"\n\n[llm]\nprovider = \"openai\"\nbase_url = \"{}/v1\"\napi_key = \"test-key\"\nmodel = \"test-model\"\n\n{}",
+            llm.url,
+            fake.account_toml("acme", Some(BOT_STAFF_ID), "")
+        ),
+        ..Options::default()
+    })
+    .await
+}
+
+async fn finished_job(app: &TestApp) -> JobRecord {
+    let start = std::time::Instant::now();
+    loop {
+        let jobs = app.store.list_jobs(&JobFilter::default()).await.unwrap();
+        if let Some(job) = jobs
+            .into_iter()
+            .find(|j| matches!(j.state, JobState::Done | JobState::Dead))
+        {
+            return job;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "the job did not finish within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn the_run(app: &TestApp) -> StoredRun {
+    let runs = app.store.list_runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(runs.len(), 1, "one run recorded");
+    runs.into_iter().next().unwrap()
+}
+
+fn steps<'a>(run: &'a StoredRun, kind: &str) -> Vec<&'a Value> {
+    run.run
+        .steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["type"] == kind)
+        .collect()
+}
+
+/// The tool the model was offered under `wire_name` in a recorded request.
+fn offered<'a>(request: &'a Value, wire_name: &str) -> &'a Value {
+    request["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["function"]["name"] == wire_name)
+        .map(|t| &t["function"]["parameters"])
+        .unwrap_or_else(|| panic!("{wire_name} was not offered"))
+}
+
+#[tokio::test]
+async fn the_bundled_triage_handler_reads_happyfox_and_records_its_writes_in_dry_run() {
+    let (fake, webhook) = new_ticket_142().await;
+    let note = "<p><b>Triage (hookwise)</b></p><p>Charged twice for order SO-884213: duplicate \
+                charge, refund requested. Category Billing kept; priority raised to High (money \
+                taken wrongly); Billing Issue Type set. Possible duplicate: none (#BL00000141 is an \
+                invoice request).</p>";
+    let llm = FakeLlm::start(vec![
+        calls(&[("c1", "happyfox__get_ticket", json!({"ticket_id": 142}))]),
+        calls(&[
+            ("c2", "happyfox__list_tickets", json!({"query": "contact:\"dana.whitfield@example.org\"", "status": "pending"})),
+            ("c3", "happyfox__list_categories", json!({})),
+        ]),
+        // A field of another category: the live schema refuses it, the model corrects itself.
+        calls(&[("c4", "happyfox__update_custom_fields", json!({"ticket_id": 142, "fields": {"24": 41}}))]),
+        calls(&[
+            ("c5", "happyfox__update_custom_fields", json!({"ticket_id": 142, "fields": {"22": 32}})),
+            ("c6", "happyfox__update_ticket", json!({"ticket_id": 142, "priority": 3})),
+        ]),
+        calls(&[("c7", "happyfox__add_private_note", json!({"ticket_id": 142, "html": note}))]),
+        text("Kept Billing, set Billing Issue Type to Duplicate charge, raised priority to High.\nMoney was taken twice."),
+    ])
+    .await;
+    let handler = (
+        "happyfox-triage.toml".to_string(),
+        std::fs::read_to_string(repo_path("handlers/happyfox-triage.toml")).unwrap(),
+    );
+    let clock = ManualClock::starting_at(chrono::Utc::now());
+    let app = spawn(&fake, &llm, handler, Some(clock.clone())).await;
+    let (status, ack) = app.send("happyfox", &webhook, "msg-triage-142").await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{ack}");
+    clock.advance(Duration::from_secs(46)); // past the handler's 45 s debounce
+    let job = finished_job(&app).await;
+    assert_eq!(job.state, JobState::Done, "{:?}", job.last_error);
+
+    // Reads reached HappyFox: the live schemas first (allow-list order), then the model's reads;
+    // list_categories was served from the cache the live schemas filled. No write was sent.
+    assert_eq!(
+        fake.calls(),
+        [
+            "GET /categories/",
+            "GET /ticket/142/",
+            "GET /ticket_custom_fields/",
+            "GET /statuses/",
+            "GET /priorities/",
+            "GET /ticket/142/",
+            "GET /tickets/",
+        ]
+    );
+    assert!(fake.writes().is_empty());
+    let search = fake
+        .received()
+        .into_iter()
+        .find(|r| r.path == "/tickets/")
+        .unwrap();
+    assert_eq!(search.param("status"), Some("_pending"));
+    assert_eq!(
+        search.param("q"),
+        Some("contact:\"dana.whitfield@example.org\"")
+    );
+
+    // What the model was offered: exactly the handler's tools, with live schemas.
+    let requests = llm.received();
+    assert_eq!(requests.len(), 6);
+    let first = &requests[0].body;
+    let mut names: Vec<&str> = first["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "happyfox__add_private_note",
+            "happyfox__get_ticket",
+            "happyfox__list_categories",
+            "happyfox__list_tickets",
+            "happyfox__move_ticket",
+            "happyfox__update_custom_fields",
+            "happyfox__update_ticket",
+        ]
+    );
+    let fields =
+        &offered(first, "happyfox__update_custom_fields")["properties"]["fields"]["properties"];
+    let mut keys: Vec<&String> = fields.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["21", "22", "25"]);
+    assert_eq!(
+        offered(first, "happyfox__update_ticket")["properties"]["priority"]["enum"],
+        json!([1, 2, 3, 4])
+    );
+    assert_eq!(
+        offered(first, "happyfox__move_ticket")["properties"]["category_id"]["enum"],
+        json!([1, 3, 5, 7])
+    );
+    // The model saw the trimmed ticket and the customer's other ticket.
+    let seen = requests[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["content"]
+        .to_string();
+    assert!(
+        seen.contains("Charged twice for my order") && !seen.contains("amazonaws"),
+        "{seen}"
+    );
+    assert!(
+        requests[2].body["messages"]
+            .to_string()
+            .contains("#BL00000141")
+    );
+    let refusal = requests[3].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        refusal.contains("do not match the schema") && refusal.contains("24"),
+        "{refusal}"
+    );
+
+    let run = the_run(&app).await;
+    assert_eq!(run.run.outcome, "done");
+    assert_eq!(run.run.mode, "dry-run");
+    let intended: Vec<(String, Value)> = steps(&run, "intended_action")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["arguments"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        intended,
+        [
+            (
+                "happyfox.update_custom_fields".to_string(),
+                json!({"ticket_id": 142, "fields": {"22": 32}})
+            ),
+            (
+                "happyfox.update_ticket".to_string(),
+                json!({"ticket_id": 142, "priority": 3})
+            ),
+            (
+                "happyfox.add_private_note".to_string(),
+                json!({"ticket_id": 142, "html": note})
+            ),
+        ]
+    );
+    let results = steps(&run, "tool_result");
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0]["result"]["status"]["name"], "New");
+    assert_eq!(results[0]["result"]["assignee"], Value::Null);
+    assert_eq!(steps(&run, "tool_error").len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn in_a_live_run_an_unknown_field_never_reaches_happyfox_and_a_valid_one_is_written() {
+    let (fake, webhook) = new_ticket_142().await;
+    let llm = FakeLlm::start(vec![
+        calls(&[(
+            "c1",
+            "happyfox__update_custom_fields",
+            json!({"ticket_id": 142, "fields": {"24": 41}}),
+        )]),
+        calls(&[(
+            "c2",
+            "happyfox__update_custom_fields",
+            json!({"ticket_id": 142, "fields": {"22": 32}}),
+        )]),
+        text("Set Billing Issue Type."),
+    ])
+    .await;
+    let handler = (
+        "hf-fields.toml".to_string(),
+        "name = \"hf-fields\"\non = [\"happyfox.ticket.created\"]\nmode = \"live\"\nmax_attempts = 1\n\
+         [agent]\nprompt = \"Fill the ticket's custom fields.\"\ntools = [\"happyfox.update_custom_fields\"]\n\
+         max_steps = 4\ndeadline = \"20s\"\n"
+            .to_string(),
+    );
+    let app = spawn(&fake, &llm, handler, None).await;
+    app.send("happyfox", &webhook, "msg-fields-142").await;
+    let job = finished_job(&app).await;
+    assert_eq!(job.state, JobState::Done, "{:?}", job.last_error);
+
+    assert_eq!(
+        fake.calls(),
+        [
+            "GET /ticket/142/",
+            "GET /ticket_custom_fields/", // the live schema
+            "GET /ticket/142/",
+            "POST /ticket/142/update_custom_fields/", // the valid call, re-checked
+        ]
+    );
+    assert_eq!(
+        fake.writes()[0].body,
+        json!({"staff": BOT_STAFF_ID, "t-cf-22": 32})
+    );
+    assert_eq!(
+        fake.ticket(142)["custom_fields"][1]["value"],
+        "Duplicate charge"
+    );
+    let run = the_run(&app).await;
+    let errors = steps(&run, "tool_error");
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0]["error"].as_str().unwrap().contains("24"),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(
+        steps(&run, "tool_result")[0]["result"]["fields"][0]["value"],
+        "Duplicate charge"
+    );
+    app.stop().await;
+}
