@@ -235,6 +235,14 @@ impl AgentRunner {
         }
         let mode = ctx.handler.mode;
         if entry.tool.writes() && mode != Mode::Live {
+            // Only a write that would have been sent is recorded: the same checks `call` makes.
+            if let Err(e) = entry
+                .tool
+                .check(&self.tool_context(ctx, key.clone()), &args)
+                .await
+            {
+                return tool_failure(&name, &call.id, e, transcript);
+            }
             transcript.push(json!({
                 "type": "intended_action", "call_id": call.id, "name": name,
                 "arguments": args, "mode": mode.as_str(),
@@ -253,24 +261,7 @@ impl AgentRunner {
                 transcript.push(json!({"type": "tool_result", "call_id": call.id, "name": name, "result": result}));
                 Ok(Message::tool_result(&call.id, result.to_string()))
             }
-            Err(ToolError::Rejected(error)) => {
-                transcript.push(
-                    json!({"type": "tool_error", "call_id": call.id, "name": name, "error": error}),
-                );
-                Ok(Message::tool_error(&call.id, error))
-            }
-            Err(ToolError::Unavailable(error)) => {
-                transcript.push(
-                    json!({"type": "tool_error", "call_id": call.id, "name": name, "error": error}),
-                );
-                Err(RunError::Retryable(format!("{name}: {error}")))
-            }
-            Err(ToolError::Permanent(error)) => {
-                transcript.push(
-                    json!({"type": "tool_error", "call_id": call.id, "name": name, "error": error}),
-                );
-                Err(RunError::Permanent(format!("{name}: {error}")))
-            }
+            Err(e) => tool_failure(&name, &call.id, e, transcript),
         }
     }
 
@@ -282,6 +273,32 @@ impl AgentRunner {
             subject: ctx.job.subject.clone(),
             idempotency_key,
         }
+    }
+}
+
+/// A failed tool call: a rejection goes back to the model; an outage or a permanent failure ends
+/// the run (retried later, or dead).
+fn tool_failure(
+    name: &str,
+    call_id: &str,
+    error: ToolError,
+    transcript: &mut Transcript,
+) -> Result<Message, RunError> {
+    let (text, ending) = match error {
+        ToolError::Rejected(e) => (e, None),
+        ToolError::Unavailable(e) => {
+            let ending = RunError::Retryable(format!("{name}: {e}"));
+            (e, Some(ending))
+        }
+        ToolError::Permanent(e) => {
+            let ending = RunError::Permanent(format!("{name}: {e}"));
+            (e, Some(ending))
+        }
+    };
+    transcript.push(json!({"type": "tool_error", "call_id": call_id, "name": name, "error": text}));
+    match ending {
+        None => Ok(Message::tool_error(call_id, text)),
+        Some(e) => Err(e),
     }
 }
 
