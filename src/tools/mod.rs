@@ -221,6 +221,20 @@ impl ScopedTools {
     }
 }
 
+/// An id or name as one URL path segment: everything but unreserved characters percent-encoded,
+/// so an upstream id (or a model's argument) cannot add path segments or a query.
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The dotted form of a wire name, for transcripts and refusals.
 pub fn dotted(wire_name: &str) -> String {
     wire_name.replace("__", ".")

@@ -14,7 +14,7 @@ mod refs;
 mod shape;
 mod write;
 
-use super::{Tool, ToolContext, ToolError, ToolRegistry};
+use super::{Tool, ToolContext, ToolError, ToolRegistry, path_segment as segment};
 use crate::config::ConnectorKind;
 use crate::upstream::{Origin, Request, Response, Upstream};
 use async_trait::async_trait;
@@ -237,19 +237,6 @@ fn not_a_list(path: &str, body: &Value) -> ToolError {
     ToolError::Rejected(format!(
         "planhat answered GET {path} with something that is not a list: {text}"
     ))
-}
-
-/// A path segment from an id or external id, percent-encoded.
-fn segment(id: &str) -> String {
-    let mut out = String::with_capacity(id.len());
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// A write's answer for the model, saying when it was not sent now.
