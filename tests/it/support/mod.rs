@@ -5,6 +5,9 @@
 #![allow(dead_code)] // each test module uses a different part
 
 pub mod fake_llm;
+pub mod fake_planhat;
+pub mod fake_truto;
+pub mod registry;
 
 use hookwise::Server;
 use hookwise::clock::{Clock, ManualClock, SharedClock, SystemClock};
