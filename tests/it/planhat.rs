@@ -3,7 +3,7 @@
 //! kind), error bodies reaching the model, and the rate limit. `handlers` runs the bundled
 //! Planhat handlers end to end.
 
-
+mod handlers;
 
 use crate::support::fake_planhat::{Failure, FakePlanhat, TOKEN};
 use crate::support::registry::Tools;
