@@ -627,7 +627,8 @@ async fn planhat_error_bodies_reach_the_model_as_text() {
 
 #[tokio::test]
 async fn past_the_quota_planhat_answers_429_with_a_reset_in_delta_seconds() {
-    let fake = FakePlanhat::with_quota(3, Duration::from_secs(60)).await;
+    // A short window, so a governor that waits out the reset keeps this test fast.
+    let fake = FakePlanhat::with_quota(3, Duration::from_secs(2)).await;
     let tools = Tools::new(&account(&fake.url, TOKEN)).await;
     for _ in 0..3 {
         call(
@@ -638,7 +639,8 @@ async fn past_the_quota_planhat_answers_429_with_a_reset_in_delta_seconds() {
         .await
         .unwrap();
     }
-    // Until the rate governor waits out the reset, a 429 ends the run to be retried later.
+    // Until the rate governor waits out the reset, a 429 ends the run to be retried later; with
+    // the governor this call succeeds after the reset instead.
     let limited = call(
         &tools,
         "planhat.get_company",

@@ -247,27 +247,27 @@ fn route(
         ("GET", [model, id]) => match find(model, &records, id) {
             Ok(Some(r)) => json_answer(StatusCode::OK, r.clone()),
             Ok(None) => text(StatusCode::NOT_FOUND, "Item not found"),
-            Err(e) => e,
+            Err(e) => json_answer(StatusCode::BAD_REQUEST, json!({"message": e})),
         },
         ("POST", ["tasks" | "churn"]) => create(t, parts[0], body),
         ("PUT", ["opportunities", id]) => match find("opportunities", &records, id) {
             Ok(Some(_)) => update(t, "opportunities", id, body),
             Ok(None) => text(StatusCode::NOT_FOUND, "Item not found"),
-            Err(e) => e,
+            Err(e) => json_answer(StatusCode::BAD_REQUEST, json!({"message": e})),
         },
         _ => not_found(),
     }
 }
 
-fn find<'a>(model: &str, records: &'a [Value], id: &str) -> Result<Option<&'a Value>, Response> {
+/// The record `id` names; Err is the cast error Planhat answers for an id that is no ObjectId.
+fn find<'a>(model: &str, records: &'a [Value], id: &str) -> Result<Option<&'a Value>, String> {
     let (field, value) = match id.split_once('-') {
         Some(("extid", v)) if model == "companies" => ("externalId", v),
         Some(("srcid", v)) if model == "companies" => ("sourceId", v),
         _ if is_object_id(id) => ("_id", id),
         _ => {
-            return Err(json_answer(
-                StatusCode::BAD_REQUEST,
-                json!({"message": format!("Cast to ObjectId failed for value \"{id}\" at path \"_id\"")}),
+            return Err(format!(
+                "Cast to ObjectId failed for value \"{id}\" at path \"_id\""
             ));
         }
     };
