@@ -238,6 +238,16 @@ impl AgentRunner {
             );
             return Ok(Message::tool_error(&call.id, error));
         }
+        if entry.tool.writes() && ctx.handler.mode != Mode::Live {
+            // Only a write that would have been sent is held or recorded: the checks `call` makes.
+            if let Err(e) = entry
+                .tool
+                .check(&self.tool_context(ctx, key.clone()), &args)
+                .await
+            {
+                return tool_failure(&name, &call.id, e, transcript);
+            }
+        }
         match ctx.handler.mode {
             _ if !entry.tool.writes() => {}
             Mode::Live => {}
@@ -259,33 +269,7 @@ impl AgentRunner {
                 transcript.push(json!({"type": "tool_result", "call_id": call.id, "name": name, "result": result}));
                 Ok(Message::tool_result(&call.id, result.to_string()))
             }
-            Err(ToolError::Rejected(error)) => {
-                transcript.push(
-                    json!({"type": "tool_error", "call_id": call.id, "name": name, "error": error}),
-                );
-                Ok(Message::tool_error(&call.id, error))
-            }
-            Err(ToolError::Unavailable(error)) => {
-                transcript.push(
-                    json!({"type": "tool_error", "call_id": call.id, "name": name, "error": error}),
-                );
-                Err(RunError::Retryable(format!("{name}: {error}")))
-            }
-            Err(ToolError::RateLimited { until_ms, reason }) => {
-                transcript.push(
-                    json!({"type": "tool_error", "call_id": call.id, "name": name, "error": reason}),
-                );
-                Err(RunError::Deferred {
-                    until_ms,
-                    reason: format!("{name}: {reason}"),
-                })
-            }
-            Err(ToolError::Permanent(error)) => {
-                transcript.push(
-                    json!({"type": "tool_error", "call_id": call.id, "name": name, "error": error}),
-                );
-                Err(RunError::Permanent(format!("{name}: {error}")))
-            }
+            Err(e) => tool_failure(&name, &call.id, e, transcript),
         }
     }
 
@@ -390,6 +374,39 @@ impl AgentRunner {
             subject: ctx.job.subject.clone(),
             idempotency_key,
         }
+    }
+}
+
+/// A failed tool call: a rejection goes back to the model; an outage or a permanent failure ends
+/// the run (retried later, or dead).
+fn tool_failure(
+    name: &str,
+    call_id: &str,
+    error: ToolError,
+    transcript: &mut Transcript,
+) -> Result<Message, RunError> {
+    let (text, ending) = match error {
+        ToolError::Rejected(e) => (e, None),
+        ToolError::Unavailable(e) => {
+            let ending = RunError::Retryable(format!("{name}: {e}"));
+            (e, Some(ending))
+        }
+        ToolError::Permanent(e) => {
+            let ending = RunError::Permanent(format!("{name}: {e}"));
+            (e, Some(ending))
+        }
+        ToolError::RateLimited { until_ms, reason } => {
+            let ending = RunError::Deferred {
+                until_ms,
+                reason: format!("{name}: {reason}"),
+            };
+            (reason, Some(ending))
+        }
+    };
+    transcript.push(json!({"type": "tool_error", "call_id": call_id, "name": name, "error": text}));
+    match ending {
+        None => Ok(Message::tool_error(call_id, text)),
+        Some(e) => Err(e),
     }
 }
 

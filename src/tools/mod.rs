@@ -30,6 +30,19 @@ pub struct ToolContext {
     pub idempotency_key: String,
 }
 
+impl ToolContext {
+    /// A context for calls hookwise makes on an account's behalf outside any job (loading a Truto
+    /// account's tool list at start-up). Only for reads: its idempotency key names no job step.
+    pub fn for_account(account: &str, purpose: &str) -> Self {
+        Self {
+            account: AccountId::new(account),
+            job: JobId(0),
+            subject: String::new(),
+            idempotency_key: format!("account-{account}/{purpose}"),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
     /// The call cannot work as asked (unknown id, a field the upstream refused): the message goes
@@ -65,6 +78,13 @@ pub trait Tool: Send + Sync + 'static {
     /// Whether the tool changes anything upstream: dry-run and approve modes record these calls
     /// instead of executing them.
     fn writes(&self) -> bool;
+    /// Checks a write's schema-valid arguments against live upstream state without changing
+    /// anything (the ids it references exist and are of the right kind, custom field keys are
+    /// defined). The agent runs it before recording a write in dry-run or approve mode, so a
+    /// recorded action is one that would have been sent; `call` must run the same checks itself.
+    async fn check(&self, _ctx: &ToolContext, _args: &Value) -> Result<(), ToolError> {
+        Ok(())
+    }
     async fn call(&self, ctx: &ToolContext, args: Value) -> Result<Value, ToolError>;
 }
 
@@ -208,6 +228,20 @@ impl ScopedTools {
 /// The name the model sees for a dotted tool name: providers allow `[a-zA-Z0-9_-]`.
 pub fn wire(dotted: &str) -> String {
     dotted.replace('.', "__")
+}
+
+/// An id or name as one URL path segment: everything but unreserved characters percent-encoded,
+/// so an upstream id (or a model's argument) cannot add path segments or a query.
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The dotted form of a wire name, for transcripts and refusals.

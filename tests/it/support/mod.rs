@@ -6,7 +6,10 @@
 
 pub mod fake_happyfox;
 pub mod fake_llm;
+pub mod fake_planhat;
+pub mod fake_truto;
 pub mod fake_upstream;
+pub mod registry;
 
 use hookwise::Server;
 use hookwise::clock::{Clock, ManualClock, SharedClock, SystemClock};
