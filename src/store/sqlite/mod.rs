@@ -32,6 +32,10 @@ type Work = Box<dyn FnOnce(&mut Connection) + Send>;
 
 pub struct SqliteStore {
     work: mpsc::Sender<Work>,
+    /// The rate governor's next free slot per (account, budget). In memory: SQLite serves one
+    /// process, and a durable commit per upstream call would cost more than the call's slot.
+    /// Pauses, which must outlive a restart (a 10-minute penalty), stay in `account_pauses`.
+    budgets: std::sync::Mutex<std::collections::HashMap<(String, String), i64>>,
 }
 
 impl SqliteStore {
@@ -70,7 +74,10 @@ impl SqliteStore {
             .await
             .map_err(|_| open_error("the SQLite thread stopped".into()))?
             .map_err(|e| open_error(e.to_string()))?;
-        Ok(Self { work })
+        Ok(Self {
+            work,
+            budgets: Default::default(),
+        })
     }
 
     /// Runs `f` on the store's thread and returns its result.
@@ -456,11 +463,25 @@ impl Store for SqliteStore {
         interval_ms: i64,
         horizon_ms: i64,
     ) -> Result<(i64, bool), StoreError> {
-        let (account, bucket) = (account.to_owned(), bucket.to_owned());
-        self.call(move |conn| {
-            upstream::reserve_call(conn, &account, &bucket, now_ms, interval_ms, horizon_ms)
-        })
-        .await
+        let paused = {
+            let account = account.to_owned();
+            self.call(move |conn| upstream::account_pause(conn, &account))
+                .await?
+                .map(|(until, _)| until)
+        };
+        let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (account.to_owned(), bucket.to_owned());
+        let (wait, next) = super::reserve_slot(
+            budgets.get(&key).copied(),
+            paused,
+            now_ms,
+            interval_ms,
+            horizon_ms,
+        );
+        if let Some(next) = next {
+            budgets.insert(key, next);
+        }
+        Ok((wait, next.is_some()))
     }
 
     async fn pause_account(

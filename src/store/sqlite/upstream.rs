@@ -1,5 +1,5 @@
-//! Upstream statements for the SQLite store: the action journal and the rate governor's shared
-//! state (budgets and pauses).
+//! Upstream statements for the SQLite store: the action journal and account pauses (the rate
+//! governor's budgets are kept in memory, see `SqliteStore::budgets`).
 
 use crate::store::{ActionBegin, JobId, StoreError, StoredAction};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -69,37 +69,6 @@ pub fn list_actions(conn: &Connection, job: JobId) -> Result<Vec<StoredAction>, 
         })?
         .collect::<Result<_, _>>()?;
     Ok(rows)
-}
-
-/// One transaction on the store's only connection: nothing interleaves with it in this process,
-/// and SQLite's file lock keeps other processes out.
-pub fn reserve_call(
-    conn: &mut Connection,
-    account: &str,
-    bucket: &str,
-    now: i64,
-    interval: i64,
-    horizon: i64,
-) -> Result<(i64, bool), StoreError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let paused: Option<i64> = tx
-        .prepare_cached("SELECT paused_until FROM account_pauses WHERE account = ?1")?
-        .query_row([account], |r| r.get(0))
-        .optional()?;
-    let tat: Option<i64> = tx
-        .prepare_cached("SELECT tat FROM rate_budgets WHERE account = ?1 AND bucket = ?2")?
-        .query_row([account, bucket], |r| r.get(0))
-        .optional()?;
-    let (wait, new_tat) = crate::store::reserve_slot(tat, paused, now, interval, horizon);
-    if let Some(new_tat) = new_tat {
-        tx.prepare_cached(
-            "INSERT INTO rate_budgets (account, bucket, tat) VALUES (?1, ?2, ?3)
-             ON CONFLICT (account, bucket) DO UPDATE SET tat = excluded.tat",
-        )?
-        .execute(params![account, bucket, new_tat])?;
-    }
-    tx.commit()?;
-    Ok((wait, new_tat.is_some()))
 }
 
 pub fn pause_account(

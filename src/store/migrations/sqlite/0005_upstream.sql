@@ -16,14 +16,8 @@ CREATE TABLE actions (
 );
 CREATE INDEX actions_by_job ON actions (job_id);
 
--- Rate budgets shared by every process: the next free call slot per account and budget
--- (`get`, `post`, `api`). Each call reserves a slot; slots are the budget's interval apart.
-CREATE TABLE rate_budgets (
-    account TEXT    NOT NULL,
-    bucket  TEXT    NOT NULL,
-    tat     INTEGER NOT NULL, -- Unix ms
-    PRIMARY KEY (account, bucket)
-);
+-- The rate governor's call slots are kept in memory by the SQLite store (one process; a durable
+-- commit per upstream call would cost more than the call). PostgreSQL shares them in a table.
 
 -- An account the upstream told to wait (429, or an exhausted budget): no call of it is sent, and
 -- no job of it is claimed, before paused_until.
