@@ -1,5 +1,6 @@
 //! Rate benchmark: 200 jobs of one account against a fake upstream that allows N calls per
-//! fixed window, run twice in the same process:
+//! fixed window (two kinds of upstream, see `scenarios`), each run with two policies in the same
+//! process:
 //!
 //! - governed: every call through `Upstream::send` (paced from the configured budget, pauses
 //!   learned from the `RateLimit-*` headers, a 429 retries the same call);
@@ -8,7 +9,7 @@
 //!
 //! Printed per run: calls accepted per full window as a share of N, 429s per window (max and
 //! total), jobs finished and lost, wall time. `cargo bench --bench governor`; the figures go in
-//! the closing note. Loopback only, bounded: 600 accepted calls per run.
+//! the closing note. Loopback only, bounded: 600 accepted calls per run, about 2.5 minutes in all.
 
 #[path = "../tests/it/support/fake_upstream.rs"]
 mod fake_upstream;
@@ -29,18 +30,34 @@ use std::time::{Duration, Instant};
 const JOBS: usize = 200;
 /// Two reads and a write, like a triage run: get the ticket, list related ones, add a note.
 const CALLS_PER_JOB: usize = 3;
-const N: u32 = 50;
-const WINDOW: Duration = Duration::from_secs(1);
 const TOKEN: &str = "bench-token";
 
-fn limits() -> Limits {
-    Limits {
-        calls: N,
-        window: WINDOW,
-        reset: ResetStyle::Delta,
-        penalty: Duration::ZERO,
-        retry_after: true,
-    }
+/// The two upstreams: Planhat-like (a budget per window, stated in `RateLimit-*` headers with the
+/// reset in delta seconds) and HappyFox-like (no headers; going over the limit earns 429s for
+/// a penalty, 10 minutes per 1-minute window there, 2 windows here to keep the run short).
+fn scenarios() -> [(&'static str, Limits); 2] {
+    [
+        (
+            "headers, no penalty",
+            Limits {
+                calls: 100,
+                window: Duration::from_secs(5),
+                reset: ResetStyle::Delta,
+                penalty: Duration::ZERO,
+                retry_after: true,
+            },
+        ),
+        (
+            "no headers, 429 penalty of 2 windows",
+            Limits {
+                calls: 40,
+                window: Duration::from_secs(2),
+                reset: ResetStyle::None,
+                penalty: Duration::from_secs(4),
+                retry_after: false,
+            },
+        ),
+    ]
 }
 
 fn call(job: usize, n: usize) -> Request {
@@ -61,12 +78,14 @@ struct Outcome {
     elapsed: Duration,
 }
 
-async fn governed(fake: &FakeUpstream, dir: &Path) -> Outcome {
+async fn governed(fake: &FakeUpstream, limits: &Limits, dir: &Path) -> Outcome {
     let text = format!(
         "store = \"sqlite://{}\"\n[accounts.acme]\nconnector = \"planhat\"\nbase_url = \"{}\"\n\
-         token = \"{TOKEN}\"\nrate_limits = {{ api = \"{N}/1s\" }}\nmax_wait = \"5m\"\n",
-        dir.join("governed.db").display(),
-        fake.url
+         token = \"{TOKEN}\"\nrate_limits = {{ api = \"{}/{}s\" }}\nmax_wait = \"5m\"\n",
+        dir.join(format!("governed-{}.db", limits.calls)).display(),
+        fake.url,
+        limits.calls,
+        limits.window.as_secs()
     );
     let config = Config::parse(Path::new("bench.toml"), &text, &|_| None).unwrap();
     let store = hookwise::store::open(&config.store).await.unwrap();
@@ -102,7 +121,7 @@ async fn governed(fake: &FakeUpstream, dir: &Path) -> Outcome {
     }
 }
 
-async fn naive(fake: &FakeUpstream) -> Outcome {
+async fn naive(fake: &FakeUpstream, limits: &Limits) -> Outcome {
     let http = reqwest::Client::new();
     let started = Instant::now();
     let mut finished = 0;
@@ -125,8 +144,8 @@ async fn naive(fake: &FakeUpstream) -> Outcome {
                         .headers()
                         .get("ratelimit-reset")
                         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                        .unwrap_or(1);
-                    limited = Some(Duration::from_secs(reset));
+                        .map_or(limits.window, Duration::from_secs);
+                    limited = Some(reset);
                     break;
                 }
             }
@@ -149,15 +168,16 @@ async fn naive(fake: &FakeUpstream) -> Outcome {
 }
 
 /// Accepted calls per full window (as a share of N), and 429s per window (max, total).
-fn windows(fake: &FakeUpstream) -> (f64, usize, usize) {
+fn windows(fake: &FakeUpstream, limits: &Limits) -> (f64, usize, usize) {
+    let (n, window) = (limits.calls, limits.window);
     let seen = fake.seen();
     let origin = seen.first().map(|s| s.at).unwrap();
     let last = seen.last().map(|s| s.at).unwrap();
-    let full = ((last - origin).as_nanos() / WINDOW.as_nanos()) as usize;
+    let full = ((last - origin).as_nanos() / window.as_nanos()) as usize;
     let mut ok = vec![0usize; full + 1];
     let mut limited = vec![0usize; full + 1];
     for s in &seen {
-        let w = ((s.at - origin).as_nanos() / WINDOW.as_nanos()) as usize;
+        let w = ((s.at - origin).as_nanos() / window.as_nanos()) as usize;
         match s.status {
             200 => ok[w] += 1,
             429 => limited[w] += 1,
@@ -166,9 +186,9 @@ fn windows(fake: &FakeUpstream) -> (f64, usize, usize) {
     }
     // The last window is partial: leave it out of the average.
     let share = if full == 0 {
-        ok[0] as f64 / f64::from(N)
+        ok[0] as f64 / f64::from(n)
     } else {
-        ok[..full].iter().sum::<usize>() as f64 / (full as f64 * f64::from(N))
+        ok[..full].iter().sum::<usize>() as f64 / (full as f64 * f64::from(n))
     };
     (
         share,
@@ -185,28 +205,30 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
+        println!("{JOBS} jobs x {CALLS_PER_JOB} calls, one account, fixed windows\n");
         println!(
-            "{JOBS} jobs x {CALLS_PER_JOB} calls, one account, upstream allows {N} calls per {WINDOW:?} (fixed windows)\n"
+            "| upstream | policy | accepted calls per window / N | max 429 per window | 429 total | jobs finished | jobs lost | wall time |"
         );
-        println!(
-            "| policy | accepted calls per window / N | max 429 per window | 429 total | jobs finished | jobs lost | wall time |"
-        );
-        println!("|---|---|---|---|---|---|---|");
-        for policy in ["governed", "naive (seed article)"] {
-            let fake = FakeUpstream::spawn(limits(), TOKEN).await;
-            let outcome = if policy == "governed" {
-                governed(&fake, dir.path()).await
-            } else {
-                naive(&fake).await
-            };
-            let (share, max429, total429) = windows(&fake);
-            println!(
-                "| {policy} | {:.1}% | {max429} | {total429} | {} | {} | {:.1} s |",
-                share * 100.0,
-                outcome.finished,
-                outcome.lost,
-                outcome.elapsed.as_secs_f64()
-            );
+        println!("|---|---|---|---|---|---|---|---|");
+        for (upstream, limits) in scenarios() {
+            for policy in ["governed", "naive (seed article)"] {
+                let fake = FakeUpstream::spawn(limits.clone(), TOKEN).await;
+                let outcome = if policy == "governed" {
+                    governed(&fake, &limits, dir.path()).await
+                } else {
+                    naive(&fake, &limits).await
+                };
+                let (share, max429, total429) = windows(&fake, &limits);
+                println!(
+                    "| {upstream}, N = {} per {:?} | {policy} | {:.1}% | {max429} | {total429} | {} | {} | {:.1} s |",
+                    limits.calls,
+                    limits.window,
+                    share * 100.0,
+                    outcome.finished,
+                    outcome.lost,
+                    outcome.elapsed.as_secs_f64()
+                );
+            }
         }
     });
 }
