@@ -3,6 +3,7 @@
 
 mod agent;
 mod approvals;
+mod crash;
 mod handlers;
 mod happyfox;
 mod ingest;

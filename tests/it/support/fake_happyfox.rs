@@ -84,6 +84,9 @@ struct Fake {
     budget: Budget,
     received: Vec<Received>,
     data: api::Data,
+    /// Writes are applied and recorded at once but answered only after this long: the window
+    /// in which a crash leaves a write sent and its answer unknown.
+    hold_writes: Duration,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -113,6 +116,7 @@ impl FakeHappyfox {
             },
             received: Vec::new(),
             data: api::Data::load(),
+            hold_writes: Duration::ZERO,
         }));
         let app = axum::Router::new()
             .fallback(answer)
@@ -192,6 +196,11 @@ impl FakeHappyfox {
             .insert(name.into(), list);
     }
 
+    /// Answers every later write only after `hold` (it is applied and recorded at once).
+    pub fn hold_writes(&self, hold: Duration) {
+        self.state.lock().unwrap().hold_writes = hold;
+    }
+
     /// Moves the fake's clock forward (rate-limit windows and penalty).
     pub fn advance(&self, by: Duration) {
         self.state.lock().unwrap().offset += by;
@@ -217,6 +226,21 @@ async fn answer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let (response, hold) = record(&state, method, uri, headers, body);
+    if !hold.is_zero() {
+        tokio::time::sleep(hold).await;
+    }
+    response
+}
+
+/// Answers and records one request; the answer is sent after the returned hold.
+fn record(
+    state: &Shared,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (Response, Duration) {
     let mut state = state.lock().unwrap();
     let query: Vec<(String, String)> = uri
         .query()
@@ -256,6 +280,11 @@ async fn answer(
         let r = api::dispatch(&mut state.data, &method, &path, &query, &body);
         (r.status().as_u16(), r)
     };
+    let hold = if method == Method::POST {
+        state.hold_writes
+    } else {
+        Duration::ZERO
+    };
     state.received.push(Received {
         method,
         path,
@@ -264,7 +293,7 @@ async fn answer(
         body,
         status,
     });
-    response
+    (response, hold)
 }
 
 impl Fake {

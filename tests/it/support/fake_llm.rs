@@ -19,6 +19,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Value,
+    /// Held this long before it is sent (a slow model; a window to kill a client in).
+    pub delay: std::time::Duration,
 }
 
 impl Reply {
@@ -31,7 +33,13 @@ impl Reply {
             status,
             headers: Vec::new(),
             body,
+            delay: std::time::Duration::ZERO,
         }
+    }
+
+    pub fn delayed(mut self, delay: std::time::Duration) -> Self {
+        self.delay = delay;
+        self
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -117,6 +125,20 @@ async fn answer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let (response, delay) = next_reply(&script, method, uri, headers, body);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    response
+}
+
+fn next_reply(
+    script: &Arc<Mutex<Script>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (Response, std::time::Duration) {
     let mut script = script.lock().unwrap();
     script.received.push(Received {
         method,
@@ -140,7 +162,7 @@ async fn answer(
     for (name, value) in reply.headers {
         response.headers_mut().insert(name, value.parse().unwrap());
     }
-    response
+    (response, reply.delay)
 }
 
 /// An OpenAI Chat Completions answer calling tools: (call id, wire name, raw arguments text).
