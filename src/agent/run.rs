@@ -98,7 +98,7 @@ impl JobRunner for AgentRunner {
         let budget = agent.deadline.saturating_sub(Duration::from_millis(500));
         let ending = match tokio::time::timeout(
             budget,
-            self.converse(&ctx, &scoped, &model, system, context, &mut transcript),
+            self.converse(&ctx, &mut scoped, &model, system, context, &mut transcript),
         )
         .await
         {
@@ -152,7 +152,7 @@ impl AgentRunner {
     async fn converse(
         &self,
         ctx: &RunContext<'_>,
-        scoped: &ScopedTools,
+        scoped: &mut ScopedTools,
         model: &str,
         system: String,
         context: String,
@@ -188,12 +188,29 @@ impl AgentRunner {
             request
                 .messages
                 .push(Message::Assistant(completion.message));
+            let before = transcript.steps.len();
             for (n, call) in calls.iter().enumerate() {
                 let key = format!("job-{}/step-{step}/call-{n}", ctx.job.id);
                 match self.call_tool(ctx, scoped, call, key, transcript).await {
                     Ok(reply) => request.messages.push(reply),
                     Err(e) => return Ending::Failed(e),
                 }
+            }
+            // A live write may change what a live schema offers (a ticket moved to another
+            // category has other custom fields): read them again for the next step.
+            let wrote = transcript.steps[before..].iter().any(|s| {
+                s["type"] == "tool_result"
+                    && s["name"]
+                        .as_str()
+                        .and_then(|name| scoped.get(&crate::tools::wire(name)))
+                        .is_some_and(|e| e.tool.writes())
+            });
+            if wrote {
+                let live = self.tool_context(ctx, String::new());
+                for note in scoped.resolve_live(&live).await {
+                    transcript.push(json!({"type": "note", "text": note}));
+                }
+                request.tools = scoped.specs();
             }
         }
         Ending::MaxSteps

@@ -304,6 +304,7 @@ async fn in_a_live_run_an_unknown_field_never_reaches_happyfox_and_a_valid_one_i
             "GET /ticket_custom_fields/", // the live schema
             "GET /ticket/142/",
             "POST /ticket/142/update_custom_fields/", // the valid call, re-checked
+            "GET /ticket/142/",                       // after a write, live schemas are read again
         ]
     );
     assert_eq!(
@@ -326,5 +327,55 @@ async fn in_a_live_run_an_unknown_field_never_reaches_happyfox_and_a_valid_one_i
         steps(&run, "tool_result")[0]["result"]["fields"][0]["value"],
         "Duplicate charge"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn after_a_live_move_the_new_categorys_fields_are_offered() {
+    let (fake, webhook) = new_ticket_142().await;
+    let llm = FakeLlm::start(vec![
+        calls(&[(
+            "c1",
+            "happyfox__move_ticket",
+            json!({"ticket_id": 142, "category_id": 5}),
+        )]),
+        calls(&[(
+            "c2",
+            "happyfox__update_custom_fields",
+            json!({"ticket_id": 142, "fields": {"24": 42}}),
+        )]),
+        text("Moved to category 5 and set Product Area."),
+    ])
+    .await;
+    let handler = (
+        "hf-move.toml".to_string(),
+        "name = \"hf-move\"\non = [\"happyfox.ticket.created\"]\nmode = \"live\"\nmax_attempts = 1\n\
+         [agent]\nprompt = \"Route the ticket, then fill its fields.\"\n\
+         tools = [\"happyfox.move_ticket\", \"happyfox.update_custom_fields\"]\n\
+         max_steps = 4\ndeadline = \"20s\"\n"
+            .to_string(),
+    );
+    let app = spawn(&fake, &llm, handler, None).await;
+    app.send("happyfox", &webhook, "msg-move-142").await;
+    let job = finished_job(&app).await;
+    assert_eq!(job.state, JobState::Done, "{:?}", job.last_error);
+
+    // Before the move the model is offered category 3's fields; after it, category 5's.
+    let requests = llm.received();
+    let field_ids = |i: usize| {
+        let fields = &offered(&requests[i].body, "happyfox__update_custom_fields")["properties"]["fields"]
+            ["properties"];
+        let mut keys: Vec<String> = fields.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(field_ids(0), ["21", "22", "25"]);
+    assert_eq!(field_ids(1), ["24", "25"]);
+    let writes: Vec<String> = fake.writes().iter().map(|w| w.path.clone()).collect();
+    assert_eq!(
+        writes,
+        ["/ticket/142/move/", "/ticket/142/update_custom_fields/"]
+    );
+    assert_eq!(fake.writes()[1].body["t-cf-24"], 42);
     app.stop().await;
 }
