@@ -379,3 +379,132 @@ async fn after_a_live_move_the_new_categorys_fields_are_offered() {
     assert_eq!(fake.writes()[1].body["t-cf-24"], 42);
     app.stop().await;
 }
+
+/// Runs a bundled handler in dry-run on `fixture` (its ticket also served by the fake) with
+/// `script`; returns the fake, the app and the finished job.
+async fn bundled(
+    handler: &str,
+    fixture: &str,
+    script: Vec<Reply>,
+) -> (FakeHappyfox, FakeLlm, TestApp, JobRecord) {
+    let fake = FakeHappyfox::start().await;
+    let webhook = std::fs::read(repo_path(&format!("fixtures/happyfox/{fixture}"))).unwrap();
+    fake.put_ticket(serde_json::from_slice(&webhook).unwrap());
+    let llm = FakeLlm::start(script).await;
+    let file = format!("{handler}.toml");
+    let text = std::fs::read_to_string(repo_path(&format!("handlers/{file}"))).unwrap();
+    let clock = ManualClock::starting_at(chrono::Utc::now());
+    let app = spawn(&fake, &llm, (file, text), Some(clock.clone())).await;
+    let (status, ack) = app
+        .send("happyfox", &webhook, &format!("msg-{handler}"))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{ack}");
+    clock.advance(Duration::from_secs(3600)); // past any debounce
+    let job = finished_job(&app).await;
+    assert_eq!(job.state, JobState::Done, "{:?}", job.last_error);
+    (fake, llm, app, job)
+}
+
+fn intended(run: &StoredRun) -> Vec<(String, Value)> {
+    steps(run, "intended_action")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["arguments"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_bundled_sla_escalation_raises_priority_and_notes_the_breach_in_dry_run() {
+    let note = "<p><b>SLA escalation (hookwise)</b></p><p>1 breach (first response, inferred): \
+                nobody has answered since the ticket was opened. Unassigned; category agents: \
+                Priya Raman. Priority raised High → Urgent. Next: take and answer it now.</p>";
+    let (fake, llm, app, _) = bundled(
+        "happyfox-sla-escalation",
+        "ticket_first_response_breached.json",
+        vec![
+            calls(&[("c1", "happyfox__get_ticket", json!({"ticket_id": 152}))]),
+            calls(&[("c2", "happyfox__list_staff", json!({"category_id": 5}))]),
+            calls(&[(
+                "c3",
+                "happyfox__update_ticket",
+                json!({"ticket_id": 152, "priority": 4}),
+            )]),
+            calls(&[(
+                "c4",
+                "happyfox__add_private_note",
+                json!({"ticket_id": 152, "html": note, "alert": "category"}),
+            )]),
+            text("Raised ticket 152 to Urgent and left an escalation note."),
+        ],
+    )
+    .await;
+    // The seed workflow's actions: priority one level up, one escalation note; nothing sent.
+    let run = the_run(&app).await;
+    assert_eq!(
+        intended(&run),
+        [
+            (
+                "happyfox.update_ticket".to_string(),
+                json!({"ticket_id": 152, "priority": 4})
+            ),
+            (
+                "happyfox.add_private_note".to_string(),
+                json!({"ticket_id": 152, "html": note, "alert": "category"})
+            ),
+        ]
+    );
+    assert!(fake.writes().is_empty());
+    let calls = fake.calls();
+    assert!(calls.contains(&"GET /ticket/152/".to_string()), "{calls:?}");
+    assert!(calls.contains(&"GET /staff/".to_string()), "{calls:?}");
+    // Only the handler's four tools were offered, and no tool that can reach the customer.
+    let offered: Vec<String> = llm.received()[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(offered.len(), 4, "{offered:?}");
+    assert!(!offered.iter().any(|n| n.contains("reply")), "{offered:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_bundled_reply_draft_stores_its_draft_as_a_private_note_in_dry_run() {
+    let note = "<p><b>Draft reply (hookwise)</b>: review before sending</p>\
+                <p><i>For the agent:</i> [confirm refund reference]</p><hr>\
+                <p>Hi Dana, thanks for the details. …</p>";
+    let (fake, _llm, app, _) = bundled(
+        "happyfox-reply-draft",
+        "ticket_customer_replied.json",
+        vec![
+            calls(&[("c1", "happyfox__get_ticket", json!({"ticket_id": 142}))]),
+            calls(&[(
+                "c2",
+                "happyfox__add_private_note",
+                json!({"ticket_id": 142, "html": note}),
+            )]),
+            text("A draft reply was stored on ticket 142."),
+        ],
+    )
+    .await;
+    let run = the_run(&app).await;
+    assert_eq!(
+        intended(&run),
+        [(
+            "happyfox.add_private_note".to_string(),
+            json!({"ticket_id": 142, "html": note})
+        )]
+    );
+    assert!(fake.writes().is_empty());
+    assert_eq!(
+        steps(&run, "tool_result")[0]["name"],
+        "happyfox.get_ticket",
+        "the ticket was read from HappyFox"
+    );
+    app.stop().await;
+}
