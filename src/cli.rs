@@ -352,6 +352,11 @@ async fn jobs(store: &dyn store::Store, command: JobsCommand) -> anyhow::Result<
             if let Some(e) = &j.last_error {
                 println!("  last error {e}");
             }
+            if let Some((until, reason)) = store.account_pause(&j.account).await?
+                && until > chrono::Utc::now().timestamp_millis()
+            {
+                println!("  account paused until {} ({reason})", time(until));
+            }
             println!("  events ({}):", job.events.len());
             for e in &job.events {
                 println!(
@@ -361,6 +366,23 @@ async fn jobs(store: &dyn store::Store, command: JobsCommand) -> anyhow::Result<
                     e.kind,
                     e.event_id
                 );
+            }
+            // The action journal: what this job's runs sent upstream, once each.
+            let actions = store.list_actions(j.id).await?;
+            if !actions.is_empty() {
+                println!("  writes sent upstream ({}):", actions.len());
+                for a in &actions {
+                    let outcome = match (a.state.as_str(), a.status) {
+                        ("done", Some(status)) => format!("answered {status}"),
+                        _ => "in doubt: sent, no answer recorded".to_string(),
+                    };
+                    println!(
+                        "    {}  {}  {}  {outcome}",
+                        time(a.created_at_ms),
+                        a.key,
+                        a.request
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

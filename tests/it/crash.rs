@@ -213,6 +213,28 @@ deadline = "60s"
         Kill::BeforeTheAnswer => assert!(steps.contains("never sent twice"), "{steps}"),
         Kill::AfterTheAnswer => assert!(steps.contains("\"type\":\"tool_result\""), "{steps}"),
     }
+
+    // `jobs show` lists the journal: the one write, and whether its answer was recorded.
+    let shown = Command::new(env!("CARGO_BIN_EXE_hookwise"))
+        .arg("--config")
+        .arg(&config)
+        .args(["jobs", "show", &job.id.to_string()])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8(shown.stdout).unwrap();
+    assert!(shown.contains("writes sent upstream (1):"), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "job-{}/step-0/call-0  POST /ticket/142/staff_pvtnote/",
+            job.id
+        )),
+        "{shown}"
+    );
+    let expected = match kill {
+        Kill::BeforeTheAnswer => "in doubt",
+        Kill::AfterTheAnswer => "answered 200",
+    };
+    assert!(shown.contains(expected), "{shown}");
 }
 
 #[tokio::test]
