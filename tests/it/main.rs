@@ -9,6 +9,7 @@ mod ingest;
 mod jobs;
 mod llm;
 mod planhat;
+mod real_llm;
 mod replay;
 mod replicas;
 mod runs;
