@@ -10,6 +10,7 @@ mod ingest;
 mod jobs;
 mod llm;
 mod planhat;
+mod real_llm;
 mod replay;
 mod replicas;
 mod runs;

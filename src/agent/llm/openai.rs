@@ -107,6 +107,11 @@ struct ChatRequest<'a> {
     messages: Vec<OutMessage<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tools: Vec<OutTool<'a>>,
+    /// `"auto"` whenever tools are offered. OpenAI defaults to it, but llama-cpp-python's
+    /// `chatml-function-calling` treats a missing `tool_choice` as `"none"`: it leaves the tools
+    /// out of the prompt and the model can never call one. OpenAI rejects it without tools.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<&'static str>,
     max_tokens: u32,
 }
 
@@ -195,7 +200,7 @@ fn request_body(req: &CompletionRequest, empty_content_as_string: bool) -> ChatR
             },
         });
     }
-    let tools = req
+    let tools: Vec<OutTool> = req
         .tools
         .iter()
         .map(|t| OutTool {
@@ -210,6 +215,7 @@ fn request_body(req: &CompletionRequest, empty_content_as_string: bool) -> ChatR
     ChatRequest {
         model: &req.model,
         messages,
+        tool_choice: (!tools.is_empty()).then_some("auto"),
         tools,
         max_tokens: req.max_tokens,
     }
@@ -457,5 +463,28 @@ mod tests {
         );
         let body = serde_json::to_value(request_body(&req, false)).unwrap();
         assert_eq!(body["messages"][0]["content"], Value::Null);
+    }
+
+    #[test]
+    fn tool_choice_is_auto_exactly_when_tools_are_offered() {
+        // llama-cpp-python reads a missing tool_choice as "none" and drops the tools from the
+        // prompt; OpenAI rejects a tool_choice without tools.
+        let mut req = CompletionRequest {
+            model: "m".into(),
+            system: Some("s".into()),
+            messages: vec![Message::user("look up ticket 4711")],
+            tools: vec![ToolSpec {
+                name: "get_ticket".into(),
+                description: "d".into(),
+                parameters: json!({"type": "object"}),
+            }],
+            max_tokens: 10,
+        };
+        let body = serde_json::to_value(request_body(&req, false)).unwrap();
+        assert_eq!(body["tool_choice"], json!("auto"));
+        req.tools.clear();
+        let body = serde_json::to_value(request_body(&req, false)).unwrap();
+        assert!(body.get("tool_choice").is_none(), "{body}");
+        assert!(body.get("tools").is_none(), "{body}");
     }
 }

@@ -121,6 +121,7 @@ async fn a_tool_call_round_trip_replays_the_call_and_answers_it_by_id() {
                                "properties": {"ticket_id": {"type": "integer"}},
                                "required": ["ticket_id"]}
             }}],
+            "tool_choice": "auto",
             "max_tokens": 256
         })
     );

@@ -186,6 +186,14 @@ impl FakeHappyfox {
         self.state.lock().unwrap().data.tickets.insert(id, ticket);
     }
 
+    /// From now on a GET of a ticket the fake does not hold answers a copy of ticket `like` under
+    /// the asked id instead of 404. Writes to unknown tickets are still refused.
+    pub fn answer_unknown_tickets_like(&self, like: u64) {
+        let mut state = self.state.lock().unwrap();
+        assert!(state.data.tickets.contains_key(&like), "no ticket {like}");
+        state.data.stand_in = Some(like);
+    }
+
     /// Replaces a reference list (`categories`, `ticket_custom_fields`, `statuses`, ...).
     pub fn put_list(&self, name: &str, list: Value) {
         self.state
