@@ -508,3 +508,68 @@ async fn the_bundled_reply_draft_stores_its_draft_as_a_private_note_in_dry_run()
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_approved_note_is_sent_to_happyfox_once_by_the_real_binary() {
+    let (fake, webhook) = new_ticket_142().await;
+    let note =
+        json!({"ticket_id": 142, "html": "<p>Refund requested twice: check the invoice.</p>"});
+    let llm = FakeLlm::start(vec![
+        calls(&[("c1", "happyfox__add_private_note", note.clone())]),
+        text("A note awaits approval."),
+    ])
+    .await;
+    let handler = (
+        "hf-approve.toml".to_string(),
+        "name = \"hf-approve\"\non = [\"happyfox.ticket.created\"]\nmode = \"approve\"\nmax_attempts = 1\n\
+         [agent]\nprompt = \"Note the ticket.\"\ntools = [\"happyfox.add_private_note\"]\n\
+         max_steps = 4\ndeadline = \"20s\"\n"
+            .to_string(),
+    );
+    let app = spawn(&fake, &llm, handler, None).await;
+    app.send("happyfox", &webhook, "msg-approve-142").await;
+    let job = finished_job(&app).await;
+    assert_eq!(job.state, JobState::Done, "{:?}", job.last_error);
+    assert!(fake.writes().is_empty(), "held, not sent");
+    let held = app
+        .store
+        .list_approvals(&hookwise::store::ApprovalFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    let id = held[0].id.to_string();
+
+    // Off the test's thread: the fake HappyFox answers on this runtime while the binary runs.
+    let approve = || {
+        let (config, id) = (app.config_path.clone(), id.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_hookwise"))
+                .arg("--config")
+                .arg(config)
+                .args(["approvals", "approve", &id])
+                .output()
+                .unwrap()
+        })
+    };
+    let out = approve().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let writes = fake.writes();
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].path, "/ticket/142/staff_pvtnote/");
+    assert_eq!(writes[0].body["staff"], BOT_STAFF_ID);
+    assert_eq!(writes[0].body["html"], note["html"]);
+    // Approving again sends nothing: the approval is no longer pending.
+    let again = approve().await.unwrap();
+    assert!(!again.status.success());
+    assert_eq!(fake.writes().len(), 1, "HappyFox received the note once");
+    // The journal holds the write under the agent's key.
+    let actions = app.store.list_actions(job.id).await.unwrap();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].key, held[0].request.idempotency_key);
+    assert_eq!(actions[0].status, Some(200));
+    app.stop().await;
+}
