@@ -265,3 +265,51 @@ async fn three_replicas_starting_at_once_migrate_once() {
     )
     .await;
 }
+
+/// The rate governor's call slots are shared: replicas reserving for one budget at the same
+/// instant get distinct slots, each `interval` after the previous, and a journal key begun by
+/// both replicas at once is `Fresh` for exactly one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_share_call_slots_and_begin_a_write_once() {
+    in_schema(
+        concat!(
+            module_path!(),
+            "::replicas_share_call_slots_and_begin_a_write_once"
+        ),
+        |schema| async move {
+            let replicas = [schema.open_store().await, schema.open_store().await];
+            let mut tasks = tokio::task::JoinSet::new();
+            for store in &replicas {
+                for _ in 0..20 {
+                    let store = store.clone();
+                    tasks.spawn(async move {
+                        store
+                            .reserve_call("acme", "post", T0, 200, 60_000)
+                            .await
+                            .unwrap()
+                    });
+                }
+            }
+            let mut waits = Vec::new();
+            while let Some(r) = tasks.join_next().await {
+                let (wait, reserved) = r.unwrap();
+                assert!(reserved);
+                waits.push(wait);
+            }
+            waits.sort_unstable();
+            let expected: Vec<i64> = (0..40).map(|i| i * 200).collect();
+            assert_eq!(waits, expected, "40 distinct slots, 200 ms apart");
+
+            let begins = futures::future::join_all(replicas.iter().map(|s| {
+                s.begin_action("job-1/step-0/call-0", JobId(1), "acme", "POST /x {}", T0)
+            }))
+            .await;
+            let fresh = begins
+                .iter()
+                .filter(|b| matches!(b, Ok(hookwise::store::ActionBegin::Fresh)))
+                .count();
+            assert_eq!(fresh, 1, "{begins:?}");
+        },
+    )
+    .await;
+}
