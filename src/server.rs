@@ -161,8 +161,12 @@ impl Server {
             store: self.store,
             clock: self.clock,
             max_body_bytes: self.config.max_body_bytes,
+            api_token: self.config.api_token.clone(),
         });
         let addr = listener.local_addr()?;
+        if self.config.api_token.is_none() && !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "no api_token is set and the address is not loopback: anyone who can reach /api/ can read events and send approved writes");
+        }
         tracing::info!(%addr, store = %store::redact(&self.config.store), "hookwise listening");
         axum::serve(listener, router(state))
             .with_graceful_shutdown(shutdown.cancelled_owned())

@@ -27,6 +27,9 @@ pub struct Config {
     pub handlers_dir: PathBuf,
     /// Largest webhook body accepted; larger ones get 413 before any work is done.
     pub max_body_bytes: usize,
+    /// When set, `/api/` requests need `Authorization: Bearer <api_token>`.
+    #[serde(deserialize_with = "optional_secret")]
+    pub api_token: Option<Secret>,
     /// Webhook endpoints by name: `POST /webhooks/{name}`.
     pub sources: BTreeMap<String, SourceConfig>,
     /// Upstream instances by account name (the `account` of events).
@@ -47,6 +50,7 @@ impl Default for Config {
             store: "sqlite://hookwise.db".into(),
             handlers_dir: PathBuf::from("handlers"),
             max_body_bytes: 1024 * 1024,
+            api_token: None,
             sources: BTreeMap::new(),
             accounts: BTreeMap::new(),
             scheduler: SchedulerConfig::default(),
@@ -423,6 +427,9 @@ impl Config {
         if let Some(v) = lookup("HOOKWISE_HANDLERS_DIR") {
             self.handlers_dir = PathBuf::from(v);
         }
+        if let Some(v) = lookup("HOOKWISE_API_TOKEN") {
+            self.api_token = Some(Secret::new(v));
+        }
         if let Some(v) = lookup("HOOKWISE_MAX_BODY_BYTES") {
             match v.parse() {
                 Ok(n) => self.max_body_bytes = n,
@@ -455,6 +462,17 @@ impl Config {
                     "expected sqlite://PATH or postgres://..., found {:?}",
                     self.store
                 ),
+            ));
+        }
+        if self
+            .api_token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < 16)
+        {
+            errors.push(ConfigError::new(
+                &file,
+                "api_token",
+                "too short: use at least 16 characters (e.g. openssl rand -hex 32)",
             ));
         }
         if self.max_body_bytes == 0 {

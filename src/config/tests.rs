@@ -209,3 +209,12 @@ fn toml_syntax_errors_give_a_line() {
     let err = parse("listen = \n[oops").unwrap_err();
     assert!(err.0[0].message.contains("line"), "{err}");
 }
+
+#[test]
+fn an_api_token_must_be_long_enough_and_stays_hidden() {
+    assert_eq!(keys(parse("api_token = \"short\"")), vec!["api_token"]);
+    let config = parse("api_token = \"0123456789abcdef0123\"").unwrap();
+    assert!(config.api_token.is_some());
+    assert!(!format!("{config:?}").contains("0123456789abcdef0123"));
+    assert!(parse("").unwrap().api_token.is_none());
+}

@@ -42,15 +42,15 @@ pub struct AppState {
     /// Sends approved writes with this process's tools.
     pub approvals: Approvals,
     pub max_body_bytes: usize,
+    /// When set, every `/api/` request must carry `Authorization: Bearer <token>`.
+    pub api_token: Option<crate::ingress::verify::Secret>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.max_body_bytes;
-    Router::new()
-        .route(
-            "/webhooks/{source}",
-            post(webhooks::receive).layer(DefaultBodyLimit::max(body_limit)),
-        )
+    // The admin API reads everything stored and can send approved writes: behind the token when
+    // one is configured. Webhooks authenticate by signature, health checks need nothing.
+    let api = Router::new()
         .route("/api/events", get(api::list_events))
         .route("/api/jobs", get(api::list_jobs))
         .route("/api/jobs/{id}", get(api::get_job))
@@ -61,6 +61,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/approvals/{id}", get(approvals::get))
         .route("/api/approvals/{id}/approve", post(approvals::approve))
         .route("/api/approvals/{id}/reject", post(approvals::reject))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_api_token,
+        ));
+    Router::new()
+        .route(
+            "/webhooks/{source}",
+            post(webhooks::receive).layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .merge(api)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::NotFound })
@@ -106,4 +116,27 @@ async fn healthz() -> &'static str {
 async fn readyz(State(app): State<Arc<AppState>>) -> Result<&'static str, ApiError> {
     app.store.ping().await?;
     Ok("ready")
+}
+
+/// Lets an `/api/` request through when no token is configured or it carries the token.
+async fn require_api_token(
+    State(app): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    use subtle::ConstantTimeEq;
+    if let Some(token) = &app.api_token {
+        let given = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorized(
+                "send Authorization: Bearer <api_token>",
+            ))?;
+        if !bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+            return Err(ApiError::Unauthorized("the API token does not match"));
+        }
+    }
+    Ok(next.run(request).await)
 }

@@ -58,6 +58,9 @@ pub enum ApiError {
     UnknownSource(String),
     #[error("not found")]
     NotFound,
+    /// `/api/` needs `Authorization: Bearer <api_token>` and the request had none or another.
+    #[error("{0}")]
+    Unauthorized(&'static str),
     #[error("body larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error("cannot read the request body: {0}")]
@@ -98,6 +101,19 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotFound => {
                 Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", None)
+            }
+            ApiError::Unauthorized(_) => {
+                let mut response = Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "Missing or wrong API token",
+                    detail,
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return response;
             }
             ApiError::PayloadTooLarge(_) => Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -2,6 +2,7 @@
 //! PostgreSQL when `HOOKWISE_TEST_POSTGRES_URL` is set.
 
 mod agent;
+mod api;
 mod approvals;
 mod crash;
 mod handlers;

@@ -124,6 +124,8 @@ pub struct Options {
     pub handlers: Vec<(String, String)>,
     /// Extra TOML appended to the config, e.g. `[scheduler]` or `[accounts.acme]` tables.
     pub extra_config: String,
+    /// Top-level keys put before every table (e.g. `api_token = "..."`).
+    pub top_config: String,
     /// Reuse this directory (and its SQLite file): a restart after a crash.
     pub dir: Option<Arc<tempfile::TempDir>>,
     /// Tools the agent may offer (with `[llm]` in `extra_config`).
@@ -150,7 +152,11 @@ impl TestApp {
         let config_path = dir.path().join("hookwise.toml");
         std::fs::write(
             &config_path,
-            test_config_text_with(&db_path, &handlers_dir, &options.extra_config),
+            format!(
+                "{}\n{}",
+                options.top_config,
+                test_config_text_with(&db_path, &handlers_dir, &options.extra_config)
+            ),
         )
         .unwrap();
         let config =
