@@ -33,8 +33,6 @@ pub struct Server {
     /// Tools the agent may offer to handlers (each handler sees only its allow-list); the API
     /// sends approved writes with the same registry.
     tools: Arc<ToolRegistry>,
-    /// The client every tool's upstream call goes through (governor, journal).
-    pub upstream: Upstream,
     /// Overrides the agent (tests, embedding applications).
     runner: Option<Arc<dyn JobRunner>>,
 }
@@ -83,7 +81,6 @@ impl Server {
             sources,
             llm,
             tools: Arc::new(tools),
-            upstream,
             runner: None,
         })
     }

@@ -102,10 +102,9 @@ pub enum Origin {
     /// Sent now.
     Sent,
     /// An earlier attempt of this job sent it; this is the journaled response, nothing was sent.
+    /// (A write sent earlier whose answer was never recorded is not a `Response`: `send` refuses
+    /// it with `ToolError::Rejected`, telling the model to read the current state.)
     Journaled,
-    /// An earlier attempt sent it and crashed or timed out before the answer was recorded: it was
-    /// not sent again, and whether it took effect is unknown.
-    InDoubt,
 }
 
 /// An upstream's 2xx answer, read tolerantly.

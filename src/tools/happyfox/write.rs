@@ -59,13 +59,6 @@ fn written(ticket_id: u64, done: &str, w: &Written) -> Value {
             out["note"] =
                 json!("an earlier attempt of this job already made this write; it was not repeated")
         }
-        Origin::InDoubt => {
-            out["done"] = json!("unknown");
-            out["note"] = json!(
-                "an earlier attempt sent this write and its outcome is unknown; it was not sent \
-                 again: read the ticket before trying anything else"
-            )
-        }
     }
     if let Ok(t) = serde_json::from_value::<Ticket>(w.body.clone())
         && t.id.is_some()

@@ -257,12 +257,6 @@ fn written(response: Response, trimmed: Value) -> Value {
                 "already done by an earlier attempt of this job; not sent again".into(),
             );
         }
-        Origin::InDoubt => {
-            out.insert(
-                "note".into(),
-                "an earlier attempt sent this and its answer was lost; not sent again, so it may or may not exist in Planhat".into(),
-            );
-        }
     }
     Value::Object(out)
 }
