@@ -240,6 +240,9 @@ pub enum StoreError {
     Batch(Arc<str>),
     #[error("the store is shutting down")]
     Closed,
+    /// The call's code panicked; the call failed, the store goes on.
+    #[error("a store call panicked: {0}")]
+    Panicked(String),
     /// A stored value this version cannot read (e.g. a job state written by a newer version).
     #[error("unreadable stored value: {0}")]
     Corrupt(String),

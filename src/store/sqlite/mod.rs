@@ -23,6 +23,7 @@ use super::{
 use crate::event::{EventId, SourceName};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -80,7 +81,8 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `f` on the store's thread and returns its result.
+    /// Runs `f` on the store's thread and returns its result. A panic in `f` fails this call
+    /// only: left to unwind, it would end the thread and every later call with it.
     async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
@@ -89,11 +91,32 @@ impl SqliteStore {
         let (reply, answer) = oneshot::channel();
         self.work
             .send(Box::new(move |conn| {
-                let _ = reply.send(f(conn));
+                let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(
+                    |panic| {
+                        // A `Transaction` rolls back as it unwinds, but a BEGIN issued by hand
+                        // would stay open and swallow the next call's writes.
+                        if !conn.is_autocommit()
+                            && let Err(e) = conn.execute_batch("ROLLBACK")
+                        {
+                            tracing::error!(error = %e, "rolling back after a panic failed");
+                        }
+                        Err(StoreError::Panicked(panic_message(&*panic).to_owned()))
+                    },
+                );
+                let _ = reply.send(result);
             }))
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
+}
+
+/// The text of a panic payload: `panic!` makes a `&'static str` or a `String`.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&'static str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 fn path_of(url: &str) -> Result<PathBuf, StoreError> {
@@ -499,5 +522,63 @@ impl Store for SqliteStore {
         let account = account.to_owned();
         self.call(move |conn| upstream::account_pause(conn, &account))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{AccountId, Event};
+
+    fn event(id: &str) -> IngestItem {
+        let now = chrono::Utc::now();
+        IngestItem {
+            event: Event {
+                id: EventId::new(id),
+                source: SourceName::new("test"),
+                kind: "test.kind".into(),
+                account: AccountId::new("acme"),
+                subject: "s".into(),
+                occurred_at: now,
+                received_at: now,
+                actor: None,
+                payload: "{}".into(),
+            },
+            disposition: Disposition::Route(Vec::new()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_call_fails_alone_and_leaves_no_writes_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("hookwise.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        store.migrate().await.unwrap();
+
+        // A bug in a statement helper: a transaction opened by hand, a write, then a panic
+        // before the commit.
+        let error = store
+            .call(|conn| -> Result<(), StoreError> {
+                conn.execute_batch("BEGIN IMMEDIATE")?;
+                conn.execute(
+                    "INSERT INTO events (source, event_id, kind, account, subject, occurred_at,
+                        received_at, payload) VALUES ('test', 'lost', 'k', 'acme', 's', 0, 0, '{}')",
+                    [],
+                )?;
+                panic!("a helper indexed past the end");
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "a store call panicked: a helper indexed past the end"
+        );
+
+        // The thread and its connection go on, outside any transaction, without the lost write.
+        assert!(store.call(|conn| Ok(conn.is_autocommit())).await.unwrap());
+        store.ingest(vec![event("after")]).await.unwrap();
+        let events = store.list_events(&EventFilter::default()).await.unwrap();
+        let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["after"]);
     }
 }
