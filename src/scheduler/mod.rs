@@ -12,11 +12,13 @@ use crate::config::SchedulerConfig;
 use crate::handler::Handler;
 use crate::store::{JobFinish, JobRecord, JobWithEvents, SharedStore, StoredEvent};
 use async_trait::async_trait;
+use futures::FutureExt;
 use route::EventRouter;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -170,8 +172,29 @@ impl Scheduler {
 
 fn log_join(done: Result<(), tokio::task::JoinError>) {
     if let Err(e) = done {
-        tracing::error!(error = %e, "a job task panicked; its lease will expire and it will run again");
+        // A panic in the run itself is a failed attempt (`execute`); this is one outside it, e.g.
+        // while recording the outcome. Its heartbeat died with it, so the lease runs out.
+        tracing::error!(error = %e, "a job task panicked; the job runs again once its lease expires");
     }
+}
+
+/// Aborts the task when dropped: a heartbeat lives exactly as long as the run it serves, however
+/// that run ends (returns, panics, or is dropped at shutdown).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The text of a panic payload: `panic!` makes a `&'static str` or a `String`.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&'static str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 /// Runs one claimed job to an outcome, heartbeating its lease meanwhile.
@@ -190,7 +213,7 @@ async fn execute(inner: Arc<Inner>, claimed: JobWithEvents, abort: CancellationT
     let lost = CancellationToken::new();
     let heartbeat = {
         let (inner, lost, id) = (inner.clone(), lost.clone(), job.id);
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             let every = inner.config.lease / 3;
             loop {
                 tokio::time::sleep(every).await;
@@ -206,7 +229,7 @@ async fn execute(inner: Arc<Inner>, claimed: JobWithEvents, abort: CancellationT
                     Err(e) => tracing::warn!(job = %id, error = %e, "lease heartbeat failed"),
                 }
             }
-        })
+        }))
     };
 
     let ctx = RunContext {
@@ -214,21 +237,27 @@ async fn execute(inner: Arc<Inner>, claimed: JobWithEvents, abort: CancellationT
         handler,
         events: &claimed.events,
     };
+    // A panic in the runner (a tool, the agent) is a failed attempt like any other, retried with
+    // backoff: left to unwind, it would end this task with the job still `running`.
+    let run = AssertUnwindSafe(inner.runner.run(ctx)).catch_unwind();
     let outcome = tokio::select! {
-        r = tokio::time::timeout(handler.agent.deadline, inner.runner.run(ctx)) => match r {
-            Ok(r) => Some(r),
+        r = tokio::time::timeout(handler.agent.deadline, run) => match r {
+            Ok(Ok(r)) => Some(r),
+            Ok(Err(panic)) => Some(Err(RunError::Retryable(format!(
+                "the run panicked: {}", panic_message(&*panic)
+            )))),
             Err(_) => Some(Err(RunError::Retryable(format!(
                 "run exceeded the handler's deadline of {:?}", handler.agent.deadline
             )))),
         },
         _ = lost.cancelled() => None,
         _ = abort.cancelled() => {
-            heartbeat.abort();
+            drop(heartbeat);
             finish(&inner, job, JobFinish::Release).await;
             return;
         }
     };
-    heartbeat.abort();
+    drop(heartbeat);
 
     let finish_as = match outcome {
         None => return, // the new owner records the outcome

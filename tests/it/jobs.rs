@@ -1,10 +1,12 @@
 //! Handlers and jobs: debounce, one run per account at a time, retries, dead letters, leases.
 
+use crate::support::fake_llm::{FakeLlm, llm_table, openai_calls, openai_text};
 use crate::support::*;
 use hookwise::clock::{Clock, ManualClock};
 use hookwise::store::{JobFilter, JobState};
+use hookwise::tools::{Tool, ToolContext, ToolError};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -423,5 +425,112 @@ async fn without_a_runner_jobs_wait_visibly() {
     )
     .await;
     assert_eq!(job["events"][0]["event_id"], "msg-wait");
+    app.stop().await;
+}
+
+/// A connector with a bug: every call panics.
+struct Explodes;
+
+#[async_trait::async_trait]
+impl Tool for Explodes {
+    fn name(&self) -> &str {
+        "test.explode"
+    }
+    fn description(&self) -> &str {
+        "a tool that panics"
+    }
+    fn parameters(&self) -> Value {
+        json!({"type": "object", "properties": {}, "additionalProperties": false})
+    }
+    fn writes(&self) -> bool {
+        false
+    }
+    async fn call(&self, _ctx: &ToolContext, _args: Value) -> Result<Value, ToolError> {
+        panic!("the connector tripped over a null");
+    }
+}
+
+#[tokio::test]
+async fn a_tool_that_panics_fails_the_attempt_and_the_account_keeps_running() {
+    let clock = manual_clock();
+    // The first job's run calls the panicking tool; the second job (same account, another
+    // subject) answers in words; the first job's retry calls the tool again.
+    let llm = FakeLlm::start(vec![
+        openai_calls(&[("call_1", "test__explode", "{}")]),
+        openai_text("Nothing to do."),
+        openai_calls(&[("call_2", "test__explode", "{}")]),
+    ])
+    .await;
+    let handler = (
+        "work.toml".to_string(),
+        r#"name = "work"
+on = ["multi.work"]
+max_attempts = 2
+[agent]
+prompt = "Do the work."
+tools = ["test.explode"]
+deadline = "20s"
+"#
+        .to_string(),
+    );
+    let app = TestApp::spawn_with(Options {
+        clock: Some(clock.clone()),
+        handlers: vec![handler],
+        tools: vec![Arc::new(Explodes)],
+        // A short lease: a heartbeat that outlived its run would keep renewing it.
+        extra_config: format!("{FAST}lease = \"1s\"\n\n{}", llm_table(&llm.url)),
+        ..Options::default()
+    })
+    .await;
+    let send = |subject: &'static str| {
+        let request = app
+            .client
+            .post(format!("{}/webhooks/multi", app.url))
+            .header("content-type", "application/json")
+            .header("x-hookwise-token", "multi-token")
+            .body(json!({"account": "acct-panic", "subject": subject}).to_string());
+        async move { request.send().await.unwrap().status() }
+    };
+
+    assert_eq!(send("s-panics").await, StatusCode::ACCEPTED);
+    eventually("the first run to ask the model", WAIT, || async {
+        llm.received().len() == 1
+    })
+    .await;
+    assert_eq!(send("s-fine").await, StatusCode::ACCEPTED);
+
+    eventually("the account's other job to finish", WAIT, || async {
+        jobs_in(&app, Some(JobState::Done)).await.len() == 1
+    })
+    .await;
+    let jobs = jobs_in(&app, None).await;
+    let fine = jobs.iter().find(|j| j.subject == "s-fine").unwrap();
+    assert_eq!(fine.state, JobState::Done);
+    let panicked = jobs.iter().find(|j| j.subject == "s-panics").unwrap();
+    assert_eq!(panicked.state, JobState::Pending, "{panicked:?}");
+    assert_eq!(panicked.attempts, 1);
+    assert_eq!(
+        panicked.last_error.as_deref(),
+        Some("the run panicked: the connector tripped over a null")
+    );
+    assert!(
+        panicked.run_at_ms > clock.now().timestamp_millis(),
+        "retried after a backoff: {panicked:?}"
+    );
+
+    // Past the backoff the retry runs, panics again, and the job is dead after max_attempts.
+    clock.advance(Duration::from_secs(1));
+    eventually("the panicking job to die", WAIT, || async {
+        !jobs_in(&app, Some(JobState::Dead)).await.is_empty()
+    })
+    .await;
+    let dead = &jobs_in(&app, Some(JobState::Dead)).await[0];
+    assert_eq!(dead.subject, "s-panics");
+    assert_eq!(dead.attempts, 2);
+    assert_eq!(
+        dead.last_error.as_deref(),
+        Some("gave up after 2 attempts: the run panicked: the connector tripped over a null")
+    );
+    assert_eq!(llm.unused(), 0);
     app.stop().await;
 }
