@@ -48,6 +48,52 @@ async fn the_same_event_twice_is_stored_once() {
 }
 
 #[tokio::test]
+async fn a_new_delivery_id_makes_the_same_body_a_new_event_and_the_same_id_a_duplicate() {
+    // Standard Webhooks: the signed delivery id is the event id, whatever the body says.
+    let app = TestApp::spawn().await;
+    let body = ticket(5);
+    let (status, ack) = app.send("happyfox", &body, "msg_delivery_1").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{ack}");
+    let (status, ack) = app.send("happyfox", &body, "msg_delivery_1").await;
+    assert_eq!(status, StatusCode::OK, "the sender's retry");
+    assert_eq!(
+        ack,
+        json!({"event_id": "msg_delivery_1", "duplicate": true})
+    );
+    let (status, ack) = app.send("happyfox", &body, "msg_delivery_2").await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "a new delivery of the same body"
+    );
+    assert_eq!(
+        ack,
+        json!({"event_id": "msg_delivery_2", "duplicate": false})
+    );
+
+    // The svix-* names of the same headers behave the same way.
+    for (id, expected) in [
+        ("msg_delivery_3", StatusCode::ACCEPTED),
+        ("msg_delivery_3", StatusCode::OK),
+    ] {
+        let signed = app.source("happyfox").verifier.sign(&body, id, app.now());
+        let mut request = app
+            .client
+            .post(format!("{}/webhooks/happyfox", app.url))
+            .header("content-type", "application/json")
+            .body(body.clone());
+        for (name, value) in signed.headers {
+            request = request.header(name.replace("webhook-", "svix-"), value);
+        }
+        let (status, ack) = read(request.send().await.unwrap()).await;
+        assert_eq!(status, expected, "{ack}");
+        assert_eq!(ack["event_id"], id);
+    }
+    assert_eq!(app.count_events().await, 3);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn fifty_concurrent_deliveries_of_one_event_store_it_once() {
     let app = TestApp::spawn().await;
     let body = ticket(3);

@@ -534,3 +534,133 @@ deadline = "20s"
     assert_eq!(llm.unused(), 0);
     app.stop().await;
 }
+
+/// A runner that holds every run until the test lets it finish, so the test decides when a job is
+/// running and when it is done.
+struct GatedRunner {
+    gate: tokio::sync::Semaphore,
+    /// (job id, event ids) of each run, in the order the runs started.
+    started: std::sync::Mutex<Vec<(i64, Vec<String>)>>,
+}
+
+impl GatedRunner {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            gate: tokio::sync::Semaphore::new(0),
+            started: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn started(&self) -> Vec<(i64, Vec<String>)> {
+        self.started.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl hookwise::scheduler::JobRunner for GatedRunner {
+    async fn run(
+        &self,
+        ctx: hookwise::scheduler::RunContext<'_>,
+    ) -> Result<(), hookwise::scheduler::RunError> {
+        let ids = ctx.events.iter().map(|e| e.event_id.to_string()).collect();
+        self.started.lock().unwrap().push((ctx.job.id.0, ids));
+        self.gate.acquire().await.unwrap().forget();
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn without_debounce_a_pending_job_absorbs_new_events_and_a_started_job_does_not() {
+    let clock = manual_clock();
+    let runner = GatedRunner::new();
+    let app = TestApp::spawn_with(Options {
+        clock: Some(clock.clone()),
+        runner: Some(runner.clone()),
+        handlers: vec![handler_toml("triage", "happyfox.ticket.*", None, "")],
+        extra_config: FAST.into(),
+        ..Options::default()
+    })
+    .await;
+    let send = |n: u64, id: &'static str| {
+        let app = &app;
+        async move {
+            let (status, ack) = app.send("happyfox", &ticket_update(7, n), id).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{ack}");
+            assert_eq!(ack["event_id"], id);
+        }
+    };
+
+    // Keep the account busy with another ticket's job: one job at a time per account, so ticket
+    // 7's job stays pending while the events below arrive.
+    let (status, _) = app.send("happyfox", &ticket(1), "msg-busy").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    eventually("the busy job to start", WAIT, || async {
+        runner.started().len() == 1
+    })
+    .await;
+
+    // Two events for ticket 7 while its job is pending: one job carrying both.
+    let first_at = clock.now().timestamp_millis();
+    send(1, "msg-7-a").await;
+    clock.advance(Duration::from_secs(5));
+    send(2, "msg-7-b").await;
+    let pending = jobs_in(&app, Some(JobState::Pending)).await;
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    let folded = &pending[0];
+    assert_eq!((folded.subject.as_str(), folded.events), ("7", 2));
+    assert_eq!(
+        folded.run_at_ms, first_at,
+        "without debounce the job stays due at its first event: the second does not push it"
+    );
+
+    // The account frees up: the folded job runs once, with both events.
+    runner.gate.add_permits(1);
+    eventually("the folded job to start", WAIT, || async {
+        runner.started().len() == 2
+    })
+    .await;
+    assert_eq!(
+        runner.started()[1],
+        (folded.id.0, vec!["msg-7-a".into(), "msg-7-b".into()])
+    );
+
+    // An event while that job runs does not join it: it gets a job of its own.
+    send(3, "msg-7-c").await;
+    let pending = jobs_in(&app, Some(JobState::Pending)).await;
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    let while_running = &pending[0];
+    assert_ne!(while_running.id, folded.id);
+    assert_eq!(while_running.events, 1);
+    let running = jobs_in(&app, Some(JobState::Running)).await;
+    assert_eq!(
+        running.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [folded.id]
+    );
+
+    // Both finish; an event after that gets a new job too.
+    runner.gate.add_permits(2);
+    eventually("three jobs done", WAIT, || async {
+        jobs_in(&app, Some(JobState::Done)).await.len() == 3
+    })
+    .await;
+    send(4, "msg-7-d").await;
+    runner.gate.add_permits(1);
+    eventually("four jobs done", WAIT, || async {
+        jobs_in(&app, Some(JobState::Done)).await.len() == 4
+    })
+    .await;
+
+    let runs: Vec<Vec<String>> = runner.started().into_iter().map(|(_, ids)| ids).collect();
+    assert_eq!(
+        runs,
+        [
+            vec!["msg-busy"],
+            vec!["msg-7-a", "msg-7-b"],
+            vec!["msg-7-c"],
+            vec!["msg-7-d"],
+        ],
+        "one run per job, each seeing exactly the events it absorbed"
+    );
+    assert_eq!(jobs_in(&app, None).await.len(), 4);
+    app.stop().await;
+}
