@@ -3,6 +3,7 @@
 
 mod approval;
 pub mod batcher;
+mod job_machine;
 mod migrate;
 pub mod postgres;
 pub mod sqlite;
