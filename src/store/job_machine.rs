@@ -13,7 +13,7 @@
 //! Claiming (pending → running) and extending a lease stay single conditional statements in each
 //! backend: they are what several replicas race on, and one atomic UPDATE is their lock.
 
-use super::{JobFinish, JobId, JobState};
+use super::{JobFinish, JobId, JobState, Route};
 
 /// The error a reaped job keeps.
 pub const LEASE_EXPIRED: &str = "lease expired: the worker stopped without finishing the run";
@@ -263,6 +263,35 @@ impl Placement {
             Placement::Merged { into, .. } => Some(into.id),
         }
     }
+}
+
+/// A route's first event makes a job with these times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewJob {
+    pub run_at_ms: i64,
+    pub first_seen_ms: i64,
+    /// Fixed at creation: no later event moves the run past it.
+    pub deadline_at_ms: i64,
+}
+
+impl NewJob {
+    /// Runs a period after the event; the deadline is `max_wait` after it, but never before the
+    /// first run.
+    pub fn for_route(route: &Route, now_ms: i64) -> NewJob {
+        NewJob {
+            run_at_ms: now_ms.saturating_add(route.period_ms),
+            first_seen_ms: now_ms,
+            deadline_at_ms: now_ms.saturating_add(route.max_wait_ms.max(route.period_ms)),
+        }
+    }
+}
+
+/// Trailing debounce, for an event of a key that has a pending job: the run moves to a period
+/// after this event, but never past the job's deadline, and never earlier than it already was.
+/// For a job this event just created (`NewJob::for_route` at the same `now_ms`), it is the run
+/// time the job already has.
+pub fn debounce(run_at_ms: i64, deadline_at_ms: i64, now_ms: i64, period_ms: i64) -> i64 {
+    run_at_ms.max(now_ms.saturating_add(period_ms).min(deadline_at_ms))
 }
 
 #[cfg(test)]

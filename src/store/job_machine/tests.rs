@@ -470,3 +470,59 @@ fn the_job_itself_is_not_another_pending_job() {
     };
     assert_eq!(row.state, JobState::Pending);
 }
+
+fn route(period_ms: i64, max_wait_ms: i64) -> Route {
+    Route {
+        handler: "triage".into(),
+        subject: "t1".into(),
+        period_ms,
+        max_wait_ms,
+        max_attempts: 3,
+    }
+}
+
+#[test]
+fn a_new_job_runs_a_period_later_with_its_deadline_max_wait_after_it() {
+    assert_eq!(
+        NewJob::for_route(&route(5_000, 60_000), T0),
+        NewJob {
+            run_at_ms: T0 + 5_000,
+            first_seen_ms: T0,
+            deadline_at_ms: T0 + 60_000,
+        }
+    );
+    // A max_wait shorter than the period would put the deadline before the first run.
+    assert_eq!(
+        NewJob::for_route(&route(5_000, 1_000), T0).deadline_at_ms,
+        T0 + 5_000
+    );
+}
+
+#[test]
+fn debounce_pushes_the_run_a_period_past_each_event_up_to_the_deadline() {
+    let NewJob {
+        run_at_ms,
+        deadline_at_ms,
+        ..
+    } = NewJob::for_route(&route(5_000, 12_000), T0);
+    // The event that created the job leaves it as created.
+    assert_eq!(debounce(run_at_ms, deadline_at_ms, T0, 5_000), run_at_ms);
+    let run_at = debounce(run_at_ms, deadline_at_ms, T0 + 4_000, 5_000);
+    assert_eq!(run_at, T0 + 9_000);
+    let run_at = debounce(run_at, deadline_at_ms, T0 + 8_000, 5_000);
+    assert_eq!(run_at, T0 + 12_000, "held at the deadline");
+    assert_eq!(
+        debounce(run_at, deadline_at_ms, T0 + 11_000, 5_000),
+        T0 + 12_000
+    );
+    // An event with a shorter period never pulls the run earlier.
+    assert_eq!(
+        debounce(T0 + 9_000, deadline_at_ms, T0 + 1_000, 0),
+        T0 + 9_000
+    );
+    // A run already past the deadline (a retry merged in) stays where it is.
+    assert_eq!(
+        debounce(T0 + 30_000, deadline_at_ms, T0 + 1_000, 5_000),
+        T0 + 30_000
+    );
+}

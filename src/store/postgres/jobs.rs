@@ -2,7 +2,7 @@
 //! several replicas need. The transitions themselves are `store::job_machine`'s. Every function
 //! that writes expects to be inside a transaction.
 
-use crate::store::job_machine::{self, JobEvent, JobSnapshot, Placement, Transition};
+use crate::store::job_machine::{self, JobEvent, JobSnapshot, NewJob, Placement, Transition};
 use crate::store::{
     JobFilter, JobFinish, JobId, JobRecord, JobState, JobWithEvents, RetryResult, Route,
     StoreError, StoredEvent,
@@ -16,11 +16,13 @@ use std::collections::HashMap;
 const CLAIM_SCAN_FACTOR: usize = 16;
 
 /// Creates the route's job, or folds the event into the pending job of its key (trailing
-/// debounce: run_at moves to now + period, never past first_seen + max_wait).
+/// debounce, `job_machine::debounce`: run_at moves to now + period, never past the deadline).
 ///
 /// Two replicas routing to the same key at once: the second insert waits for the first
 /// transaction and then takes the `DO UPDATE` branch; if the pending row meanwhile left the
 /// `state = 'pending'` predicate (claimed), PostgreSQL retries the insert, which then succeeds.
+/// Either way the row returned is locked until this transaction ends, so the debounced run time
+/// is written over the run time it was computed from.
 pub async fn route_event(
     conn: &mut PgConnection,
     account: &str,
@@ -28,24 +30,33 @@ pub async fn route_event(
     route: &Route,
     now: i64,
 ) -> Result<JobId, StoreError> {
-    let id: i64 = sqlx::query_scalar(
+    let new = NewJob::for_route(route, now);
+    let (id, run_at, deadline_at): (i64, i64, i64) = sqlx::query_as(
         "INSERT INTO jobs (handler, account, subject, state, run_at, first_seen, deadline_at,
             attempts, max_attempts, created_at, updated_at)
-         VALUES ($1, $2, $3, 'pending', $4 + $5, $4, $4 + $6, 0, $7, $4, $4)
+         VALUES ($1, $2, $3, 'pending', $4, $5, $6, 0, $7, $5, $5)
          ON CONFLICT (handler, account, subject) WHERE state = 'pending'
-         DO UPDATE SET run_at = GREATEST(jobs.run_at, LEAST(EXCLUDED.run_at, jobs.deadline_at)),
-                       updated_at = EXCLUDED.updated_at
-         RETURNING id",
+         DO UPDATE SET updated_at = EXCLUDED.updated_at
+         RETURNING id, run_at, deadline_at",
     )
     .bind(&route.handler)
     .bind(account)
     .bind(&route.subject)
-    .bind(now)
-    .bind(route.period_ms)
-    .bind(route.max_wait_ms.max(route.period_ms))
+    .bind(new.run_at_ms)
+    .bind(new.first_seen_ms)
+    .bind(new.deadline_at_ms)
     .bind(count(route.max_attempts))
     .fetch_one(&mut *conn)
     .await?;
+    // A job this event created already runs when it should; a folded one may move.
+    let debounced = job_machine::debounce(run_at, deadline_at, now, route.period_ms);
+    if debounced != run_at {
+        sqlx::query("UPDATE jobs SET run_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(debounced)
+            .execute(&mut *conn)
+            .await?;
+    }
     sqlx::query(
         "INSERT INTO job_events (job_id, event_seq) VALUES ($1, $2) ON CONFLICT DO NOTHING",
     )

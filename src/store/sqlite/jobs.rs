@@ -3,7 +3,7 @@
 //! read a job's row, apply one, and write the result. Every function that writes expects to be
 //! inside a transaction.
 
-use crate::store::job_machine::{self, JobEvent, JobSnapshot, Placement, Transition};
+use crate::store::job_machine::{self, JobEvent, JobSnapshot, NewJob, Placement, Transition};
 use crate::store::{
     JobFilter, JobFinish, JobId, JobRecord, JobState, JobWithEvents, RetryResult, Route,
     StoreError, StoredEvent,
@@ -16,7 +16,7 @@ use std::collections::HashSet;
 const CLAIM_SCAN_FACTOR: usize = 16;
 
 /// Creates the route's job, or folds the event into the pending job of its key (trailing
-/// debounce: run_at moves to now + period, never past first_seen + max_wait).
+/// debounce, `job_machine::debounce`: run_at moves to now + period, never past the deadline).
 pub fn route_event(
     conn: &Connection,
     account: &str,
@@ -24,28 +24,34 @@ pub fn route_event(
     route: &Route,
     now: i64,
 ) -> Result<JobId, StoreError> {
-    let id: i64 = conn
+    let new = NewJob::for_route(route, now);
+    let (id, run_at, deadline_at): (i64, i64, i64) = conn
         .prepare_cached(
             "INSERT INTO jobs (handler, account, subject, state, run_at, first_seen, deadline_at,
                 attempts, max_attempts, created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'pending', ?4 + ?5, ?4, ?4 + ?6, 0, ?7, ?4, ?4)
+             VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, 0, ?7, ?5, ?5)
              ON CONFLICT (handler, account, subject) WHERE state = 'pending'
-             DO UPDATE SET run_at = MAX(run_at, MIN(excluded.run_at, deadline_at)),
-                           updated_at = excluded.updated_at
-             RETURNING id",
+             DO UPDATE SET updated_at = excluded.updated_at
+             RETURNING id, run_at, deadline_at",
         )?
         .query_row(
             params![
                 route.handler,
                 account,
                 route.subject,
-                now,
-                route.period_ms,
-                route.max_wait_ms.max(route.period_ms),
+                new.run_at_ms,
+                new.first_seen_ms,
+                new.deadline_at_ms,
                 route.max_attempts
             ],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
+    // A job this event created already runs when it should; a folded one may move.
+    let debounced = job_machine::debounce(run_at, deadline_at, now, route.period_ms);
+    if debounced != run_at {
+        conn.prepare_cached("UPDATE jobs SET run_at = ?2 WHERE id = ?1")?
+            .execute(params![id, debounced])?;
+    }
     conn.prepare_cached("INSERT OR IGNORE INTO job_events (job_id, event_seq) VALUES (?1, ?2)")?
         .execute(params![id, event_seq])?;
     Ok(JobId(id))
