@@ -3,11 +3,11 @@
 //! a row, locks it and writes the result, so a rule changed here changes in both at once.
 //!
 //! ```text
-//! pending ──claim──▶ running ──Done──▶ done
-//!    ▲                  │ ├──Dead, or lease expired with no attempts left──▶ dead ──Revived──┐
-//!    │                  │ └──Retry, Release, Defer, lease expired──┐                        │
-//!    └──────────────────┴──────────── requeue ◀────────────────────┴────────────────────────┘
-//!                         requeue with another pending job of the key: merged into it
+//! pending ──claim──▶ running ──Done──────────────────────────────────────▶ done
+//!    ▲                  ├──Dead, or lease expired with no attempts left──▶ dead
+//!    │                  └──Retry, Release, Defer, lease expired──┐           │ Revived
+//!    └─── requeue: pending again, or merged into the key's ◀─────┴───────────┘
+//!         pending job (this one then ends as merged)
 //! ```
 //!
 //! Claiming (pending → running) and extending a lease stay single conditional statements in each
@@ -84,8 +84,9 @@ pub enum Refused {
     /// not running at all.
     #[error("the job is not running under this owner's lease")]
     NotHeld,
-    #[error("the job's lease has not expired")]
-    LeaseLive,
+    /// Reaping a job whose lease still holds, or that is not running.
+    #[error("the job is not running on an expired lease")]
+    Unexpired,
     /// Only dead jobs are revived.
     #[error("the job is {0:?}, not dead")]
     NotDead(JobState),
@@ -104,12 +105,18 @@ pub fn transition(
             let expired = job.state == JobState::Running
                 && job.lease_until_ms.is_some_and(|until| until < now);
             if !expired {
-                return Err(Refused::LeaseLive);
+                return Err(Refused::Unexpired);
             }
             Ok(if job.attempts >= job.max_attempts {
                 Transition::Write(dead(job, now, LEASE_EXPIRED.to_string()))
             } else {
-                requeue(job.clone(), now, now, Some(LEASE_EXPIRED.to_string()), true)
+                requeue(
+                    job.clone(),
+                    now,
+                    now,
+                    Some(LEASE_EXPIRED.to_string()),
+                    Attempt::Counted,
+                )
             })
         }
         JobEvent::Finished { owner, finish } => {
@@ -125,11 +132,11 @@ pub fn transition(
                 }),
                 JobFinish::Dead { error } => Transition::Write(dead(job, now, error)),
                 JobFinish::Retry { at_ms, error } => {
-                    requeue(job.clone(), now, at_ms, Some(error), true)
+                    requeue(job.clone(), now, at_ms, Some(error), Attempt::Counted)
                 }
-                JobFinish::Release => requeue(job.clone(), now, now, None, false),
+                JobFinish::Release => requeue(job.clone(), now, now, None, Attempt::GivenBack),
                 JobFinish::Defer { at_ms, error } => {
-                    requeue(job.clone(), now, at_ms, Some(error), false)
+                    requeue(job.clone(), now, at_ms, Some(error), Attempt::GivenBack)
                 }
             })
         }
@@ -143,13 +150,13 @@ pub fn transition(
                 finished_at_ms: None,
                 ..job.clone()
             };
-            Ok(requeue(revived, now, now, None, true))
+            Ok(requeue(revived, now, now, None, Attempt::Counted))
         }
     }
 }
 
-/// The reaper's step for one job it found with an expired lease: the transition, logged. None if
-/// the lease holds after all (the backend's query and this agree, so only in a race it lost).
+/// The reaper's step for one job its query found running on an expired lease: the transition,
+/// logged. None (never, while the query and `transition` agree) if the job is not.
 pub fn reap(job: &JobSnapshot, now_ms: i64) -> Option<Transition> {
     let transition = transition(job, JobEvent::LeaseExpired, now_ms).ok()?;
     let (id, attempts) = (job.id.0, job.attempts);
@@ -174,16 +181,23 @@ fn dead(job: &JobSnapshot, now: i64, error: String) -> JobSnapshot {
     }
 }
 
-/// `counted`: the attempt the claim added stands (a failure); otherwise it is given back (a
-/// release at shutdown, a deferral for a rate limit: nothing failed).
+/// What a requeue does with the attempt the claim counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// It stands: the run failed (or, for a revived job, the count was just reset).
+    Counted,
+    /// Nothing failed (a release at shutdown, a deferral for a rate limit): it is taken back.
+    GivenBack,
+}
+
 fn requeue(
     mut job: JobSnapshot,
     now: i64,
     run_at_ms: i64,
     error: Option<String>,
-    counted: bool,
+    attempt: Attempt,
 ) -> Transition {
-    if !counted {
+    if attempt == Attempt::GivenBack {
         job.attempts = job.attempts.saturating_sub(1);
     }
     Transition::Requeue(Requeue {

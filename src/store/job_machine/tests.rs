@@ -297,7 +297,7 @@ fn a_lease_holds_through_its_last_instant_and_only_on_running_jobs() {
     let job = running();
     assert_eq!(
         transition(&job, JobEvent::LeaseExpired, LEASE_END),
-        Err(Refused::LeaseLive)
+        Err(Refused::Unexpired)
     );
     assert!(transition(&job, JobEvent::LeaseExpired, LEASE_END + 1).is_ok());
     assert_eq!(reap(&job, LEASE_END), None);
@@ -311,7 +311,7 @@ fn a_lease_holds_through_its_last_instant_and_only_on_running_jobs() {
         let job = JobSnapshot { state, ..running() };
         assert_eq!(
             transition(&job, JobEvent::LeaseExpired, NOW),
-            Err(Refused::LeaseLive)
+            Err(Refused::Unexpired)
         );
     }
 }
