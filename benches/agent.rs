@@ -15,7 +15,7 @@ use hookwise::clock::SystemClock;
 use hookwise::event::{EventId, SourceName};
 use hookwise::handler;
 use hookwise::scheduler::{JobRunner, RunContext};
-use hookwise::store::{self, JobId, JobRecord, JobState, StoredEvent};
+use hookwise::store::{self, EventStatus, JobId, JobRecord, JobState, StoredEvent};
 use hookwise::tools::{Tool, ToolContext, ToolError, ToolRegistry};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -117,7 +117,7 @@ fn event() -> StoredEvent {
         subject: "142".into(),
         occurred_at_ms: 0,
         received_at_ms: 0,
-        status: "routed".into(),
+        status: EventStatus::Routed,
         status_reason: None,
         payload,
     }

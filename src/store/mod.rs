@@ -3,6 +3,7 @@
 
 mod approval;
 pub mod batcher;
+mod job_machine;
 mod migrate;
 pub mod postgres;
 pub mod sqlite;
@@ -37,12 +38,46 @@ pub enum Disposition {
 
 impl Disposition {
     /// The event's stored `status` and `status_reason`.
-    pub fn status(&self) -> (&'static str, Option<&str>) {
+    pub fn status(&self) -> (EventStatus, Option<&str>) {
         match self {
-            Disposition::Ignore(reason) => ("ignored", Some(reason.as_str())),
-            Disposition::Route(routes) if routes.is_empty() => ("unrouted", None),
-            Disposition::Route(_) => ("routed", None),
+            Disposition::Ignore(reason) => (EventStatus::Ignored, Some(reason.as_str())),
+            Disposition::Route(routes) if routes.is_empty() => (EventStatus::Unrouted, None),
+            Disposition::Route(_) => (EventStatus::Routed, None),
         }
+    }
+}
+
+/// What ingest did with an event, as stored in `events.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventStatus {
+    /// Started or joined jobs.
+    Routed,
+    /// No handler matched.
+    Unrouted,
+    /// Kept, never routed; `status_reason` says why.
+    Ignored,
+}
+
+impl EventStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Routed => "routed",
+            EventStatus::Unrouted => "unrouted",
+            EventStatus::Ignored => "ignored",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Routed, Self::Unrouted, Self::Ignored]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for EventStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
     }
 }
 
@@ -205,7 +240,7 @@ pub struct StoredEvent {
     pub subject: String,
     pub occurred_at_ms: i64,
     pub received_at_ms: i64,
-    pub status: String,
+    pub status: EventStatus,
     pub status_reason: Option<String>,
     pub payload: String,
 }

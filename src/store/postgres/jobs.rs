@@ -1,7 +1,8 @@
-//! Job statements for the PostgreSQL store: the SQLite store's `jobs.rs`, statement for statement,
-//! plus the row locks that several replicas need. Every function that writes expects to be inside
-//! a transaction.
+//! Job statements for the PostgreSQL store: the SQLite store's `jobs.rs` with the row locks that
+//! several replicas need. The transitions themselves are `store::job_machine`'s. Every function
+//! that writes expects to be inside a transaction.
 
+use crate::store::job_machine::{self, JobEvent, JobSnapshot, NewJob, Placement, Transition};
 use crate::store::{
     JobFilter, JobFinish, JobId, JobRecord, JobState, JobWithEvents, RetryResult, Route,
     StoreError, StoredEvent,
@@ -15,11 +16,13 @@ use std::collections::HashMap;
 const CLAIM_SCAN_FACTOR: usize = 16;
 
 /// Creates the route's job, or folds the event into the pending job of its key (trailing
-/// debounce: run_at moves to now + period, never past first_seen + max_wait).
+/// debounce, `job_machine::debounce`: run_at moves to now + period, never past the deadline).
 ///
 /// Two replicas routing to the same key at once: the second insert waits for the first
 /// transaction and then takes the `DO UPDATE` branch; if the pending row meanwhile left the
 /// `state = 'pending'` predicate (claimed), PostgreSQL retries the insert, which then succeeds.
+/// Either way the row returned is locked until this transaction ends, so the debounced run time
+/// is written over the run time it was computed from.
 pub async fn route_event(
     conn: &mut PgConnection,
     account: &str,
@@ -27,24 +30,33 @@ pub async fn route_event(
     route: &Route,
     now: i64,
 ) -> Result<JobId, StoreError> {
-    let id: i64 = sqlx::query_scalar(
+    let new = NewJob::for_route(route, now);
+    let (id, run_at, deadline_at): (i64, i64, i64) = sqlx::query_as(
         "INSERT INTO jobs (handler, account, subject, state, run_at, first_seen, deadline_at,
             attempts, max_attempts, created_at, updated_at)
-         VALUES ($1, $2, $3, 'pending', $4 + $5, $4, $4 + $6, 0, $7, $4, $4)
+         VALUES ($1, $2, $3, 'pending', $4, $5, $6, 0, $7, $5, $5)
          ON CONFLICT (handler, account, subject) WHERE state = 'pending'
-         DO UPDATE SET run_at = GREATEST(jobs.run_at, LEAST(EXCLUDED.run_at, jobs.deadline_at)),
-                       updated_at = EXCLUDED.updated_at
-         RETURNING id",
+         DO UPDATE SET updated_at = EXCLUDED.updated_at
+         RETURNING id, run_at, deadline_at",
     )
     .bind(&route.handler)
     .bind(account)
     .bind(&route.subject)
-    .bind(now)
-    .bind(route.period_ms)
-    .bind(route.max_wait_ms.max(route.period_ms))
+    .bind(new.run_at_ms)
+    .bind(new.first_seen_ms)
+    .bind(new.deadline_at_ms)
     .bind(count(route.max_attempts))
     .fetch_one(&mut *conn)
     .await?;
+    // A job this event created already runs when it should; a folded one may move.
+    let debounced = job_machine::debounce(run_at, deadline_at, now, route.period_ms);
+    if debounced != run_at {
+        sqlx::query("UPDATE jobs SET run_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(debounced)
+            .execute(&mut *conn)
+            .await?;
+    }
     sqlx::query(
         "INSERT INTO job_events (job_id, event_seq) VALUES ($1, $2) ON CONFLICT DO NOTHING",
     )
@@ -142,25 +154,15 @@ pub async fn claim(
 /// attempt and is requeued, or dead when it has none left. SKIP LOCKED: a lease another replica
 /// is reaping, or its owner is finishing right now, is not ours to touch.
 async fn reap_expired_leases(conn: &mut PgConnection, now: i64) -> Result<(), StoreError> {
-    let expired: Vec<(i64, i32, i32)> = sqlx::query_as(
-        "SELECT id, attempts, max_attempts FROM jobs WHERE state = 'running' AND lease_until < $1
-         ORDER BY id FOR UPDATE SKIP LOCKED",
-    )
+    let expired = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{SNAPSHOT} WHERE state = 'running' AND lease_until < $1 ORDER BY id FOR UPDATE SKIP LOCKED"
+    )))
     .bind(now)
     .fetch_all(&mut *conn)
     .await?;
-    for (id, attempts, max_attempts) in expired {
-        let error = "lease expired: the worker stopped without finishing the run";
-        if attempts >= max_attempts {
-            tracing::warn!(
-                job = id,
-                attempts,
-                "lease expired; no attempts left, job dead"
-            );
-            set_dead(conn, id, now, error).await?;
-        } else {
-            tracing::warn!(job = id, attempts, "lease expired; job requeued");
-            requeue(conn, id, now, now, Some(error), false).await?;
+    for row in &expired {
+        if let Some(transition) = job_machine::reap(&snapshot_from_row(row)?, now) {
+            apply(conn, transition).await?;
         }
     }
     Ok(())
@@ -191,145 +193,15 @@ pub async fn finish(
     now: i64,
     finish: JobFinish,
 ) -> Result<bool, StoreError> {
-    // Fencing: a worker whose lease was reclaimed must not overwrite the new owner's state. The
-    // row lock keeps a reaper on another replica from changing it between this check and the
-    // update below.
-    let held: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM jobs WHERE id = $1 AND lease_owner = $2 AND state = 'running' FOR UPDATE",
-    )
-    .bind(job.0)
-    .bind(owner)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if held.is_none() {
+    // The row lock keeps a reaper on another replica from changing the job between the fencing
+    // check and the writes.
+    let Some(job) = snapshot(conn, job).await? else {
         return Ok(false);
-    }
-    match finish {
-        JobFinish::Done => {
-            sqlx::query(
-                "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL,
-                    updated_at = $2, finished_at = $2 WHERE id = $1",
-            )
-            .bind(job.0)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-        }
-        JobFinish::Dead { error } => set_dead(conn, job.0, now, &error).await?,
-        JobFinish::Retry { at_ms, error } => {
-            requeue(conn, job.0, now, at_ms, Some(&error), false).await?;
-        }
-        JobFinish::Release => {
-            requeue(conn, job.0, now, now, None, true).await?;
-        }
-        JobFinish::Defer { at_ms, error } => {
-            requeue(conn, job.0, now, at_ms, Some(&error), true).await?;
-        }
-    }
-    Ok(true)
-}
-
-async fn set_dead(
-    conn: &mut PgConnection,
-    id: i64,
-    now: i64,
-    error: &str,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE jobs SET state = 'dead', last_error = $3, lease_owner = NULL, lease_until = NULL,
-            updated_at = $2, finished_at = $2 WHERE id = $1",
-    )
-    .bind(id)
-    .bind(now)
-    .bind(error)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// Puts a job back to pending at `run_at`. If its key already has a pending job (events arrived
-/// while it ran), the two become one: the pending job takes this job's events and attempt count,
-/// and this job is marked merged, so nothing is lost and the retry budget is not reset.
-///
-/// If an ingest creates the key's pending job after the lookup below, making this job pending
-/// violates `jobs_one_pending_per_key`; the caller's transaction is retried and then merges.
-async fn requeue(
-    conn: &mut PgConnection,
-    id: i64,
-    now: i64,
-    run_at: i64,
-    error: Option<&str>,
-    uncount_attempt: bool,
-) -> Result<Option<JobId>, StoreError> {
-    let (handler, account, subject, attempts): (String, String, String, i32) =
-        sqlx::query_as("SELECT handler, account, subject, attempts FROM jobs WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *conn)
-            .await?;
-    let attempts = if uncount_attempt {
-        attempts.saturating_sub(1).max(0)
-    } else {
-        attempts
     };
-    let pending: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM jobs
-         WHERE handler = $1 AND account = $2 AND subject = $3 AND state = 'pending' FOR UPDATE",
-    )
-    .bind(&handler)
-    .bind(&account)
-    .bind(&subject)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match pending {
-        Some(other) if other != id => {
-            sqlx::query(
-                "INSERT INTO job_events (job_id, event_seq)
-                 SELECT $1, event_seq FROM job_events WHERE job_id = $2
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(other)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query(
-                "UPDATE jobs SET attempts = GREATEST(attempts, $2), run_at = GREATEST(run_at, $3),
-                    last_error = COALESCE($4, last_error), updated_at = $5 WHERE id = $1",
-            )
-            .bind(other)
-            .bind(attempts)
-            .bind(run_at)
-            .bind(error)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query(
-                "UPDATE jobs SET state = 'merged', attempts = $2, last_error = $3,
-                    lease_owner = NULL, lease_until = NULL, updated_at = $4, finished_at = $4
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(attempts)
-            .bind(format!("merged into job {other}"))
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-            Ok(Some(JobId(other)))
-        }
-        _ => {
-            sqlx::query(
-                "UPDATE jobs SET state = 'pending', run_at = $2, attempts = $3,
-                    last_error = COALESCE($4, last_error), lease_owner = NULL, lease_until = NULL,
-                    updated_at = $5 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(run_at)
-            .bind(attempts)
-            .bind(error)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-            Ok(None)
-        }
+    // Fencing: a worker whose lease was reclaimed must not overwrite the new owner's state.
+    match job_machine::transition(&job, JobEvent::Finished { owner, finish }, now) {
+        Ok(transition) => apply(conn, transition).await.map(|_| true),
+        Err(_) => Ok(false),
     }
 }
 
@@ -338,26 +210,118 @@ pub async fn retry(
     id: JobId,
     now: i64,
 ) -> Result<RetryResult, StoreError> {
-    let state: Option<String> =
-        sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 FOR UPDATE")
-            .bind(id.0)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let Some(state) = state else {
+    let Some(job) = snapshot(conn, id).await? else {
         return Ok(RetryResult::NotFound);
     };
-    let state = crate::store::job_state(&state)?;
-    if state != JobState::Dead {
-        return Ok(RetryResult::NotDead(state));
+    match job_machine::transition(&job, JobEvent::Revived, now) {
+        Ok(transition) => Ok(match apply(conn, transition).await? {
+            Some(other) => RetryResult::MergedInto(other),
+            None => RetryResult::Requeued(id),
+        }),
+        Err(_) => Ok(RetryResult::NotDead(job.state)),
     }
-    sqlx::query("UPDATE jobs SET attempts = 0, finished_at = NULL WHERE id = $1")
-        .bind(id.0)
-        .execute(&mut *conn)
-        .await?;
-    Ok(match requeue(conn, id.0, now, now, None, false).await? {
-        Some(other) => RetryResult::MergedInto(other),
-        None => RetryResult::Requeued(id),
+}
+
+/// The columns of a `JobSnapshot`, in `snapshot_from_row`'s order.
+const SNAPSHOT: &str =
+    "SELECT id, handler, account, subject, state, run_at, attempts, max_attempts,
+    lease_owner, lease_until, last_error, updated_at, finished_at FROM jobs";
+
+fn snapshot_from_row(r: &PgRow) -> Result<JobSnapshot, StoreError> {
+    Ok(JobSnapshot {
+        id: JobId(r.try_get(0)?),
+        handler: r.try_get(1)?,
+        account: r.try_get(2)?,
+        subject: r.try_get(3)?,
+        state: crate::store::job_state(r.try_get(4)?)?,
+        run_at_ms: r.try_get(5)?,
+        attempts: r.try_get::<i32, _>(6)?.max(0).unsigned_abs(),
+        max_attempts: r.try_get::<i32, _>(7)?.max(0).unsigned_abs(),
+        lease_owner: r.try_get(8)?,
+        lease_until_ms: r.try_get(9)?,
+        last_error: r.try_get(10)?,
+        updated_at_ms: r.try_get(11)?,
+        finished_at_ms: r.try_get(12)?,
     })
+}
+
+/// The job, locked until the transaction ends.
+async fn snapshot(conn: &mut PgConnection, id: JobId) -> Result<Option<JobSnapshot>, StoreError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{SNAPSHOT} WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(id.0)
+    .fetch_optional(&mut *conn)
+    .await?
+    .as_ref()
+    .map(snapshot_from_row)
+    .transpose()
+}
+
+/// Writes what a transition decided (the caller holds the job's row lock). For a requeue, the
+/// key's pending job decides between pending again and merged; returns the job merged into.
+///
+/// If an ingest creates the key's pending job after the lookup below, making this job pending
+/// violates `jobs_one_pending_per_key`; the caller's transaction is retried and then merges.
+async fn apply(
+    conn: &mut PgConnection,
+    transition: Transition,
+) -> Result<Option<JobId>, StoreError> {
+    let requeue = match transition {
+        Transition::Write(row) => return write(conn, &row).await.map(|()| None),
+        Transition::Requeue(requeue) => requeue,
+    };
+    let key = requeue.job();
+    let pending = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{SNAPSHOT} WHERE handler = $1 AND account = $2 AND subject = $3 AND state = 'pending'
+         FOR UPDATE"
+    )))
+    .bind(&key.handler)
+    .bind(&key.account)
+    .bind(&key.subject)
+    .fetch_optional(&mut *conn)
+    .await?
+    .as_ref()
+    .map(snapshot_from_row)
+    .transpose()?;
+    let placement = requeue.place(pending);
+    match &placement {
+        Placement::Pending(row) => write(conn, row).await?,
+        Placement::Merged { job, into } => {
+            sqlx::query(
+                "INSERT INTO job_events (job_id, event_seq)
+                 SELECT $1, event_seq FROM job_events WHERE job_id = $2
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(into.id.0)
+            .bind(job.id.0)
+            .execute(&mut *conn)
+            .await?;
+            write(conn, into).await?;
+            write(conn, job).await?;
+        }
+    }
+    Ok(placement.merged_into())
+}
+
+/// Stores every column a transition may change.
+async fn write(conn: &mut PgConnection, row: &JobSnapshot) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE jobs SET state = $2, run_at = $3, attempts = $4, last_error = $5, lease_owner = $6,
+            lease_until = $7, updated_at = $8, finished_at = $9 WHERE id = $1",
+    )
+    .bind(row.id.0)
+    .bind(row.state.as_str())
+    .bind(row.run_at_ms)
+    .bind(count(row.attempts))
+    .bind(&row.last_error)
+    .bind(&row.lease_owner)
+    .bind(row.lease_until_ms)
+    .bind(row.updated_at_ms)
+    .bind(row.finished_at_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 pub async fn next_due(conn: &mut PgConnection) -> Result<Option<i64>, StoreError> {

@@ -21,9 +21,9 @@ mod upstream;
 use super::migrate::{Migration, POSTGRES};
 use super::{
     ActionBegin, Approval, ApprovalCreated, ApprovalFilter, Decided, Decision, Disposition,
-    EventFilter, Execution, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId, JobRecord,
-    JobWithEvents, NewApproval, RetryResult, RunFilter, RunRecord, Store, StoreError, StoredAction,
-    StoredEvent, StoredRun, redact,
+    EventFilter, EventStatus, Execution, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId,
+    JobRecord, JobWithEvents, NewApproval, RetryResult, RunFilter, RunRecord, Store, StoreError,
+    StoredAction, StoredEvent, StoredRun, redact,
 };
 use crate::event::{EventId, SourceName};
 use async_trait::async_trait;
@@ -199,7 +199,12 @@ fn event_from_row(row: &PgRow) -> Result<StoredEvent, sqlx::Error> {
         subject: row.try_get("subject")?,
         occurred_at_ms: row.try_get("occurred_at")?,
         received_at_ms: row.try_get("received_at")?,
-        status: row.try_get("status")?,
+        status: {
+            let status: &str = row.try_get("status")?;
+            EventStatus::parse(status).ok_or_else(|| {
+                sqlx::Error::Decode(format!("unknown event status {status:?}").into())
+            })?
+        },
         status_reason: row.try_get("status_reason")?,
         payload: row.try_get("payload")?,
     })
@@ -284,7 +289,7 @@ async fn insert_events(
     batch: &[IngestItem],
 ) -> Result<Vec<Option<i64>>, StoreError> {
     let events = batch.iter().map(|i| &i.event);
-    let statuses: Vec<(&str, Option<&str>)> =
+    let statuses: Vec<(EventStatus, Option<&str>)> =
         batch.iter().map(|i| i.disposition.status()).collect();
     let rows: Vec<(i64, String, String)> = sqlx::query_as(
         "INSERT INTO events (source, event_id, kind, account, subject, occurred_at, received_at,
@@ -338,7 +343,7 @@ async fn insert_events(
             .map(|e| e.actor.as_ref().map(|a| a.id.as_str()))
             .collect::<Vec<_>>(),
     )
-    .bind(statuses.iter().map(|s| s.0).collect::<Vec<_>>())
+    .bind(statuses.iter().map(|s| s.0.as_str()).collect::<Vec<_>>())
     .bind(statuses.iter().map(|s| s.1).collect::<Vec<_>>())
     .bind(events.map(|e| e.payload.as_str()).collect::<Vec<_>>())
     .fetch_all(&mut *conn)

@@ -1,6 +1,9 @@
 //! Job statements for the SQLite store: plain functions over a connection or transaction, run on
-//! the store's thread. Every function that writes expects to be inside a transaction.
+//! the store's thread. The transitions themselves are `store::job_machine`'s: these functions
+//! read a job's row, apply one, and write the result. Every function that writes expects to be
+//! inside a transaction.
 
+use crate::store::job_machine::{self, JobEvent, JobSnapshot, NewJob, Placement, Transition};
 use crate::store::{
     JobFilter, JobFinish, JobId, JobRecord, JobState, JobWithEvents, RetryResult, Route,
     StoreError, StoredEvent,
@@ -13,7 +16,7 @@ use std::collections::HashSet;
 const CLAIM_SCAN_FACTOR: usize = 16;
 
 /// Creates the route's job, or folds the event into the pending job of its key (trailing
-/// debounce: run_at moves to now + period, never past first_seen + max_wait).
+/// debounce, `job_machine::debounce`: run_at moves to now + period, never past the deadline).
 pub fn route_event(
     conn: &Connection,
     account: &str,
@@ -21,28 +24,34 @@ pub fn route_event(
     route: &Route,
     now: i64,
 ) -> Result<JobId, StoreError> {
-    let id: i64 = conn
+    let new = NewJob::for_route(route, now);
+    let (id, run_at, deadline_at): (i64, i64, i64) = conn
         .prepare_cached(
             "INSERT INTO jobs (handler, account, subject, state, run_at, first_seen, deadline_at,
                 attempts, max_attempts, created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'pending', ?4 + ?5, ?4, ?4 + ?6, 0, ?7, ?4, ?4)
+             VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, 0, ?7, ?5, ?5)
              ON CONFLICT (handler, account, subject) WHERE state = 'pending'
-             DO UPDATE SET run_at = MAX(run_at, MIN(excluded.run_at, deadline_at)),
-                           updated_at = excluded.updated_at
-             RETURNING id",
+             DO UPDATE SET updated_at = excluded.updated_at
+             RETURNING id, run_at, deadline_at",
         )?
         .query_row(
             params![
                 route.handler,
                 account,
                 route.subject,
-                now,
-                route.period_ms,
-                route.max_wait_ms.max(route.period_ms),
+                new.run_at_ms,
+                new.first_seen_ms,
+                new.deadline_at_ms,
                 route.max_attempts
             ],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
+    // A job this event created already runs when it should; a folded one may move.
+    let debounced = job_machine::debounce(run_at, deadline_at, now, route.period_ms);
+    if debounced != run_at {
+        conn.prepare_cached("UPDATE jobs SET run_at = ?2 WHERE id = ?1")?
+            .execute(params![id, debounced])?;
+    }
     conn.prepare_cached("INSERT OR IGNORE INTO job_events (job_id, event_seq) VALUES (?1, ?2)")?
         .execute(params![id, event_seq])?;
     Ok(JobId(id))
@@ -98,24 +107,15 @@ pub fn claim(
 /// A job whose worker stopped heartbeating (crashed, killed, partitioned) counts as a failed
 /// attempt and is requeued, or dead when it has none left.
 fn reap_expired_leases(conn: &Connection, now: i64) -> Result<(), StoreError> {
-    let expired: Vec<(i64, u32, u32)> = conn
-        .prepare_cached(
-            "SELECT id, attempts, max_attempts FROM jobs WHERE state = 'running' AND lease_until < ?1",
-        )?
-        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
-    for (id, attempts, max_attempts) in expired {
-        let error = "lease expired: the worker stopped without finishing the run".to_string();
-        if attempts >= max_attempts {
-            tracing::warn!(
-                job = id,
-                attempts,
-                "lease expired; no attempts left, job dead"
-            );
-            set_dead(conn, id, now, &error)?;
-        } else {
-            tracing::warn!(job = id, attempts, "lease expired; job requeued");
-            requeue(conn, id, now, now, Some(&error), false)?;
+    let expired: Vec<JobSnapshot> = conn
+        .prepare_cached(&format!(
+            "{SNAPSHOT} WHERE state = 'running' AND lease_until < ?1"
+        ))?
+        .query_map([now], snapshot_from_row)?
+        .collect::<Result<Result<_, _>, _>>()??;
+    for job in &expired {
+        if let Some(transition) = job_machine::reap(job, now) {
+            apply(conn, transition)?;
         }
     }
     Ok(())
@@ -142,121 +142,115 @@ pub fn finish(
     now: i64,
     finish: JobFinish,
 ) -> Result<bool, StoreError> {
-    // Fencing: a worker whose lease was reclaimed must not overwrite the new owner's state.
-    let held: Option<i64> = conn
-        .prepare_cached(
-            "SELECT id FROM jobs WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'",
-        )?
-        .query_row(params![job.0, owner], |r| r.get(0))
-        .optional()?;
-    if held.is_none() {
+    let Some(job) = snapshot(conn, job)? else {
         return Ok(false);
-    }
-    match finish {
-        JobFinish::Done => {
-            conn.prepare_cached(
-                "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL,
-                    updated_at = ?2, finished_at = ?2 WHERE id = ?1",
-            )?
-            .execute(params![job.0, now])?;
-        }
-        JobFinish::Dead { error } => set_dead(conn, job.0, now, &error)?,
-        JobFinish::Retry { at_ms, error } => {
-            requeue(conn, job.0, now, at_ms, Some(&error), false)?;
-        }
-        JobFinish::Release => {
-            requeue(conn, job.0, now, now, None, true)?;
-        }
-        JobFinish::Defer { at_ms, error } => {
-            requeue(conn, job.0, now, at_ms, Some(&error), true)?;
-        }
-    }
-    Ok(true)
-}
-
-fn set_dead(conn: &Connection, id: i64, now: i64, error: &str) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "UPDATE jobs SET state = 'dead', last_error = ?3, lease_owner = NULL, lease_until = NULL,
-            updated_at = ?2, finished_at = ?2 WHERE id = ?1",
-    )?
-    .execute(params![id, now, error])?;
-    Ok(())
-}
-
-/// Puts a job back to pending at `run_at`. If its key already has a pending job (events arrived
-/// while it ran), the two become one: the pending job takes this job's events and attempt count,
-/// and this job is marked merged, so nothing is lost and the retry budget is not reset.
-fn requeue(
-    conn: &Connection,
-    id: i64,
-    now: i64,
-    run_at: i64,
-    error: Option<&str>,
-    uncount_attempt: bool,
-) -> Result<Option<JobId>, StoreError> {
-    let (handler, account, subject, attempts): (String, String, String, u32) = conn
-        .prepare_cached("SELECT handler, account, subject, attempts FROM jobs WHERE id = ?1")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-    let attempts = if uncount_attempt {
-        attempts.saturating_sub(1)
-    } else {
-        attempts
     };
-    let pending: Option<i64> = conn
-        .prepare_cached(
-            "SELECT id FROM jobs WHERE handler = ?1 AND account = ?2 AND subject = ?3 AND state = 'pending'",
-        )?
-        .query_row(params![handler, account, subject], |r| r.get(0))
-        .optional()?;
-    match pending {
-        Some(other) if other != id => {
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO job_events (job_id, event_seq)
-                 SELECT ?1, event_seq FROM job_events WHERE job_id = ?2",
-            )?
-            .execute(params![other, id])?;
-            conn.prepare_cached(
-                "UPDATE jobs SET attempts = MAX(attempts, ?2), run_at = MAX(run_at, ?3),
-                    last_error = COALESCE(?4, last_error), updated_at = ?5 WHERE id = ?1",
-            )?
-            .execute(params![other, attempts, run_at, error, now])?;
-            conn.prepare_cached(
-                "UPDATE jobs SET state = 'merged', attempts = ?2, last_error = ?3, lease_owner = NULL,
-                    lease_until = NULL, updated_at = ?4, finished_at = ?4 WHERE id = ?1",
-            )?
-            .execute(params![id, attempts, format!("merged into job {other}"), now])?;
-            Ok(Some(JobId(other)))
-        }
-        _ => {
-            conn.prepare_cached(
-                "UPDATE jobs SET state = 'pending', run_at = ?2, attempts = ?3,
-                    last_error = COALESCE(?4, last_error), lease_owner = NULL, lease_until = NULL,
-                    updated_at = ?5 WHERE id = ?1",
-            )?
-            .execute(params![id, run_at, attempts, error, now])?;
-            Ok(None)
-        }
+    // Fencing: a worker whose lease was reclaimed must not overwrite the new owner's state.
+    match job_machine::transition(&job, JobEvent::Finished { owner, finish }, now) {
+        Ok(transition) => apply(conn, transition).map(|_| true),
+        Err(_) => Ok(false),
     }
 }
 
 pub fn retry(conn: &Connection, id: JobId, now: i64) -> Result<RetryResult, StoreError> {
-    let state: Option<String> = conn
-        .prepare_cached("SELECT state FROM jobs WHERE id = ?1")?
-        .query_row([id.0], |r| r.get(0))
-        .optional()?;
-    let Some(state) = state else {
+    let Some(job) = snapshot(conn, id)? else {
         return Ok(RetryResult::NotFound);
     };
-    let state = crate::store::job_state(&state)?;
-    if state != JobState::Dead {
-        return Ok(RetryResult::NotDead(state));
+    match job_machine::transition(&job, JobEvent::Revived, now) {
+        Ok(transition) => Ok(match apply(conn, transition)? {
+            Some(other) => RetryResult::MergedInto(other),
+            None => RetryResult::Requeued(id),
+        }),
+        Err(_) => Ok(RetryResult::NotDead(job.state)),
     }
-    conn.prepare_cached("UPDATE jobs SET attempts = 0, finished_at = NULL WHERE id = ?1")?
-        .execute([id.0])?;
-    Ok(match requeue(conn, id.0, now, now, None, false)? {
-        Some(other) => RetryResult::MergedInto(other),
-        None => RetryResult::Requeued(id),
-    })
+}
+
+/// The columns of a `JobSnapshot`, in `snapshot_from_row`'s order.
+const SNAPSHOT: &str =
+    "SELECT id, handler, account, subject, state, run_at, attempts, max_attempts,
+    lease_owner, lease_until, last_error, updated_at, finished_at FROM jobs";
+
+fn snapshot_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<JobSnapshot, StoreError>> {
+    let state = match crate::store::job_state(&r.get::<_, String>(4)?) {
+        Ok(state) => state,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(JobSnapshot {
+        id: JobId(r.get(0)?),
+        handler: r.get(1)?,
+        account: r.get(2)?,
+        subject: r.get(3)?,
+        state,
+        run_at_ms: r.get(5)?,
+        attempts: r.get(6)?,
+        max_attempts: r.get(7)?,
+        lease_owner: r.get(8)?,
+        lease_until_ms: r.get(9)?,
+        last_error: r.get(10)?,
+        updated_at_ms: r.get(11)?,
+        finished_at_ms: r.get(12)?,
+    }))
+}
+
+fn snapshot(conn: &Connection, id: JobId) -> Result<Option<JobSnapshot>, StoreError> {
+    conn.prepare_cached(&format!("{SNAPSHOT} WHERE id = ?1"))?
+        .query_row([id.0], snapshot_from_row)
+        .optional()?
+        .transpose()
+}
+
+/// Writes what a transition decided. For a requeue, the key's pending job decides between
+/// pending again and merged; returns the job merged into, if any.
+fn apply(conn: &Connection, transition: Transition) -> Result<Option<JobId>, StoreError> {
+    let requeue = match transition {
+        Transition::Write(row) => return write(conn, &row).map(|()| None),
+        Transition::Requeue(requeue) => requeue,
+    };
+    let key = requeue.job();
+    let pending = conn
+        .prepare_cached(&format!(
+            "{SNAPSHOT} WHERE handler = ?1 AND account = ?2 AND subject = ?3 AND state = 'pending'"
+        ))?
+        .query_row(
+            params![key.handler, key.account, key.subject],
+            snapshot_from_row,
+        )
+        .optional()?
+        .transpose()?;
+    let placement = requeue.place(pending);
+    match &placement {
+        Placement::Pending(row) => write(conn, row)?,
+        Placement::Merged { job, into } => {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO job_events (job_id, event_seq)
+                 SELECT ?1, event_seq FROM job_events WHERE job_id = ?2",
+            )?
+            .execute(params![into.id.0, job.id.0])?;
+            write(conn, into)?;
+            write(conn, job)?;
+        }
+    }
+    Ok(placement.merged_into())
+}
+
+/// Stores every column a transition may change.
+fn write(conn: &Connection, row: &JobSnapshot) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE jobs SET state = ?2, run_at = ?3, attempts = ?4, last_error = ?5, lease_owner = ?6,
+            lease_until = ?7, updated_at = ?8, finished_at = ?9 WHERE id = ?1",
+    )?
+    .execute(params![
+        row.id.0,
+        row.state.as_str(),
+        row.run_at_ms,
+        row.attempts,
+        row.last_error,
+        row.lease_owner,
+        row.lease_until_ms,
+        row.updated_at_ms,
+        row.finished_at_ms,
+    ])?;
+    Ok(())
 }
 
 pub fn next_due(conn: &Connection) -> Result<Option<i64>, StoreError> {

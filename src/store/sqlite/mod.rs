@@ -16,9 +16,9 @@ mod upstream;
 use super::migrate::{Migration, SQLITE};
 use super::{
     ActionBegin, Approval, ApprovalCreated, ApprovalFilter, Decided, Decision, Disposition,
-    EventFilter, Execution, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId, JobRecord,
-    JobWithEvents, NewApproval, RetryResult, RunFilter, RunRecord, Store, StoreError, StoredAction,
-    StoredEvent, StoredRun,
+    EventFilter, EventStatus, Execution, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId,
+    JobRecord, JobWithEvents, NewApproval, RetryResult, RunFilter, RunRecord, Store, StoreError,
+    StoredAction, StoredEvent, StoredRun,
 };
 use crate::event::{EventId, SourceName};
 use async_trait::async_trait;
@@ -157,7 +157,16 @@ fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
         subject: row.get("subject")?,
         occurred_at_ms: row.get("occurred_at")?,
         received_at_ms: row.get("received_at")?,
-        status: row.get("status")?,
+        status: {
+            let status: String = row.get("status")?;
+            EventStatus::parse(&status).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    row.as_ref().column_index("status").unwrap_or_default(),
+                    rusqlite::types::Type::Text,
+                    format!("unknown event status {status:?}").into(),
+                )
+            })?
+        },
         status_reason: row.get("status_reason")?,
         payload: row.get("payload")?,
     })
@@ -228,7 +237,7 @@ impl Store for SqliteStore {
                         event.received_at.timestamp_millis(),
                         event.actor.as_ref().map(|a| a.kind.as_str()),
                         event.actor.as_ref().map(|a| a.id.as_str()),
-                        status,
+                        status.as_str(),
                         reason,
                         event.payload,
                     ])?;

@@ -1,7 +1,7 @@
 //! Contract: ingest dedupes, keeps batch order, routes and debounces, and stores what it ignores.
 
 use super::*;
-use hookwise::store::{EventFilter, JobFilter, JobState};
+use hookwise::store::{EventFilter, EventStatus, JobFilter, JobState};
 
 contract!(
     dedupe_within_and_across_batches,
@@ -200,10 +200,10 @@ async fn ignored_and_unrouted_events_are_stored_without_jobs(store: SharedStore)
     };
     assert_eq!(
         status("echo").await,
-        ("ignored".into(), Some("echo of our own note".into()))
+        (EventStatus::Ignored, Some("echo of our own note".into()))
     );
-    assert_eq!(status("nobody").await, ("unrouted".into(), None));
-    assert_eq!(status("wanted").await, ("routed".into(), None));
+    assert_eq!(status("nobody").await, (EventStatus::Unrouted, None));
+    assert_eq!(status("wanted").await, (EventStatus::Routed, None));
     let jobs = store
         .list_jobs(&JobFilter {
             limit: 100,
