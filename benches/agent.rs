@@ -6,14 +6,14 @@
 //!   cargo bench --bench agent
 
 use async_trait::async_trait;
-use hookwise::agent::llm::{
+use hookwise::agent::run::AgentRunner;
+use hookwise::handler;
+use hookwise::kernel::clock::SystemClock;
+use hookwise::kernel::event::{EventId, SourceName};
+use hookwise::llm::{
     AssistantMessage, Completion, CompletionRequest, Finish, LlmError, LlmProvider, Message,
     RetryPolicy, ToolArguments, ToolCall, Usage,
 };
-use hookwise::agent::run::AgentRunner;
-use hookwise::clock::SystemClock;
-use hookwise::event::{EventId, SourceName};
-use hookwise::handler;
 use hookwise::scheduler::{JobRunner, RunContext};
 use hookwise::store::{self, EventStatus, JobId, JobRecord, JobState, StoredEvent};
 use hookwise::tools::{Tool, ToolContext, ToolError, ToolRegistry};
@@ -153,7 +153,7 @@ fn main() {
             model: "bench".into(), system: Some("x".into()), messages: vec![Message::user("x")],
             tools: Vec::new(), max_tokens: 256,
         };
-        let ctx = ToolContext { account: hookwise::event::AccountId::new("acme"), job: JobId(1), subject: "1".into(), idempotency_key: "k".into() };
+        let ctx = ToolContext { account: hookwise::kernel::event::AccountId::new("acme"), job: JobId(1), subject: "1".into(), idempotency_key: "k".into() };
         let measure_baseline = || async {
             let start = Instant::now();
             for _ in 0..RUNS {

@@ -15,16 +15,16 @@
 mod fake_upstream;
 
 use fake_upstream::{FakeUpstream, Limits, ResetStyle};
-use hookwise::clock::SystemClock;
-use hookwise::config::{Config, ConnectorKind};
-use hookwise::event::AccountId;
+use hookwise::app::App;
+use hookwise::config::Config;
+use hookwise::connectors::planhat;
+use hookwise::kernel::event::AccountId;
 use hookwise::store::JobId;
 use hookwise::tools::ToolContext;
-use hookwise::upstream::{Request, Upstream};
+use hookwise::upstream::Request;
 use reqwest::Method;
 use serde_json::json;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const JOBS: usize = 200;
@@ -88,9 +88,7 @@ async fn governed(fake: &FakeUpstream, limits: &Limits, dir: &Path) -> Outcome {
         limits.window.as_secs()
     );
     let config = Config::parse(Path::new("bench.toml"), &text, &|_| None).unwrap();
-    let store = hookwise::store::open(&config.store).await.unwrap();
-    store.migrate().await.unwrap();
-    let upstream = Upstream::new(&config, store, Arc::new(SystemClock)).unwrap();
+    let upstream = App::assemble(config).await.unwrap().upstream;
     let started = Instant::now();
     let mut finished = 0;
     // One account: its jobs run one after another, as the scheduler runs them.
@@ -104,7 +102,7 @@ async fn governed(fake: &FakeUpstream, limits: &Limits, dir: &Path) -> Outcome {
                 idempotency_key: format!("job-{job}/step-{n}/call-0"),
             };
             if upstream
-                .send(&ctx, ConnectorKind::Planhat, call(job, n))
+                .send(&ctx, planhat::KIND, call(job, n))
                 .await
                 .is_err()
             {

@@ -6,14 +6,13 @@
 //!   BACKLOGS=1000,100000 cargo bench --bench jobs
 
 use async_trait::async_trait;
-use hookwise::clock::SystemClock;
 use hookwise::config::SchedulerConfig;
-use hookwise::event::{AccountId, Event, EventId, SourceName};
 use hookwise::handler;
-use hookwise::scheduler::route::EventRouter;
+use hookwise::handler::HandlerSet;
+use hookwise::kernel::clock::SystemClock;
+use hookwise::kernel::event::{AccountId, Event, EventId, SourceName};
 use hookwise::scheduler::{JobRunner, RunContext, RunError, Scheduler};
 use hookwise::store::{self, Disposition, IngestItem, Route};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -84,11 +83,7 @@ async fn measure(backlog: usize) -> (f64, f64) {
         "name = \"noop\"\non = [\"bench.work\"]\n[agent]\nprompt = \"noop\"\n",
     )
     .unwrap();
-    let router = Arc::new(EventRouter::new(
-        Arc::new(vec![handler]),
-        &BTreeMap::new(),
-        3,
-    ));
+    let handlers = Arc::new(HandlerSet::new(vec![handler]));
     let runner = Arc::new(Noop(AtomicUsize::new(0)));
     let config = SchedulerConfig {
         workers: 8,
@@ -98,7 +93,7 @@ async fn measure(backlog: usize) -> (f64, f64) {
     let scheduler = Scheduler::new(
         store.clone(),
         runner.clone(),
-        router,
+        handlers,
         Arc::new(SystemClock),
         config,
     );

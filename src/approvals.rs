@@ -7,8 +7,8 @@
 //! store's claim makes this caller the only sender, then the tool is called with the job's
 //! account and the key the agent computed, and the outcome is recorded by that claim.
 
-use crate::clock::SharedClock;
-use crate::event::AccountId;
+use crate::kernel::clock::SharedClock;
+use crate::kernel::event::AccountId;
 use crate::store::{
     Approval, ApprovalState, Decided, Decision, Execution, SharedStore, StoreError,
 };

@@ -5,9 +5,11 @@ pub mod approvals;
 mod local;
 pub mod runs;
 
+use crate::app::{Plan, build_sources};
 use crate::config::Config;
 use crate::fixture::Fixture;
 use crate::ingress::Source;
+use crate::kernel::ConfigErrors;
 use crate::store::{self, EventFilter};
 use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand};
@@ -136,7 +138,7 @@ pub enum EventsCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    crate::init_tls();
+    crate::kernel::init_tls();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -408,46 +410,42 @@ async fn jobs(store: &dyn store::Store, command: JobsCommand) -> anyhow::Result<
     }
 }
 
-/// Validates everything `serve` would load, printing every problem.
+/// Assembles everything `serve` would, without starting anything, printing every problem.
 fn check(config_path: Option<&Path>) -> ExitCode {
+    let report = |errors: &ConfigErrors| {
+        for e in &errors.0 {
+            eprintln!("{e}");
+        }
+        eprintln!("{} problem(s) found", errors.0.len());
+        ExitCode::FAILURE
+    };
     let config = match Config::load(config_path) {
         Ok(config) => config,
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("{e}");
-            }
-            eprintln!("{} problem(s) found", errors.0.len());
-            return ExitCode::FAILURE;
-        }
+        Err(errors) => return report(&errors),
     };
-    println!(
-        "{}: ok ({} sources)",
-        config.file_label().display(),
-        config.sources.len()
-    );
-    if !config.handlers_dir.exists() {
-        println!(
-            "{}: no such directory; no handlers will run",
-            config.handlers_dir.display()
-        );
-        return ExitCode::SUCCESS;
-    }
-    match crate::handler::load_dir(&config.handlers_dir) {
-        Ok(handlers) => {
+    match Plan::check(&config) {
+        Ok(plan) => {
             println!(
-                "{}: ok ({} handlers)",
-                config.handlers_dir.display(),
-                handlers.len()
+                "{}: ok ({} sources, {} accounts)",
+                config.file_label().display(),
+                plan.sources.len(),
+                plan.accounts.len()
             );
+            if config.handlers_dir.exists() {
+                println!(
+                    "{}: ok ({} handlers)",
+                    config.handlers_dir.display(),
+                    plan.handlers.len()
+                );
+            } else {
+                println!(
+                    "{}: no such directory; no handlers will run",
+                    config.handlers_dir.display()
+                );
+            }
             ExitCode::SUCCESS
         }
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("{e}");
-            }
-            eprintln!("{} problem(s) found", errors.len());
-            ExitCode::FAILURE
-        }
+        Err(errors) => report(&errors),
     }
 }
 
@@ -461,15 +459,14 @@ fn source_for(config: &Config, fixture: &Fixture, name: Option<&str>) -> anyhow:
             )
         })?,
     };
-    let cfg = config.sources.get(&name).ok_or_else(|| {
+    let mut sources = build_sources(config).map_err(|e| anyhow!("{e}"))?;
+    sources.remove(&name).ok_or_else(|| {
         anyhow!(
             "no source {name:?} in {} (fixture {}); pass --source or add [sources.{name}]",
             config.file_label().display(),
             fixture.path.display()
         )
-    })?;
-    Source::build(&config.file_label(), &name, cfg)
-        .map_err(|e| anyhow!("{}", crate::config::ConfigErrors(e)))
+    })
 }
 
 /// The delivery id a fixture is signed with: stable, like a sender's retry, or a fresh one.

@@ -2,15 +2,17 @@
 //! and turned into safe, rate-limited LLM agent runs. See `src/ARCHITECTURE.md` for the code map.
 
 pub mod agent;
+pub mod app;
 pub mod approvals;
 pub mod cli;
-pub mod clock;
 pub mod config;
-pub mod event;
+pub mod connectors;
 pub mod fixture;
 pub mod handler;
 pub mod http;
 pub mod ingress;
+pub mod kernel;
+pub mod llm;
 pub mod scheduler;
 mod server;
 pub mod store;
@@ -19,8 +21,4 @@ pub mod upstream;
 
 pub use server::{Server, serve};
 
-/// reqwest is built without a default TLS provider (it would compile aws-lc, ~50 s of C on two
-/// cores); ring is installed once, before any client is built.
-pub fn init_tls() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use kernel::init_tls;

@@ -1,88 +1,48 @@
 //! Starting and stopping the service: everything `serve` does, callable from tests with a listener
 //! bound to port 0 and a cancellation token.
 
-use crate::agent::llm::LlmProvider;
-use crate::agent::run::AgentRunner;
-use crate::approvals::Approvals;
-use crate::clock::{SharedClock, SystemClock};
+use crate::app::{App, Options};
 use crate::config::Config;
-use crate::handler::{self, Handler};
 use crate::http::{AppState, router};
-use crate::ingress::Source;
-use crate::scheduler::route::EventRouter;
+use crate::kernel::clock::SharedClock;
 use crate::scheduler::{JobRunner, Scheduler};
 use crate::store::{self, SharedStore, batcher::IngestQueue};
 use crate::tools::ToolRegistry;
-use crate::upstream::Upstream;
-use anyhow::{Context, anyhow};
-use std::collections::HashMap;
+use anyhow::Context;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// A prepared service: store opened and migrated, sources compiled, handlers loaded.
+/// A prepared service: the assembled `App`, and what tests may put in place of its parts.
 pub struct Server {
-    pub config: Config,
-    pub store: SharedStore,
-    pub clock: SharedClock,
-    pub router: Arc<EventRouter>,
-    sources: HashMap<String, Source>,
-    /// The agent's LLM, when `[llm]` is configured.
-    llm: Option<Arc<dyn LlmProvider>>,
-    /// Tools the agent may offer to handlers (each handler sees only its allow-list); the API
-    /// sends approved writes with the same registry.
-    tools: Arc<ToolRegistry>,
+    pub app: App,
     /// Overrides the agent (tests, embedding applications).
     runner: Option<Arc<dyn JobRunner>>,
 }
 
 impl Server {
     pub async fn prepare(config: Config) -> anyhow::Result<Self> {
-        Self::prepare_with_clock(config, Arc::new(SystemClock)).await
+        Ok(Self {
+            app: App::assemble(config).await?,
+            runner: None,
+        })
     }
 
     pub async fn prepare_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
-        let file = config.file_label();
-        let mut sources = HashMap::new();
-        for (name, source) in &config.sources {
-            let built = Source::build(&file, name, source)
-                .map_err(|e| anyhow::Error::new(crate::config::ConfigErrors(e)))?;
-            sources.insert(name.clone(), built);
-        }
-        let handlers = load_handlers(&config)?;
-        let router = Arc::new(EventRouter::new(
-            Arc::new(handlers),
-            &config.accounts,
-            config.scheduler.max_attempts,
-        ));
-        let store = store::open(&config.store)
-            .await
-            .with_context(|| format!("opening store {}", store::redact(&config.store)))?;
-        store.migrate().await.context("migrating the store")?;
-        let llm = match &config.llm {
-            Some(llm) => {
-                let provider = llm.build().map_err(|e| anyhow!("[llm] {e}"))?;
-                tracing::info!(provider = ?llm.provider, model = %llm.model, "LLM provider configured");
-                Some(provider)
-            }
-            None => None,
-        };
-        let upstream = Upstream::new(&config, store.clone(), clock.clone())
-            .map_err(|e| anyhow!("{}: {e}", config.file_label().display()))?;
-        let tools = crate::tools::build_registry(&upstream)
-            .await
-            .map_err(|e| anyhow!("loading tools: {e}"))?;
-        Ok(Self {
-            config,
-            store,
+        let options = Options {
             clock,
-            router,
-            sources,
-            llm,
-            tools: Arc::new(tools),
+            ..Options::default()
+        };
+        Ok(Self {
+            app: App::assemble_with(config, options).await?,
             runner: None,
         })
+    }
+
+    /// The store the service uses.
+    pub fn store(&self) -> SharedStore {
+        self.app.store.clone()
     }
 
     /// Jobs are executed by `runner` instead of the agent.
@@ -93,47 +53,31 @@ impl Server {
 
     /// The tools the agent may offer to handlers.
     pub fn with_tools(mut self, tools: ToolRegistry) -> Self {
-        self.tools = Arc::new(tools);
+        self.app.tools = Arc::new(tools);
         self
-    }
-
-    /// The runner jobs go through: an explicit one, else the agent if an LLM is configured.
-    fn job_runner(&mut self) -> Option<Arc<dyn JobRunner>> {
-        if let Some(runner) = self.runner.take() {
-            return Some(runner);
-        }
-        let llm = self.config.llm.as_ref()?;
-        Some(Arc::new(AgentRunner {
-            llm: self.llm.clone()?,
-            retry: llm.retry_policy(),
-            tools: self.tools.clone(),
-            store: self.store.clone(),
-            clock: self.clock.clone(),
-            model: llm.model.clone(),
-            max_tokens: llm.max_tokens,
-        }))
     }
 
     /// Serves until `shutdown` is cancelled, then finishes in-flight requests, commits everything
     /// already queued, and lets running jobs finish (within `scheduler.shutdown_grace`).
     pub async fn run(
-        mut self,
+        self,
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let (queue, writer) = IngestQueue::start(self.store.clone());
-        let runner = self.job_runner();
-        if self.sources.is_empty() {
+        let app = self.app;
+        let (queue, writer) = IngestQueue::start(app.store.clone());
+        let runner = self.runner.or_else(|| app.job_runner());
+        if app.sources.is_empty() {
             tracing::warn!("no [sources] configured: every webhook will get 404");
         }
         let (jobs_added, scheduler) = match runner {
             Some(runner) => {
                 let scheduler = Scheduler::new(
-                    self.store.clone(),
+                    app.store.clone(),
                     runner,
-                    self.router.clone(),
-                    self.clock.clone(),
-                    self.config.scheduler.clone(),
+                    app.handlers.clone(),
+                    app.clock.clone(),
+                    app.config.scheduler.clone(),
                 );
                 let wake = scheduler.waker();
                 (wake, Some(tokio::spawn(scheduler.run(shutdown.clone()))))
@@ -146,25 +90,21 @@ impl Server {
             }
         };
         let state = Arc::new(AppState {
-            sources: self.sources,
-            router: self.router,
+            approvals: app.approvals(),
+            sources: app.sources,
+            routing: app.router,
             jobs_added,
             queue,
-            approvals: Approvals {
-                store: self.store.clone(),
-                tools: self.tools,
-                clock: self.clock.clone(),
-            },
-            store: self.store,
-            clock: self.clock,
-            max_body_bytes: self.config.max_body_bytes,
-            api_token: self.config.api_token.clone(),
+            store: app.store,
+            clock: app.clock,
+            max_body_bytes: app.config.max_body_bytes,
+            api_token: app.config.api_token.clone(),
         });
         let addr = listener.local_addr()?;
-        if self.config.api_token.is_none() && !addr.ip().is_loopback() {
+        if app.config.api_token.is_none() && !addr.ip().is_loopback() {
             tracing::warn!(%addr, "no api_token is set and the address is not loopback: anyone who can reach /api/ can read events and send approved writes");
         }
-        tracing::info!(%addr, store = %store::redact(&self.config.store), "hookwise listening");
+        tracing::info!(%addr, store = %store::redact(&app.config.store), "hookwise listening");
         axum::serve(listener, router(state))
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
@@ -177,21 +117,6 @@ impl Server {
         tracing::info!("hookwise stopped");
         Ok(())
     }
-}
-
-/// Loads every handler file; any problem stops start-up with all of them listed.
-pub(crate) fn load_handlers(config: &Config) -> anyhow::Result<Vec<Handler>> {
-    let dir = &config.handlers_dir;
-    if !dir.exists() {
-        tracing::warn!(dir = %dir.display(), "handlers directory does not exist: no handlers will run");
-        return Ok(Vec::new());
-    }
-    let handlers = handler::load_dir(dir).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        anyhow!("invalid handler files:\n{}", lines.join("\n"))
-    })?;
-    tracing::info!(dir = %dir.display(), handlers = handlers.len(), "handlers loaded");
-    Ok(handlers)
 }
 
 /// Binds `config.listen` and serves until SIGINT/SIGTERM.

@@ -1,6 +1,4 @@
-//! The agent: runs a handler as an LLM conversation with tool calls: the provider layer (`llm`),
-//! its configuration (`config`), and the loop that turns a job into a run (`run`).
+//! The agent: runs a handler as an LLM conversation with tool calls (`run`): prompt, fenced
+//! events, scoped tools, the loop, the transcript. The provider layer is `crate::llm`.
 
-pub mod config;
-pub mod llm;
 pub mod run;

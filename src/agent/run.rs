@@ -8,13 +8,13 @@
 //! send later (`crate::approvals`). The account comes from the job; nothing the model writes can
 //! change it.
 
-use super::llm::{
-    CompletionRequest, LlmProvider, Message, RetryPolicy, ToolArguments, ToolCall,
+use crate::handler::Mode;
+use crate::kernel::clock::SharedClock;
+use crate::kernel::event::AccountId;
+use crate::llm::{
+    CompletionRequest, LlmError, LlmProvider, Message, RetryPolicy, ToolArguments, ToolCall,
     complete_with_retries,
 };
-use crate::clock::SharedClock;
-use crate::event::AccountId;
-use crate::handler::Mode;
 use crate::scheduler::{JobRunner, RunContext, RunError};
 use crate::store::{
     ApprovalCreated, ApprovalState, NewApproval, RunRecord, SharedStore, StoredEvent,
@@ -468,4 +468,33 @@ fn time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339())
         .unwrap_or_else(|| ms.to_string())
+}
+
+/// A run whose LLM calls failed after the in-call retries: rate limits and outages are worth a
+/// later attempt of the job; quota, credentials and bad requests are not.
+impl From<LlmError> for RunError {
+    fn from(e: LlmError) -> Self {
+        if e.retryable() {
+            RunError::Retryable(format!("LLM: {e}"))
+        } else {
+            RunError::Permanent(format!("LLM: {e}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_errors_follow_retryability() {
+        let e: RunError = LlmError::QuotaExhausted("no credit".into()).into();
+        assert!(matches!(e, RunError::Permanent(m) if m.contains("quota exhausted")));
+        let e: RunError = LlmError::RateLimited {
+            retry_after: Some(Duration::from_secs(1)),
+            message: "slow down".into(),
+        }
+        .into();
+        assert!(matches!(e, RunError::Retryable(_)));
+    }
 }

@@ -3,11 +3,11 @@
 //! this configuration, through the same `crate::approvals` path as the HTTP API.
 
 use super::runs::{clip, shorten};
+use crate::app::App;
 use crate::approvals::Approvals;
-use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::kernel::clock::SystemClock;
 use crate::store::{Approval, ApprovalFilter, ApprovalState, SharedStore};
-use crate::upstream::Upstream;
 use anyhow::{anyhow, bail};
 use clap::Subcommand;
 use std::fmt::Write as _;
@@ -108,7 +108,9 @@ pub async fn run(
             Ok(ExitCode::SUCCESS)
         }
         ApprovalsCommand::Approve { id, by } => {
-            let approvals = approvals(config, store).await?;
+            // Sending needs the tools and accounts: the service's own assembly, this process.
+            drop(store);
+            let approvals = App::assemble(config.clone()).await?.approvals();
             let approval = approvals.approve(id, &decider(by)?).await?;
             let tool = &approval.request.tool;
             if approval.state == ApprovalState::Failed {
@@ -140,20 +142,6 @@ pub async fn run(
 }
 
 /// The tools of this configuration, exactly as `serve` builds them.
-async fn approvals(config: &Config, store: SharedStore) -> anyhow::Result<Approvals> {
-    let clock: SharedClock = Arc::new(SystemClock);
-    let upstream = Upstream::new(config, store.clone(), clock.clone())
-        .map_err(|e| anyhow!("{}: {e}", config.file_label().display()))?;
-    let tools = crate::tools::build_registry(&upstream)
-        .await
-        .map_err(|e| anyhow!("loading tools: {e}"))?;
-    Ok(Approvals {
-        store,
-        tools: Arc::new(tools),
-        clock,
-    })
-}
-
 /// `--by`, else the login name, else `cli`.
 fn decider(by: Option<String>) -> anyhow::Result<String> {
     match by {

@@ -8,18 +8,14 @@
 use super::runs::transcript;
 use super::source_for;
 use crate::agent::run::AgentRunner;
-use crate::clock::{SharedClock, SystemClock};
+use crate::app::{App, Options};
 use crate::config::Config;
 use crate::fixture::Fixture;
-use crate::handler::Mode;
-use crate::scheduler::route::EventRouter;
 use crate::scheduler::{JobRunner, RunContext};
-use crate::store::{self, Disposition, IngestItem, JobFinish, RunFilter, SharedStore};
-use crate::upstream::Upstream;
-use anyhow::{Context, anyhow};
+use crate::store::{Disposition, IngestItem, JobFinish, RunFilter};
+use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// The lease owner written on the throwaway store's jobs.
 const OWNER: &str = "hookwise-replay-local";
@@ -31,51 +27,30 @@ pub async fn replay_local(
     dry_run: bool,
     paths: &[PathBuf],
 ) -> anyhow::Result<ExitCode> {
-    let llm = config.llm.as_ref().ok_or_else(|| {
-        anyhow!(
+    if config.llm.is_none() {
+        bail!(
             "replay --local runs handlers with the configured LLM, but {} has no [llm] table; \
              add one (provider, model, base_url, api_key: see the README's configuration reference)",
             config.file_label().display()
-        )
-    })?;
-    let provider = llm.build().map_err(|e| anyhow!("[llm] {e}"))?;
-    let mut handlers = crate::server::load_handlers(config)?;
-    if dry_run {
-        // Writes are recorded, not sent; reads still happen.
-        for handler in &mut handlers {
-            handler.mode = Mode::DryRun;
-        }
+        );
     }
-    let router = EventRouter::new(
-        Arc::new(handlers),
-        &config.accounts,
-        config.scheduler.max_attempts,
-    );
-
     // Declared first, dropped last: the store's files live in it.
     let scratch = Scratch::new()?;
-    let url = format!("sqlite://{}", scratch.0.join("replay.db").display());
-    let store = store::open(&url).await?;
-    store.migrate().await?;
-    let clock: SharedClock = Arc::new(SystemClock);
-    let upstream = Upstream::new(config, store.clone(), clock.clone())
-        .map_err(|e| anyhow!("{}: {e}", config.file_label().display()))?;
-    let tools = crate::tools::build_registry(&upstream)
-        .await
-        .map_err(|e| anyhow!("loading tools: {e}"))?;
-    let runner = AgentRunner {
-        llm: provider,
-        retry: llm.retry_policy(),
-        tools: Arc::new(tools),
-        store: store.clone(),
-        clock: clock.clone(),
-        model: llm.model.clone(),
-        max_tokens: llm.max_tokens,
+    let options = Options {
+        store: Some(format!(
+            "sqlite://{}",
+            scratch.0.join("replay.db").display()
+        )),
+        // Writes are recorded, not sent; reads still happen.
+        dry_run,
+        ..Options::default()
     };
+    let app = App::assemble_with(config.clone(), options).await?;
+    let runner = app.agent().context("the agent needs [llm]")?;
 
     let mut refused = 0;
     for path in paths {
-        match ingest(config, &router, &store, source_name, new_id, path).await {
+        match ingest(&app, source_name, new_id, path).await {
             Ok(line) => println!("{} -> {line}", path.display()),
             Err(e) => {
                 refused += 1;
@@ -85,7 +60,7 @@ pub async fn replay_local(
     }
 
     let (mut runs, mut not_done) = (0, 0);
-    while let Some(outcome) = run_next(&store, &router, &runner, config).await? {
+    while let Some(outcome) = run_next(&app, &runner).await? {
         runs += 1;
         if outcome != "done" {
             not_done += 1;
@@ -113,15 +88,13 @@ pub async fn replay_local(
 /// Signs one fixture like `replay` does, accepts it like `POST /webhooks/{source}` does, and
 /// stores it with its jobs. Returns what happened, for the user.
 async fn ingest(
-    config: &Config,
-    router: &EventRouter,
-    store: &SharedStore,
+    app: &App,
     source_name: Option<&str>,
     new_id: bool,
     path: &Path,
 ) -> anyhow::Result<String> {
     let fixture = Fixture::load(path)?;
-    let source = source_for(config, &fixture, source_name)?;
+    let source = source_for(&app.config, &fixture, source_name)?;
     let id = super::delivery_id(&fixture, new_id);
     let now = chrono::Utc::now();
     let (headers, signed) = fixture.sign(&source, &id, now.timestamp());
@@ -141,7 +114,7 @@ async fn ingest(
         url.query().unwrap_or_default().to_string()
     });
     let (event, payload) = source.accept(&map, query.as_deref(), &fixture.body, now)?;
-    let disposition = router.decide(&event, &payload);
+    let disposition = app.router.decide(&event, &payload);
     let what = format!(
         "event {} ({}, account {}, subject {})",
         event.id, event.kind, event.account, event.subject
@@ -150,7 +123,8 @@ async fn ingest(
         Disposition::Ignore(reason) => Some(reason.clone()),
         Disposition::Route(_) => None,
     };
-    let mut outcomes = store
+    let mut outcomes = app
+        .store
         .ingest(vec![IngestItem { event, disposition }])
         .await?;
     let outcome = outcomes.pop().context("the store answered no outcome")?;
@@ -165,21 +139,17 @@ async fn ingest(
 /// Claims the next job whatever its debounce wait, runs it, records its end, and prints its
 /// transcript. None when no job is left. Jobs run once: a failure is final here, since the
 /// author re-runs the command rather than waiting for a retry.
-async fn run_next(
-    store: &SharedStore,
-    router: &EventRouter,
-    runner: &AgentRunner,
-    config: &Config,
-) -> anyhow::Result<Option<String>> {
+async fn run_next(app: &App, runner: &AgentRunner) -> anyhow::Result<Option<String>> {
+    let store = &app.store;
     // Far enough ahead that every debounce wait is over; the claim still never hands out two
     // jobs of one account, and one job at a time keeps the transcripts in order.
     let far_future = chrono::Utc::now().timestamp_millis() + 100 * 365 * 24 * 3_600_000;
-    let lease = config.scheduler.lease.as_millis() as i64;
+    let lease = app.config.scheduler.lease.as_millis() as i64;
     let Some(claimed) = store.claim_jobs(OWNER, far_future, 1, lease).await?.pop() else {
         return Ok(None);
     };
     let job = &claimed.job;
-    let handler = router.handler(&job.handler).with_context(|| {
+    let handler = app.handlers.get(&job.handler).with_context(|| {
         format!(
             "job {} names handler {:?}, which is not loaded",
             job.id, job.handler

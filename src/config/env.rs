@@ -3,7 +3,7 @@
 //! Substitution happens on parsed values, not on the raw text, so a secret containing quotes or
 //! newlines cannot change the shape of the file.
 
-use super::ConfigError;
+use crate::kernel::ConfigError;
 use std::path::Path;
 
 /// Replaces `${NAME}` / `${NAME:-default}` in every string value; `$${` stays a literal `${`.

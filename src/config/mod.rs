@@ -4,11 +4,11 @@
 //! start-up failures tell the user exactly what to fix.
 
 mod env;
+pub mod llm;
 
-use crate::ingress::verify::Secret;
+use crate::kernel::{ConfigError, ConfigErrors, Secret};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -37,7 +37,7 @@ pub struct Config {
     /// How jobs are claimed, retried and shut down.
     pub scheduler: SchedulerConfig,
     /// The LLM provider that runs handlers; without it jobs wait as `pending`.
-    pub llm: Option<crate::agent::config::LlmConfig>,
+    pub llm: Option<llm::LlmConfig>,
     /// Where this configuration came from; None for built-in defaults.
     #[serde(skip)]
     pub file: Option<PathBuf>,
@@ -56,26 +56,6 @@ impl Default for Config {
             scheduler: SchedulerConfig::default(),
             llm: None,
             file: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SourceKind {
-    Happyfox,
-    Planhat,
-    Truto,
-    Generic,
-}
-
-impl SourceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceKind::Happyfox => "happyfox",
-            SourceKind::Planhat => "planhat",
-            SourceKind::Truto => "truto",
-            SourceKind::Generic => "generic",
         }
     }
 }
@@ -124,8 +104,9 @@ pub enum EncodingName {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountConfig {
-    /// Which upstream this account is: `happyfox`, `planhat` or `truto`.
-    pub connector: ConnectorKind,
+    /// Which upstream this account is: `happyfox`, `planhat` or `truto` (a connector registered
+    /// in `crate::connectors`; checked when the configuration is assembled).
+    pub connector: String,
     /// The HappyFox staff id hookwise writes as. Events whose latest update was made by this
     /// staff member are hookwise's own echo: stored, marked ignored, never routed.
     pub bot_staff_id: Option<u64>,
@@ -166,24 +147,6 @@ fn default_upstream_timeout() -> std::time::Duration {
 
 fn optional_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
     Ok(Option::<String>::deserialize(d)?.map(Secret::new))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ConnectorKind {
-    Happyfox,
-    Planhat,
-    Truto,
-}
-
-impl ConnectorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnectorKind::Happyfox => "happyfox",
-            ConnectorKind::Planhat => "planhat",
-            ConnectorKind::Truto => "truto",
-        }
-    }
 }
 
 /// `[scheduler]`: defaults suit one replica with a handful of accounts.
@@ -229,14 +192,16 @@ impl Default for SchedulerConfig {
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
     let text = String::deserialize(d)?;
-    crate::handler::parse_duration(&text).map_err(serde::de::Error::custom)
+    crate::kernel::parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 /// One `[sources.NAME]` table, as written by the user.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    pub kind: SourceKind,
+    /// Which adapter reads the payloads: `generic`, or a connector that sends webhooks
+    /// (`happyfox`, `planhat`, `truto`); checked when the configuration is assembled.
+    pub kind: String,
     pub scheme: SchemeName,
     #[serde(deserialize_with = "secrets")]
     pub secrets: Vec<Secret>,
@@ -280,66 +245,9 @@ fn secrets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Secret>, D::Error> {
         .collect())
 }
 
-/// A problem in a configuration or handler file, naming the file and the key (handler files use it
-/// too, as `handler::HandlerError`): a user fixes every problem in one pass.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    /// Dotted key such as `sources.happyfox.secrets[0]`; empty for whole-file problems.
-    pub key: String,
-    pub message: String,
-}
-
-impl ConfigError {
-    pub fn new(
-        file: impl Into<PathBuf>,
-        key: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            file: file.into(),
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.message)
-        } else {
-            write!(
-                f,
-                "{}: key `{}`: {}",
-                self.file.display(),
-                self.key,
-                self.message
-            )
-        }
-    }
-}
-
-/// All the problems found, one per line.
-#[derive(Debug)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
-
 impl Config {
-    /// Loads `path`, or `hookwise.toml` when it exists, or the defaults; then applies the environment.
+    /// Loads `path`, or `hookwise.toml` when it exists, or the defaults; then applies the
+    /// environment. Checking what it says is `crate::app::Plan::check`'s part.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigErrors> {
         Self::load_with(path, &|name| std::env::var(name).ok())
     }
@@ -366,7 +274,6 @@ impl Config {
             None => Config::default(),
         };
         config.apply_env(lookup)?;
-        config.validate()?;
         Ok(config)
     }
 
@@ -447,7 +354,9 @@ impl Config {
         }
     }
 
-    /// Checks what serde cannot: combinations of keys, and that every source can be built.
+    /// Checks what serde cannot, as far as plain data goes: combinations of keys and ranges.
+    /// Whether sources, accounts and `[llm]` can become components is for the composition root
+    /// (`crate::app`), which reports those problems the same way.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
         let file = self.file_label();
         let mut errors = Vec::new();
@@ -482,31 +391,7 @@ impl Config {
                 "must be greater than 0",
             ));
         }
-        for (name, source) in &self.sources {
-            if let Err(mut e) = crate::ingress::Source::build(&file, name, source) {
-                errors.append(&mut e);
-            }
-        }
         self.validate_scheduler(&file, &mut errors);
-        for (name, account) in &self.accounts {
-            for (key, message) in crate::upstream::check_account(account) {
-                errors.push(ConfigError::new(
-                    &file,
-                    format!("accounts.{name}.{key}"),
-                    message,
-                ));
-            }
-        }
-        if let Some(llm) = &self.llm
-            && let Err(e) = llm.build()
-        {
-            // build() errors start with the key they are about: "api_key: is empty".
-            let (key, message) = match e.split_once(": ") {
-                Some((key, message)) if !key.contains(' ') => (format!("llm.{key}"), message),
-                _ => ("llm".to_string(), e.as_str()),
-            };
-            errors.push(ConfigError::new(&file, key, message));
-        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -555,6 +440,3 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("defaults"))
     }
 }
-
-#[cfg(test)]
-mod tests;

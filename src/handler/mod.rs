@@ -3,8 +3,6 @@
 
 mod build;
 mod condition;
-mod duration;
-mod error;
 mod kind;
 mod load;
 mod walk;
@@ -16,11 +14,39 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::kernel::ConfigError as HandlerError;
 pub use condition::{Condition, Op};
-pub use duration::parse_duration;
-pub use error::HandlerError;
 pub use kind::KindPattern;
 pub use load::{load_dir, load_file, parse_handler};
+
+/// The loaded handlers, looked up by name: the router matches events against them, the
+/// scheduler finds a job's handler in them.
+#[derive(Debug, Clone, Default)]
+pub struct HandlerSet {
+    handlers: Vec<Handler>,
+}
+
+impl HandlerSet {
+    pub fn new(handlers: Vec<Handler>) -> Self {
+        Self { handlers }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Handler> {
+        self.handlers.iter().find(|h| h.name.as_str() == name)
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Handler> {
+        self.handlers.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.handlers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.handlers.is_empty()
+    }
+}
 
 /// One handler file, fully validated: every value here has passed the checks in `build`.
 #[derive(Debug, Clone)]

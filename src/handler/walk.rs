@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
-use super::{HandlerError, parse_duration};
+use super::HandlerError;
+use crate::kernel::parse_duration;
 
 /// The walk's state: the file (for errors) and every problem found so far.
 pub(super) struct Walk<'a> {

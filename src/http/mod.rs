@@ -7,9 +7,9 @@ pub mod problem;
 mod webhooks;
 
 use crate::approvals::Approvals;
-use crate::clock::SharedClock;
 use crate::ingress::Source;
-use crate::scheduler::route::EventRouter;
+use crate::ingress::route::EventRouter;
+use crate::kernel::clock::SharedClock;
 use crate::store::SharedStore;
 use crate::store::batcher::IngestQueue;
 use axum::Router;
@@ -32,8 +32,8 @@ use tower_http::trace::TraceLayer;
 /// What every request handler can reach.
 pub struct AppState {
     pub sources: HashMap<String, Source>,
-    /// Which handlers an event starts or joins.
-    pub router: Arc<EventRouter>,
+    /// Which handlers an event starts or joins (not to be confused with axum's router).
+    pub routing: Arc<EventRouter>,
     /// Woken after a commit that added jobs, so the scheduler does not wait for its next poll.
     pub jobs_added: Arc<Notify>,
     pub queue: IngestQueue,
@@ -43,7 +43,7 @@ pub struct AppState {
     pub approvals: Approvals,
     pub max_body_bytes: usize,
     /// When set, every `/api/` request must carry `Authorization: Bearer <token>`.
-    pub api_token: Option<crate::ingress::verify::Secret>,
+    pub api_token: Option<crate::kernel::Secret>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

@@ -44,7 +44,7 @@ pub async fn receive(
     let (kind, account) = (event.kind.clone(), event.account.clone());
 
     // The ack is sent only after the commit: a 2xx always means "stored".
-    let disposition = app.router.decide(&event, &payload);
+    let disposition = app.routing.decide(&event, &payload);
     drop(payload);
     let outcome = app.queue.submit(IngestItem { event, disposition }).await?;
     if !outcome.jobs.is_empty() {

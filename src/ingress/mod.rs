@@ -3,32 +3,33 @@
 //! The order is fixed and deliberate: the signature is checked over the raw bytes before anything
 //! is parsed, so unauthenticated input is never interpreted.
 
+pub mod route;
 pub mod sources;
 pub mod verify;
 
-use crate::config::{
-    AlgorithmName, ConfigError, EncodingName, SchemeName, SourceConfig, SourceKind,
-};
-use crate::event::{AccountId, Event, EventId, SourceName};
+use crate::config::{AlgorithmName, EncodingName, SchemeName, SourceConfig};
+use crate::kernel::ConfigError;
+use crate::kernel::event::{AccountId, Event, EventId, SourceName};
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sources::{AdapterOptions, id_string};
+use sources::{Adapter, AdapterOptions, id_string};
 use std::path::Path;
 use verify::{Encoding, HmacAlgorithm, Scheme, Verifier, VerifyError};
 
 /// A configured webhook endpoint, ready to accept requests.
 pub struct Source {
     pub name: SourceName,
-    pub kind: SourceKind,
+    /// The adapter that reads this source's payloads (`kind`).
+    pub adapter: &'static dyn Adapter,
     pub scheme: SchemeName,
     pub verifier: Verifier,
     account: AccountRule,
     subject_pointer: Option<String>,
     id_pointer: Option<String>,
     id_header: Option<http::HeaderName>,
-    adapter: AdapterOptions,
+    options: AdapterOptions,
 }
 
 enum AccountRule {
@@ -52,8 +53,14 @@ pub enum IngressError {
 }
 
 impl Source {
-    /// Compiles one `[sources.NAME]` table; every problem names its key.
-    pub fn build(file: &Path, name: &str, cfg: &SourceConfig) -> Result<Source, Vec<ConfigError>> {
+    /// Compiles one `[sources.NAME]` table, read by `adapter` (the one its `kind` names); every
+    /// problem names its key.
+    pub fn build(
+        file: &Path,
+        name: &str,
+        cfg: &SourceConfig,
+        adapter: &'static dyn Adapter,
+    ) -> Result<Source, Vec<ConfigError>> {
         let key = |k: &str| format!("sources.{name}.{k}");
         let mut errors = Vec::new();
         if name.is_empty()
@@ -130,7 +137,7 @@ impl Source {
                 ));
             }
         }
-        if cfg.kind != SourceKind::Generic && (cfg.event.is_some() || cfg.event_pointer.is_some()) {
+        if !adapter.is_generic() && (cfg.event.is_some() || cfg.event_pointer.is_some()) {
             let k = if cfg.event.is_some() {
                 "event"
             } else {
@@ -141,11 +148,11 @@ impl Source {
                 key(k),
                 format!(
                     "only used with kind = \"generic\"; {} events are named by their adapter",
-                    cfg.kind.as_str()
+                    cfg.kind
                 ),
             ));
         }
-        if cfg.kind == SourceKind::Generic && cfg.subject_pointer.is_none() {
+        if adapter.is_generic() && cfg.subject_pointer.is_none() {
             errors.push(ConfigError::new(
                 file,
                 key("subject_pointer"),
@@ -168,7 +175,7 @@ impl Source {
             }
             (Some(a), None) => Some(AccountRule::Fixed(AccountId::new(a.trim()))),
             (None, Some(p)) => Some(AccountRule::Pointer(p.clone())),
-            (None, None) if cfg.kind == SourceKind::Truto => Some(AccountRule::FromPayload),
+            (None, None) if adapter.account_in_payload() => Some(AccountRule::FromPayload),
             (None, None) => {
                 errors.push(ConfigError::new(
                     file,
@@ -239,14 +246,14 @@ impl Source {
         match (verifier, account) {
             (Some(verifier), Some(account)) if errors.is_empty() => Ok(Source {
                 name: SourceName::new(name),
-                kind: cfg.kind,
+                adapter,
                 scheme: cfg.scheme,
                 verifier,
                 account,
                 subject_pointer: cfg.subject_pointer.clone(),
                 id_pointer: cfg.id_pointer.clone(),
                 id_header,
-                adapter: AdapterOptions {
+                options: AdapterOptions {
                     source: name.replace('-', "_"),
                     event: cfg.event.clone(),
                     event_pointer: cfg.event_pointer.clone(),
@@ -277,7 +284,7 @@ impl Source {
         }
         let payload: Value = serde_json::from_slice(verified.body())
             .map_err(|e| IngressError::InvalidJson(e.to_string()))?;
-        let normalized = sources::normalize(self.kind, &payload, &self.adapter)
+        let normalized = sources::normalize(self.adapter, &payload, &self.options)
             .map_err(IngressError::Unmappable)?;
 
         let account = match &self.account {

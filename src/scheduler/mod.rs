@@ -5,15 +5,12 @@
 //! SQLite, a unique index everywhere), not this process's memory, so it holds across replicas.
 //! A replica that dies loses nothing: its leases expire and another claim picks the jobs up.
 
-pub mod route;
-
-use crate::clock::SharedClock;
 use crate::config::SchedulerConfig;
-use crate::handler::Handler;
+use crate::handler::{Handler, HandlerSet};
+use crate::kernel::clock::SharedClock;
 use crate::store::{JobFinish, JobRecord, JobWithEvents, SharedStore, StoredEvent};
 use async_trait::async_trait;
 use futures::FutureExt;
-use route::EventRouter;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +51,8 @@ pub trait JobRunner: Send + Sync + 'static {
 struct Inner {
     store: SharedStore,
     runner: Arc<dyn JobRunner>,
-    router: Arc<EventRouter>,
+    /// The loaded handlers: a job names its handler.
+    handlers: Arc<HandlerSet>,
     clock: SharedClock,
     config: SchedulerConfig,
     /// This process's name on the leases it holds.
@@ -70,7 +68,7 @@ impl Scheduler {
     pub fn new(
         store: SharedStore,
         runner: Arc<dyn JobRunner>,
-        router: Arc<EventRouter>,
+        handlers: Arc<HandlerSet>,
         clock: SharedClock,
         config: SchedulerConfig,
     ) -> Self {
@@ -79,7 +77,7 @@ impl Scheduler {
             inner: Arc::new(Inner {
                 store,
                 runner,
-                router,
+                handlers,
                 clock,
                 config,
                 owner,
@@ -201,7 +199,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
 async fn execute(inner: Arc<Inner>, claimed: JobWithEvents, abort: CancellationToken) {
     let job = &claimed.job;
 
-    let Some(handler) = inner.router.handler(&job.handler) else {
+    let Some(handler) = inner.handlers.get(&job.handler) else {
         let error = format!(
             "handler {:?} is not loaded (renamed or removed?)",
             job.handler

@@ -15,7 +15,7 @@ pub use approval::{
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
-use crate::event::{Event, EventId, SourceName};
+use crate::kernel::event::{Event, EventId, SourceName};
 use async_trait::async_trait;
 use serde::Serialize;
 use std::sync::Arc;

@@ -5,62 +5,15 @@
 //! `ToolContext` built from the job, never from model output. Arguments are validated against the
 //! tool's JSON Schema before `call` runs, so a tool only ever sees schema-valid input.
 
-pub mod happyfox;
-pub mod planhat;
-pub mod truto;
-
-use crate::agent::llm::ToolSpec;
-use crate::event::AccountId;
-use crate::store::JobId;
-use crate::upstream::Upstream;
+use crate::llm::ToolSpec;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// What a tool call knows about its caller; the model cannot write any of it.
-#[derive(Debug, Clone)]
-pub struct ToolContext {
-    pub account: AccountId,
-    pub job: JobId,
-    /// The job's subject (a ticket id, a company id): what the run is about.
-    pub subject: String,
-    /// `job-<id>/step-<n>/call-<m>`: the same on a re-run of the same step, so a write journaled
-    /// under it is not repeated.
-    pub idempotency_key: String,
-}
-
-impl ToolContext {
-    /// A context for calls hookwise makes on an account's behalf outside any job (loading a Truto
-    /// account's tool list at start-up). Only for reads: its idempotency key names no job step.
-    pub fn for_account(account: &str, purpose: &str) -> Self {
-        Self {
-            account: AccountId::new(account),
-            job: JobId(0),
-            subject: String::new(),
-            idempotency_key: format!("account-{account}/{purpose}"),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ToolError {
-    /// The call cannot work as asked (unknown id, a field the upstream refused): the message goes
-    /// back to the model so it can correct itself.
-    #[error("{0}")]
-    Rejected(String),
-    /// A transient failure (upstream down, rate limited past patience): the run is retried later.
-    #[error("{0}")]
-    Unavailable(String),
-    /// The account's upstream budget is exhausted until `until_ms` (a 429, an exhausted quota)
-    /// and waiting here would take too long: the job runs again then, no attempt spent.
-    #[error("{reason}")]
-    RateLimited { until_ms: i64, reason: String },
-    /// Will fail the same way on every attempt (credentials refused, account not configured):
-    /// the job is dead with this reason.
-    #[error("{0}")]
-    Permanent(String),
-}
+/// The tool layer calls the upstream's call context and error by the names the agent uses: a
+/// tool call is one upstream call context, and its failures are the upstream's.
+pub use crate::upstream::{CallContext as ToolContext, CallError as ToolError};
 
 #[async_trait]
 pub trait Tool: Send + Sync + 'static {
@@ -247,14 +200,4 @@ pub fn path_segment(s: &str) -> String {
 /// The dotted form of a wire name, for transcripts and refusals.
 pub fn dotted(wire_name: &str) -> String {
     wire_name.replace("__", ".")
-}
-
-/// Every tool hookwise has for the configured accounts: the HappyFox and Planhat connectors'
-/// tools, and each Truto account's tools as its `/tools` endpoint lists them.
-pub async fn build_registry(upstream: &Upstream) -> Result<ToolRegistry, String> {
-    let mut registry = ToolRegistry::new();
-    happyfox::register(&mut registry, upstream)?;
-    planhat::register(&mut registry, upstream)?;
-    truto::register(&mut registry, upstream).await?;
-    Ok(registry)
 }

@@ -12,34 +12,23 @@
 //!   when it certainly never reached the server, since none of these upstreams take an
 //!   idempotency key.
 
+use super::CallError;
 use super::{Account, Request, Upstream, ratelimit};
-use crate::config::ConnectorKind;
-use crate::tools::ToolError;
 use std::time::{Duration, SystemTime};
 
 /// A call that did not get an answer worth returning.
 pub(super) struct Failure {
-    pub error: ToolError,
+    pub error: CallError,
     /// The request may have reached the upstream and taken effect (a write stays in doubt).
     pub maybe_applied: bool,
 }
 
 impl Failure {
-    fn unsent(error: ToolError) -> Self {
+    fn unsent(error: CallError) -> Self {
         Self {
             error,
             maybe_applied: false,
         }
-    }
-}
-
-/// How long an account waits after a 429 that names no wait.
-fn default_penalty(connector: ConnectorKind) -> Duration {
-    match connector {
-        // KB 1148: going over the limit gives 429 for the next 10 minutes.
-        ConnectorKind::Happyfox => Duration::from_secs(600),
-        // Planhat's counter resets every 60-120 s; Truto documents nothing.
-        ConnectorKind::Planhat | ConnectorKind::Truto => Duration::from_secs(60),
     }
 }
 
@@ -51,7 +40,7 @@ pub(super) async fn exchange(
     request: &Request,
 ) -> Result<(u16, String), Failure> {
     let Some(quota) = account.limits.get(request.bucket) else {
-        return Err(Failure::unsent(ToolError::Permanent(format!(
+        return Err(Failure::unsent(CallError::Permanent(format!(
             "no budget named {:?} for account {}",
             request.bucket, account.name
         ))));
@@ -63,9 +52,10 @@ pub(super) async fn exchange(
         acquire(up, account, request.bucket, quota, &mut waited).await?;
         match up.attempt(account, request).await {
             Ok((status, headers, text)) => {
-                let hint = ratelimit::read_headers(&headers, SystemTime::now());
+                let hint =
+                    ratelimit::read_headers(&headers, SystemTime::from(up.inner.clock.now()));
                 if status == 429 {
-                    let pause = hint.pause().unwrap_or(default_penalty(account.connector));
+                    let pause = hint.pause().unwrap_or(account.penalty);
                     pause_account(up, account, pause, &format!("429 on {what}")).await;
                     continue;
                 }
@@ -80,7 +70,7 @@ pub(super) async fn exchange(
                     );
                     if request.write {
                         return Err(Failure {
-                            error: ToolError::Unavailable(format!(
+                            error: CallError::Unavailable(format!(
                                 "{error}; a write is not sent again, since it may have been applied"
                             )),
                             maybe_applied: true,
@@ -88,7 +78,7 @@ pub(super) async fn exchange(
                     }
                     failures += 1;
                     if failures > up.inner.max_retries {
-                        return Err(Failure::unsent(ToolError::Unavailable(error)));
+                        return Err(Failure::unsent(CallError::Unavailable(error)));
                     }
                     tokio::time::sleep(backoff(failures)).await;
                     continue;
@@ -101,7 +91,7 @@ pub(super) async fn exchange(
                 let error = format!("{what}: {e}");
                 if request.write && !unsent {
                     return Err(Failure {
-                        error: ToolError::Unavailable(format!(
+                        error: CallError::Unavailable(format!(
                             "{error}; a write is not sent again, since it may have been applied"
                         )),
                         maybe_applied: true,
@@ -109,7 +99,7 @@ pub(super) async fn exchange(
                 }
                 failures += 1;
                 if failures > up.inner.max_retries {
-                    return Err(Failure::unsent(ToolError::Unavailable(error)));
+                    return Err(Failure::unsent(CallError::Unavailable(error)));
                 }
                 tokio::time::sleep(backoff(failures)).await;
             }
@@ -136,7 +126,7 @@ async fn acquire(
             .reserve_call(&account.name, bucket, now, interval, horizon)
             .await
             .map_err(|e| {
-                Failure::unsent(ToolError::Unavailable(format!("the rate governor: {e}")))
+                Failure::unsent(CallError::Unavailable(format!("the rate governor: {e}")))
             })?;
         if wait > horizon {
             let until_ms = now + wait;
@@ -147,7 +137,7 @@ async fn acquire(
                     quota.calls, quota.window
                 ),
             };
-            return Err(Failure::unsent(ToolError::RateLimited {
+            return Err(Failure::unsent(CallError::RateLimited {
                 until_ms,
                 reason: format!(
                     "account {} must wait {:.1}s for its upstream budget ({why}); the job runs again then",

@@ -4,16 +4,19 @@
 //!
 //! Tools build a `Request` (path, query, body, which budget it spends, whether it writes) and get
 //! a tolerant `Response` back (JSON, or the body as a string when it is not JSON). The account
-//! comes from the `ToolContext`, which the model cannot write.
+//! comes from the `CallContext`, which the model cannot write.
 
+mod call;
 mod governor;
 pub mod ratelimit;
 
-use crate::clock::SharedClock;
-use crate::config::{AccountConfig, Config, ConnectorKind};
-use crate::ingress::verify::Secret;
+pub use call::{CallContext, CallError};
+
+use crate::config::AccountConfig;
+use crate::kernel::ConnectorKind;
+use crate::kernel::Secret;
+use crate::kernel::clock::SharedClock;
 use crate::store::{ActionBegin, SharedStore};
-use crate::tools::{ToolContext, ToolError};
 use reqwest::Method;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -34,13 +37,16 @@ pub struct Account {
     pub bot_staff_id: Option<u64>,
     /// Budgets by name (`get`, `post`, `api`): calls per window.
     pub limits: BTreeMap<String, ratelimit::Quota>,
+    /// How long a 429 without a usable hint pauses the account.
+    pub penalty: Duration,
     pub timeout: Duration,
     /// How long one call may wait for budget before its job is deferred instead.
     pub max_wait: Duration,
 }
 
+/// How an account's requests authenticate.
 #[derive(Debug, Clone)]
-enum Auth {
+pub enum Auth {
     Basic { user: Secret, password: Secret },
     Bearer(Secret),
 }
@@ -103,7 +109,7 @@ pub enum Origin {
     Sent,
     /// An earlier attempt of this job sent it; this is the journaled response, nothing was sent.
     /// (A write sent earlier whose answer was never recorded is not a `Response`: `send` refuses
-    /// it with `ToolError::Rejected`, telling the model to read the current state.)
+    /// it with `CallError::Rejected`, telling the model to read the current state.)
     Journaled,
 }
 
@@ -133,88 +139,38 @@ struct Inner {
     max_retries: u32,
 }
 
-/// Problems with one account table, as (key, message); empty when it can be used.
-pub fn check_account(account: &AccountConfig) -> Vec<(String, String)> {
+/// What a connector tells the upstream layer about its vendor's API.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile {
+    /// The API root when the account sets no `base_url`; None: `base_url` is required.
+    pub default_base_url: Option<&'static str>,
+    /// The budgets the vendor has, with their documented sizes: `[("api", "200/1m")]`.
+    pub budgets: &'static [(&'static str, &'static str)],
+    /// How long a 429 without a usable hint pauses the account.
+    pub penalty: Duration,
+}
+
+/// Problems with the parts of an account table every connector shares (`base_url`, `rate_limits`,
+/// `timeout`), as (key, message); the connector checks its own keys.
+pub fn check_account(account: &AccountConfig, profile: &Profile) -> Vec<(String, String)> {
     let mut problems = Vec::new();
-    let mut need = |key: &str, set: bool| {
-        if !set {
-            problems.push((
-                key.to_string(),
-                format!(
-                    "required for connector = \"{}\"",
-                    account.connector.as_str()
-                ),
-            ));
-        }
-    };
-    let filled = |s: &Option<Secret>| s.as_ref().is_some_and(|s| !s.expose().is_empty());
-    match account.connector {
-        ConnectorKind::Happyfox => {
-            need("base_url", account.base_url.is_some());
-            need("api_key", filled(&account.api_key));
-            need("auth_code", filled(&account.auth_code));
-        }
-        ConnectorKind::Planhat => need("token", filled(&account.token)),
-        ConnectorKind::Truto => {
-            need("api_key", filled(&account.api_key));
-            need(
-                "integrated_account_id",
-                account
-                    .integrated_account_id
-                    .as_ref()
-                    .is_some_and(|s| !s.is_empty()),
-            );
-        }
-    }
-    let only = |key: &str, set: bool, connector: ConnectorKind| {
-        (set && account.connector != connector).then(|| {
-            (
-                key.to_string(),
-                format!("only used with connector = \"{}\"", connector.as_str()),
-            )
-        })
-    };
-    problems.extend(
-        [
-            only(
-                "bot_staff_id",
-                account.bot_staff_id.is_some(),
-                ConnectorKind::Happyfox,
-            ),
-            only(
-                "auth_code",
-                account.auth_code.is_some(),
-                ConnectorKind::Happyfox,
-            ),
-            only("token", account.token.is_some(), ConnectorKind::Planhat),
-            only(
-                "integrated_account_id",
-                account.integrated_account_id.is_some(),
-                ConnectorKind::Truto,
-            ),
-        ]
-        .into_iter()
-        .flatten(),
-    );
-    if account.connector == ConnectorKind::Planhat && account.api_key.is_some() {
-        problems.push((
-            "api_key".into(),
-            "Planhat uses `token`, not `api_key`".into(),
-        ));
-    }
-    if let Some(url) = &account.base_url {
-        match reqwest::Url::parse(url) {
+    match &account.base_url {
+        Some(url) => match reqwest::Url::parse(url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
             _ => problems.push((
                 "base_url".into(),
                 format!("expected an http(s) URL, found {url:?}"),
             )),
-        }
+        },
+        None if profile.default_base_url.is_none() => problems.push((
+            "base_url".into(),
+            format!("required for connector = \"{}\"", account.connector),
+        )),
+        None => {}
     }
-    let buckets = default_limits(account.connector);
     for (bucket, spec) in &account.rate_limits {
-        if !buckets.iter().any(|(b, _)| b == bucket) {
-            let known: Vec<&str> = buckets.iter().map(|(b, _)| *b).collect();
+        if !profile.budgets.iter().any(|(b, _)| b == bucket) {
+            let known: Vec<&str> = profile.budgets.iter().map(|(b, _)| *b).collect();
             problems.push((
                 format!("rate_limits.{bucket}"),
                 format!("unknown budget; expected one of {}", known.join(", ")),
@@ -229,62 +185,38 @@ pub fn check_account(account: &AccountConfig) -> Vec<(String, String)> {
     problems
 }
 
-/// The budgets a connector has, with what its vendor documents.
-fn default_limits(connector: ConnectorKind) -> &'static [(&'static str, &'static str)] {
-    match connector {
-        // 500 GET and 300 POST per minute, a 10-minute penalty past them (KB 1148).
-        ConnectorKind::Happyfox => &[("get", "500/1m"), ("post", "300/1m")],
-        // A soft quota of 200 calls per minute.
-        ConnectorKind::Planhat => &[("api", "200/1m")],
-        // Truto documents no number; its responses' headers teach the governor the rest.
-        ConnectorKind::Truto => &[("api", "600/1m")],
-    }
-}
-
-fn default_base_url(connector: ConnectorKind) -> Option<&'static str> {
-    match connector {
-        ConnectorKind::Happyfox => None,
-        ConnectorKind::Planhat => Some("https://api.planhat.com"),
-        ConnectorKind::Truto => Some("https://api.truto.one"),
-    }
-}
-
 impl Account {
-    /// Resolves a checked account table (`check_account` found nothing).
-    fn from_config(name: &str, c: &AccountConfig) -> Result<Self, String> {
-        let problems = check_account(c);
-        if let Some((key, message)) = problems.first() {
-            return Err(format!("accounts.{name}.{key}: {message}"));
-        }
+    /// Resolves an account table that `check_account` and its connector found no problem in.
+    pub fn resolve(
+        name: &str,
+        c: &AccountConfig,
+        connector: ConnectorKind,
+        profile: &Profile,
+        auth: Auth,
+    ) -> Result<Self, String> {
         let base_url = c
             .base_url
-            .clone()
-            .or_else(|| default_base_url(c.connector).map(str::to_string))
+            .as_deref()
+            .or(profile.default_base_url)
             .unwrap_or_default()
             .trim_end_matches('/')
             .to_string();
-        let secret = |s: &Option<Secret>| s.clone().expect("checked by check_account");
-        let auth = match c.connector {
-            ConnectorKind::Happyfox => Auth::Basic {
-                user: secret(&c.api_key),
-                password: secret(&c.auth_code),
-            },
-            ConnectorKind::Planhat => Auth::Bearer(secret(&c.token)),
-            ConnectorKind::Truto => Auth::Bearer(secret(&c.api_key)),
-        };
         let mut limits = BTreeMap::new();
-        for (bucket, default) in default_limits(c.connector) {
+        for (bucket, default) in profile.budgets {
             let spec = c.rate_limits.get(*bucket).map_or(*default, String::as_str);
-            limits.insert(bucket.to_string(), ratelimit::Quota::parse(spec)?);
+            let quota = ratelimit::Quota::parse(spec)
+                .map_err(|e| format!("accounts.{name}.rate_limits.{bucket}: {e}"))?;
+            limits.insert(bucket.to_string(), quota);
         }
         Ok(Self {
             name: name.to_string(),
-            connector: c.connector,
+            connector,
             base_url,
             auth,
             integrated_account_id: c.integrated_account_id.clone(),
             bot_staff_id: c.bot_staff_id,
             limits,
+            penalty: profile.penalty,
             timeout: c.timeout,
             max_wait: c.max_wait,
         })
@@ -292,11 +224,13 @@ impl Account {
 }
 
 impl Upstream {
-    pub fn new(config: &Config, store: SharedStore, clock: SharedClock) -> Result<Self, String> {
-        let mut accounts = BTreeMap::new();
-        for (name, c) in &config.accounts {
-            accounts.insert(name.clone(), Account::from_config(name, c)?);
-        }
+    /// The client for `accounts` (resolved by their connectors).
+    pub fn new(
+        accounts: Vec<Account>,
+        store: SharedStore,
+        clock: SharedClock,
+    ) -> Result<Self, String> {
+        let accounts = accounts.into_iter().map(|a| (a.name.clone(), a)).collect();
         let http = reqwest::Client::builder()
             .user_agent(concat!("hookwise/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -321,18 +255,18 @@ impl Upstream {
     /// account is refused here, whatever the model asked.
     pub fn account_for(
         &self,
-        ctx: &ToolContext,
+        ctx: &CallContext,
         connector: ConnectorKind,
-    ) -> Result<&Account, ToolError> {
+    ) -> Result<&Account, CallError> {
         let name = ctx.account.as_str();
         match self.inner.accounts.get(name) {
             Some(a) if a.connector == connector => Ok(a),
-            Some(a) => Err(ToolError::Permanent(format!(
+            Some(a) => Err(CallError::Permanent(format!(
                 "account {name} is a {} account, not {}",
                 a.connector.as_str(),
                 connector.as_str()
             ))),
-            None => Err(ToolError::Permanent(format!(
+            None => Err(CallError::Permanent(format!(
                 "account {name} is not configured: add [accounts.{name}] with connector = \"{}\"",
                 connector.as_str()
             ))),
@@ -348,10 +282,10 @@ impl Upstream {
     /// most once, whatever crashes or retries happen around it.
     pub async fn send(
         &self,
-        ctx: &ToolContext,
+        ctx: &CallContext,
         connector: ConnectorKind,
         request: Request,
-    ) -> Result<Response, ToolError> {
+    ) -> Result<Response, CallError> {
         let account = self.account_for(ctx, connector)?;
         if !request.write {
             return governor::exchange(self, account, &request)
@@ -365,7 +299,7 @@ impl Upstream {
         let begun = store
             .begin_action(key, ctx.job, &account.name, &described, self.now_ms())
             .await
-            .map_err(|e| ToolError::Unavailable(format!("the action journal: {e}")))?;
+            .map_err(|e| CallError::Unavailable(format!("the action journal: {e}")))?;
         match begun {
             ActionBegin::Fresh => {}
             ActionBegin::Done {
@@ -383,7 +317,7 @@ impl Upstream {
             }
             ActionBegin::InDoubt { request } => {
                 tracing::warn!(key, request = %request, "write in doubt: not sent again");
-                return Err(ToolError::Rejected(format!(
+                return Err(CallError::Rejected(format!(
                     "not sent: an earlier attempt of this job already sent this write ({request}) and \
                      stopped before its answer was recorded, so it may have taken effect. It is never \
                      sent twice; read the current state to see whether it did."
@@ -479,7 +413,7 @@ pub fn tolerant_body(text: &str) -> Value {
 }
 
 /// Maps a final status to the tool's result.
-fn classify(account: &Account, status: u16, text: String) -> Result<Response, ToolError> {
+fn classify(account: &Account, status: u16, text: String) -> Result<Response, CallError> {
     let body = tolerant_body(&text);
     let shown = excerpt(&text);
     let who = account.connector.as_str();
@@ -489,14 +423,14 @@ fn classify(account: &Account, status: u16, text: String) -> Result<Response, To
             body,
             origin: Origin::Sent,
         }),
-        401 | 403 => Err(ToolError::Permanent(format!(
+        401 | 403 => Err(CallError::Permanent(format!(
             "{who} refused the credentials of account {} ({status}): {shown}",
             account.name
         ))),
-        408 | 429 | 500..=599 => Err(ToolError::Unavailable(format!(
+        408 | 429 | 500..=599 => Err(CallError::Unavailable(format!(
             "{who} answered {status}: {shown}"
         ))),
-        _ => Err(ToolError::Rejected(format!(
+        _ => Err(CallError::Rejected(format!(
             "{who} answered {status}: {shown}"
         ))),
     }

@@ -23,7 +23,7 @@ impl Quota {
         let bad = || format!("expected CALLS/WINDOW such as \"500/1m\", found {text:?}");
         let (calls, window) = text.split_once('/').ok_or_else(bad)?;
         let calls: u32 = calls.trim().parse().map_err(|_| bad())?;
-        let window = crate::handler::parse_duration(window.trim()).map_err(|_| bad())?;
+        let window = crate::kernel::parse_duration(window.trim()).map_err(|_| bad())?;
         if calls == 0 || window.is_zero() {
             return Err(format!(
                 "a budget needs at least one call in a non-empty window, found {text:?}"

@@ -8,12 +8,11 @@ mod reads;
 mod writes;
 
 use crate::support::fake_happyfox::{BOT_STAFF_ID, FakeHappyfox, Limits};
-use hookwise::clock::SystemClock;
+use hookwise::app::App;
 use hookwise::config::Config;
-use hookwise::event::AccountId;
+use hookwise::kernel::event::AccountId;
 use hookwise::store::JobId;
 use hookwise::tools::{Entry, ToolContext, ToolError, ToolRegistry};
-use hookwise::upstream::Upstream;
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
@@ -24,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// `bot_staff_id`) and `wrongkey` (an auth code HappyFox refuses).
 pub struct Hf {
     pub fake: FakeHappyfox,
-    registry: ToolRegistry,
+    registry: Arc<ToolRegistry>,
     calls: AtomicU64,
     _dir: tempfile::TempDir,
 }
@@ -50,11 +49,7 @@ impl Hf {
             ),
         );
         let config = Config::parse(Path::new("test.toml"), &text, &|_| None).unwrap();
-        config.validate().unwrap();
-        let store = hookwise::store::open(&config.store).await.unwrap();
-        store.migrate().await.unwrap();
-        let upstream = Upstream::new(&config, store, Arc::new(SystemClock)).unwrap();
-        let registry = hookwise::tools::build_registry(&upstream).await.unwrap();
+        let registry = App::assemble(config).await.unwrap().tools;
         Hf {
             fake,
             registry,

@@ -222,7 +222,7 @@ async fn a_secret_being_rotated_out_still_verifies() {
     // The sender still signs with the old secret only; the config lists old and new.
     let old = hookwise::ingress::verify::Verifier::new(
         hookwise::ingress::verify::Scheme::StandardWebhooks,
-        vec![hookwise::ingress::verify::Secret::new(HAPPYFOX_OLD_SECRET)],
+        vec![hookwise::kernel::Secret::new(HAPPYFOX_OLD_SECRET)],
         300,
     )
     .unwrap();

@@ -2,7 +2,7 @@
 
 use crate::support::fake_llm::{FakeLlm, llm_table, openai_calls, openai_text};
 use crate::support::*;
-use hookwise::clock::{Clock, ManualClock};
+use hookwise::kernel::clock::{Clock, ManualClock};
 use hookwise::store::{JobFilter, JobState};
 use hookwise::tools::{Tool, ToolContext, ToolError};
 use reqwest::StatusCode;

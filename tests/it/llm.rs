@@ -5,7 +5,7 @@
 mod anthropic;
 mod openai;
 
-use hookwise::agent::llm::{CompletionRequest, Message, ToolSpec};
+use hookwise::llm::{CompletionRequest, Message, ToolSpec};
 use serde_json::json;
 
 /// The tool every scenario offers: the helpdesk lookup of the reference examples.

@@ -9,6 +9,7 @@ mod handlers;
 mod happyfox;
 mod ingest;
 mod jobs;
+mod layering;
 mod llm;
 mod planhat;
 mod real_llm;

@@ -13,7 +13,7 @@ mod runs;
 mod upstream;
 
 use chrono::{DateTime, TimeZone, Utc};
-use hookwise::event::{AccountId, Event, EventId, SourceName};
+use hookwise::kernel::event::{AccountId, Event, EventId, SourceName};
 use hookwise::store::{
     Disposition, IngestItem, IngestOutcome, JobId, JobWithEvents, Route, SharedStore,
 };

@@ -4,16 +4,16 @@
 //! keeps a write from being sent twice.
 
 use crate::support::fake_upstream::{FakeUpstream, Limits, ResetStyle};
-use hookwise::clock::SystemClock;
-use hookwise::config::{Config, ConnectorKind};
-use hookwise::event::AccountId;
+use hookwise::app::App;
+use hookwise::config::Config;
+use hookwise::connectors::{happyfox, planhat};
+use hookwise::kernel::event::AccountId;
 use hookwise::store::{JobId, SharedStore};
 use hookwise::tools::{ToolContext, ToolError};
 use hookwise::upstream::{Origin, Request, Upstream};
 use reqwest::Method;
 use serde_json::json;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "planhat-api-token";
@@ -44,9 +44,8 @@ async fn rig(fake: &FakeUpstream, extra: &str) -> Rig {
         fake.url
     );
     let config = Config::parse(Path::new("test.toml"), &text, &|_| None).unwrap();
-    let store = hookwise::store::open(&config.store).await.unwrap();
-    store.migrate().await.unwrap();
-    let upstream = Upstream::new(&config, store.clone(), Arc::new(SystemClock)).unwrap();
+    let app = App::assemble(config).await.unwrap();
+    let (upstream, store) = (app.upstream, app.store);
     Rig {
         upstream,
         store,
@@ -80,7 +79,7 @@ async fn calls_are_paced_within_the_budget_and_never_meet_a_429() {
                 let r = upstream
                     .send(
                         &ctx(&format!("r{worker}-{i}")),
-                        ConnectorKind::Planhat,
+                        planhat::KIND,
                         Request::get("/companies"),
                     )
                     .await
@@ -114,11 +113,7 @@ async fn a_429_pauses_the_account_and_the_same_call_is_sent_again_after_retry_af
     let started = Instant::now();
     let r = rig
         .upstream
-        .send(
-            &ctx("k"),
-            ConnectorKind::Planhat,
-            Request::get("/companies/c1"),
-        )
+        .send(&ctx("k"), planhat::KIND, Request::get("/companies/c1"))
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -144,11 +139,7 @@ async fn an_exhausted_budget_stated_as_a_unix_time_holds_the_next_call() {
     let rig = rig(&fake, "").await;
     for i in 0..3 {
         rig.upstream
-            .send(
-                &ctx(&format!("{i}")),
-                ConnectorKind::Planhat,
-                Request::get("/nps"),
-            )
+            .send(&ctx(&format!("{i}")), planhat::KIND, Request::get("/nps"))
             .await
             .unwrap();
     }
@@ -174,7 +165,7 @@ async fn a_pause_longer_than_max_wait_defers_the_job_and_leaves_no_write_in_the_
         .upstream
         .send(
             &ctx("job-1/step-0/call-0"),
-            ConnectorKind::Planhat,
+            planhat::KIND,
             note("call back"),
         )
         .await
@@ -197,7 +188,7 @@ async fn a_journaled_write_is_answered_from_the_journal_on_a_rerun() {
         .upstream
         .send(
             &ctx("job-1/step-2/call-0"),
-            ConnectorKind::Planhat,
+            planhat::KIND,
             note("call back"),
         )
         .await
@@ -207,7 +198,7 @@ async fn a_journaled_write_is_answered_from_the_journal_on_a_rerun() {
         .upstream
         .send(
             &ctx("job-1/step-2/call-0"),
-            ConnectorKind::Planhat,
+            planhat::KIND,
             note("call back"),
         )
         .await
@@ -222,7 +213,7 @@ async fn a_journaled_write_is_answered_from_the_journal_on_a_rerun() {
     rig.upstream
         .send(
             &ctx("job-1/step-3/call-0"),
-            ConnectorKind::Planhat,
+            planhat::KIND,
             note("call back"),
         )
         .await
@@ -237,14 +228,14 @@ async fn a_write_whose_answer_never_came_is_in_doubt_and_never_sent_again() {
     let rig = rig(&fake, "timeout = \"300ms\"").await;
     let err = rig
         .upstream
-        .send(&ctx("k1"), ConnectorKind::Planhat, note("once"))
+        .send(&ctx("k1"), planhat::KIND, note("once"))
         .await
         .unwrap_err();
     assert!(matches!(err, ToolError::Unavailable(_)), "{err:?}");
     fake.set_delay(Duration::ZERO);
     let err = rig
         .upstream
-        .send(&ctx("k1"), ConnectorKind::Planhat, note("once"))
+        .send(&ctx("k1"), planhat::KIND, note("once"))
         .await
         .unwrap_err();
     let ToolError::Rejected(message) = err else {
@@ -261,7 +252,7 @@ async fn reads_are_retried_after_a_5xx_but_writes_are_not() {
     let rig = rig(&fake, "").await;
     let r = rig
         .upstream
-        .send(&ctx("r"), ConnectorKind::Planhat, Request::get("/users"))
+        .send(&ctx("r"), planhat::KIND, Request::get("/users"))
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -270,7 +261,7 @@ async fn reads_are_retried_after_a_5xx_but_writes_are_not() {
     fake.script(500, vec![], "boom");
     let err = rig
         .upstream
-        .send(&ctx("w"), ConnectorKind::Planhat, note("x"))
+        .send(&ctx("w"), planhat::KIND, note("x"))
         .await
         .unwrap_err();
     let ToolError::Unavailable(message) = err else {
@@ -289,11 +280,7 @@ async fn refusals_are_told_apart_from_outages() {
     let rig = rig(&fake, "").await;
     let err = rig
         .upstream
-        .send(
-            &ctx("k"),
-            ConnectorKind::Planhat,
-            Request::get("/companies"),
-        )
+        .send(&ctx("k"), planhat::KIND, Request::get("/companies"))
         .await
         .unwrap_err();
     assert!(
@@ -308,11 +295,7 @@ async fn refusals_are_told_apart_from_outages() {
     // A tool of another connector is refused before anything is sent.
     let err = rig
         .upstream
-        .send(
-            &ctx("k"),
-            ConnectorKind::Happyfox,
-            Request::get("/tickets/"),
-        )
+        .send(&ctx("k"), happyfox::KIND, Request::get("/tickets/"))
         .await
         .unwrap_err();
     assert!(

@@ -1,15 +1,13 @@
 //! Source adapters: what each sender's payload means, as the fields of a normalized `Event`.
+//! The `Adapter` trait is implemented here for `generic` sources and by each connector that
+//! sends webhooks (`crate::connectors::*::webhook`), with the shared reading helpers below.
 //!
 //! Adapters are pure functions over the parsed payload. They read tolerantly (ids may be numbers or
 //! strings, unknown fields are ignored) because these payloads are partly undocumented and drift.
 
 mod generic;
-mod happyfox;
-mod planhat;
-mod truto;
 
-use crate::config::SourceKind;
-use crate::event::Actor;
+use crate::kernel::event::Actor;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::Value;
 
@@ -34,21 +32,49 @@ pub struct AdapterOptions {
     pub event_pointer: Option<String>,
 }
 
-/// Reads a payload as the given kind of sender. The error says what was expected.
+/// Reads one kind of sender's payloads.
+pub trait Adapter: Send + Sync + 'static {
+    /// The `kind` of `[sources.NAME]` this adapter reads: `generic`, `happyfox`...
+    fn kind(&self) -> &'static str;
+    /// The payload's meaning; the error says what was expected. `payload` is a JSON object.
+    fn normalize(&self, payload: &Value, options: &AdapterOptions) -> Result<Normalized, String>;
+    /// Events name their account in the payload (Truto's integrated account), so a source of
+    /// this kind needs neither `account` nor `account_pointer`.
+    fn account_in_payload(&self) -> bool {
+        false
+    }
+    /// The generic adapter: events are named by `event`/`event_pointer` and the subject is found
+    /// by `subject_pointer`, rather than by the adapter.
+    fn is_generic(&self) -> bool {
+        false
+    }
+}
+
+/// Any JSON sender, read through the source's pointers.
+pub struct Generic;
+
+impl Adapter for Generic {
+    fn kind(&self) -> &'static str {
+        "generic"
+    }
+    fn normalize(&self, payload: &Value, options: &AdapterOptions) -> Result<Normalized, String> {
+        generic::normalize(payload, options)
+    }
+    fn is_generic(&self) -> bool {
+        true
+    }
+}
+
+/// Reads a payload with `adapter`. The error says what was expected.
 pub fn normalize(
-    kind: SourceKind,
+    adapter: &dyn Adapter,
     payload: &Value,
     options: &AdapterOptions,
 ) -> Result<Normalized, String> {
     if !payload.is_object() {
         return Err("expected a JSON object".into());
     }
-    match kind {
-        SourceKind::Happyfox => happyfox::normalize(payload),
-        SourceKind::Planhat => planhat::normalize(payload),
-        SourceKind::Truto => truto::normalize(payload),
-        SourceKind::Generic => generic::normalize(payload, options),
-    }
+    adapter.normalize(payload, options)
 }
 
 /// An id-like value as text: strings as they are, integers in decimal; anything else is not an id.

@@ -25,7 +25,7 @@ use super::{
     JobRecord, JobWithEvents, NewApproval, RetryResult, RunFilter, RunRecord, Store, StoreError,
     StoredAction, StoredEvent, StoredRun, redact,
 };
-use crate::event::{EventId, SourceName};
+use crate::kernel::event::{EventId, SourceName};
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Row};

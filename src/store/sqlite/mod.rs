@@ -20,7 +20,7 @@ use super::{
     JobRecord, JobWithEvents, NewApproval, RetryResult, RunFilter, RunRecord, Store, StoreError,
     StoredAction, StoredEvent, StoredRun,
 };
-use crate::event::{EventId, SourceName};
+use crate::kernel::event::{EventId, SourceName};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::panic::AssertUnwindSafe;
@@ -537,7 +537,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{AccountId, Event};
+    use crate::kernel::event::{AccountId, Event};
 
     fn event(id: &str) -> IngestItem {
         let now = chrono::Utc::now();

@@ -4,7 +4,7 @@
 use crate::support::fake_happyfox::{BOT_STAFF_ID, FakeHappyfox};
 use crate::support::fake_llm::{FakeLlm, Reply};
 use crate::support::*;
-use hookwise::clock::ManualClock;
+use hookwise::kernel::clock::ManualClock;
 use hookwise::store::{JobFilter, JobRecord, JobState, RunFilter, StoredRun};
 use serde_json::{Value, json};
 use std::time::Duration;

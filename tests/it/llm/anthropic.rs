@@ -3,11 +3,11 @@
 
 use super::{get_ticket, ticket_question};
 use crate::support::fake_llm::{FakeLlm, Reply};
-use hookwise::agent::llm::{
+use hookwise::kernel::Secret;
+use hookwise::llm::{
     AnthropicConfig, AnthropicProvider, Finish, LlmError, LlmProvider, Message, RetryPolicy,
     ToolSpec, complete_with_retries,
 };
-use hookwise::ingress::verify::Secret;
 use serde_json::{Value, json};
 use std::time::Duration;
 

@@ -3,11 +3,11 @@
 
 use super::ticket_question;
 use crate::support::fake_llm::{FakeLlm, Reply};
-use hookwise::agent::llm::{
+use hookwise::kernel::Secret;
+use hookwise::llm::{
     Finish, LlmError, LlmProvider, Message, OpenAiConfig, OpenAiProvider, RetryPolicy,
     ToolArguments, complete_with_retries,
 };
-use hookwise::ingress::verify::Secret;
 use serde_json::{Value, json};
 use std::time::Duration;
 

@@ -7,7 +7,7 @@ use super::{ANA, ATELIERS, CLAIRE, MARIA, NORTHWIND, account};
 use crate::support::fake_llm::{FakeLlm, Reply};
 use crate::support::fake_planhat::{FakePlanhat, TOKEN};
 use crate::support::*;
-use hookwise::clock::ManualClock;
+use hookwise::kernel::clock::ManualClock;
 use hookwise::store::{JobFilter, JobState, RunFilter, StoredRun};
 use serde_json::{Value, json};
 use std::time::Duration;

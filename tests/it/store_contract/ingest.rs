@@ -222,7 +222,7 @@ async fn list_events_filters_and_pages_newest_first(store: SharedStore) {
     nps.source = SourceName::new("planhat");
     nps.kind = "planhat.nps.submitted".into();
     let mut actor = event("e4", "globex", "t4", T0 + 3);
-    actor.actor = Some(hookwise::event::Actor {
+    actor.actor = Some(hookwise::kernel::event::Actor {
         kind: "staff".into(),
         id: "7".into(),
     });

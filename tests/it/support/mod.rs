@@ -12,9 +12,9 @@ pub mod fake_upstream;
 pub mod registry;
 
 use hookwise::Server;
-use hookwise::clock::{Clock, ManualClock, SharedClock, SystemClock};
 use hookwise::config::Config;
 use hookwise::ingress::Source;
+use hookwise::kernel::clock::{Clock, ManualClock, SharedClock, SystemClock};
 use hookwise::scheduler::{JobRunner, RunContext, RunError};
 use hookwise::store::SharedStore;
 use reqwest::StatusCode;
@@ -181,7 +181,7 @@ impl TestApp {
             }
             server = server.with_tools(registry);
         }
-        let store = server.store.clone();
+        let store = server.store();
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(server.run(listener, shutdown.clone()));
         TestApp {
@@ -213,7 +213,10 @@ impl TestApp {
     }
 
     pub fn source(&self, name: &str) -> Source {
-        Source::build(Path::new("test"), name, &self.config.sources[name]).unwrap()
+        hookwise::app::build_sources(&self.config)
+            .unwrap()
+            .remove(name)
+            .expect("a configured source")
     }
 
     /// Headers (and query) the configured sender of `source` would attach to `body` now.

@@ -2,18 +2,17 @@
 //! it (schema validation first, the account from a context the model cannot write), without a
 //! server or an LLM: for testing connectors tool by tool against fake upstreams.
 
-use hookwise::clock::SystemClock;
+use hookwise::app::App;
 use hookwise::config::Config;
 use hookwise::store::JobId;
-use hookwise::tools::{ToolContext, ToolError, ToolRegistry, build_registry};
-use hookwise::upstream::Upstream;
+use hookwise::tools::{ToolContext, ToolError, ToolRegistry};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub struct Tools {
-    pub registry: ToolRegistry,
+    pub registry: Arc<ToolRegistry>,
     // Last: the SQLite file outlives the store using it.
     _dir: tempfile::TempDir,
 }
@@ -24,7 +23,7 @@ pub fn context(account: &str) -> ToolContext {
     static STEP: AtomicU64 = AtomicU64::new(0);
     let step = STEP.fetch_add(1, Ordering::Relaxed);
     ToolContext {
-        account: hookwise::event::AccountId::new(account),
+        account: hookwise::kernel::event::AccountId::new(account),
         job: JobId(7),
         subject: "subject".into(),
         idempotency_key: format!("job-7/step-{step}/call-0"),
@@ -41,11 +40,7 @@ impl Tools {
             dir.path().join("hookwise.db").display()
         );
         let config = Config::parse(Path::new("test.toml"), &text, &|_| None).unwrap();
-        config.validate().unwrap();
-        let store = hookwise::store::open(&config.store).await.unwrap();
-        store.migrate().await.unwrap();
-        let upstream = Upstream::new(&config, store, Arc::new(SystemClock)).unwrap();
-        let registry = build_registry(&upstream).await.unwrap();
+        let registry = App::assemble(config).await.unwrap().tools;
         Tools {
             registry,
             _dir: dir,

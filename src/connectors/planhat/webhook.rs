@@ -2,7 +2,7 @@
 //! body. hookwise documents a contract (README, "Pointing Planhat at hookwise"):
 //! `{"event": "nps.created", "model": "NPS", "firedAt": ..., "idempotencyKey": ..., "object": {...}}`.
 
-use super::{Normalized, dotted, first_id, first_time};
+use crate::ingress::sources::{Adapter, AdapterOptions, Normalized, dotted, first_id, first_time};
 use serde_json::Value;
 
 pub fn normalize(payload: &Value) -> Result<Normalized, String> {
@@ -62,4 +62,16 @@ pub fn normalize(payload: &Value) -> Result<Normalized, String> {
         ),
         actor: None,
     })
+}
+
+/// The adapter `kind = "planhat"` sources use.
+pub struct Webhooks;
+
+impl Adapter for Webhooks {
+    fn kind(&self) -> &'static str {
+        "planhat"
+    }
+    fn normalize(&self, payload: &Value, _options: &AdapterOptions) -> Result<Normalized, String> {
+        normalize(payload)
+    }
 }

@@ -2,7 +2,7 @@
 //! `record:*` events relay a third-party change for one integrated account; the shape of their
 //! `payload` is not documented, so the account and record ids are looked for in several places.
 
-use super::{Normalized, dotted, first_id, first_time};
+use crate::ingress::sources::{Adapter, AdapterOptions, Normalized, dotted, first_id, first_time};
 use serde_json::Value;
 
 pub fn normalize(payload: &Value) -> Result<Normalized, String> {
@@ -49,4 +49,19 @@ pub fn normalize(payload: &Value) -> Result<Normalized, String> {
         occurred_at: first_time(payload, &["/created_at"]),
         actor: None,
     })
+}
+
+/// The adapter `kind = "truto"` sources use.
+pub struct Webhooks;
+
+impl Adapter for Webhooks {
+    fn kind(&self) -> &'static str {
+        "truto"
+    }
+    fn normalize(&self, payload: &Value, _options: &AdapterOptions) -> Result<Normalized, String> {
+        normalize(payload)
+    }
+    fn account_in_payload(&self) -> bool {
+        true
+    }
 }

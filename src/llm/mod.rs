@@ -6,6 +6,7 @@
 //! `anthropic.rs`, so a transcript recorded with one provider can be replayed to the other.
 
 pub mod anthropic;
+mod build;
 mod http;
 pub mod openai;
 
@@ -15,6 +16,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 pub use anthropic::{AnthropicConfig, AnthropicProvider};
+pub use build::{BuildError, build, retry_policy};
 pub use openai::{OpenAiConfig, OpenAiProvider};
 
 /// One turn of a conversation. The system prompt normally goes in `CompletionRequest::system`;
@@ -255,18 +257,6 @@ impl LlmError {
             | LlmError::Overloaded { retry_after, .. }
             | LlmError::Http { retry_after, .. } => *retry_after,
             _ => None,
-        }
-    }
-}
-
-/// A run whose LLM calls failed after the in-call retries: rate limits and outages are worth a
-/// later attempt of the job; quota, credentials and bad requests are not.
-impl From<LlmError> for crate::scheduler::RunError {
-    fn from(e: LlmError) -> Self {
-        if e.retryable() {
-            crate::scheduler::RunError::Retryable(format!("LLM: {e}"))
-        } else {
-            crate::scheduler::RunError::Permanent(format!("LLM: {e}"))
         }
     }
 }

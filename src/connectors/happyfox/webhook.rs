@@ -1,8 +1,10 @@
 //! HappyFox ticket webhooks. The envelope is undocumented (see reference/happyfox.md §5): we accept
 //! a bare ticket object or one wrapped as `{"ticket": {...}}`, with or without an event name.
 
-use super::{Normalized, dotted, first_id, first_time, id_string};
-use crate::event::Actor;
+use crate::ingress::sources::{
+    Adapter, AdapterOptions, Normalized, dotted, first_id, first_time, id_string,
+};
+use crate::kernel::event::Actor;
 use serde_json::Value;
 
 pub fn normalize(payload: &Value) -> Result<Normalized, String> {
@@ -93,4 +95,16 @@ fn looks_new(ticket: &Value, updates: &[Value]) -> bool {
         .and_then(Value::as_i64)
         .unwrap_or(1);
     !staff_touched && !staff_replied && messages <= 1
+}
+
+/// The adapter `kind = "happyfox"` sources use.
+pub struct Webhooks;
+
+impl Adapter for Webhooks {
+    fn kind(&self) -> &'static str {
+        "happyfox"
+    }
+    fn normalize(&self, payload: &Value, _options: &AdapterOptions) -> Result<Normalized, String> {
+        normalize(payload)
+    }
 }

@@ -1,16 +1,16 @@
-//! Routing: which handlers an event starts or joins, decided before the ingest transaction so
-//! the commit does no matching. Pure: no I/O, no clock.
+//! Routing, the last step of accepting an event: which handlers it starts or joins, decided
+//! before the ingest transaction so the commit does no matching. Pure: no I/O, no clock.
 
 use crate::config::AccountConfig;
-use crate::event::{Actor, Event};
-use crate::handler::Handler;
+use crate::handler::{Handler, HandlerSet};
+use crate::kernel::event::{Actor, Event};
 use crate::store::{Disposition, Route};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 pub struct EventRouter {
-    handlers: Arc<Vec<Handler>>,
+    handlers: Arc<HandlerSet>,
     /// Per account, the identity hookwise writes as: its own echoes are not routed.
     bots: HashMap<String, Actor>,
     default_max_attempts: u32,
@@ -18,7 +18,7 @@ pub struct EventRouter {
 
 impl EventRouter {
     pub fn new(
-        handlers: Arc<Vec<Handler>>,
+        handlers: Arc<HandlerSet>,
         accounts: &BTreeMap<String, AccountConfig>,
         default_max_attempts: u32,
     ) -> Self {
@@ -42,12 +42,8 @@ impl EventRouter {
         }
     }
 
-    pub fn handlers(&self) -> &Arc<Vec<Handler>> {
+    pub fn handlers(&self) -> &Arc<HandlerSet> {
         &self.handlers
-    }
-
-    pub fn handler(&self, name: &str) -> Option<&Handler> {
-        self.handlers.iter().find(|h| h.name.as_str() == name)
     }
 
     pub fn decide(&self, event: &Event, payload: &Value) -> Disposition {

@@ -12,13 +12,17 @@ mod fields;
 mod model;
 mod read;
 mod view;
+pub mod webhook;
 mod write;
 
 pub use catalog::TTL as CATALOG_TTL;
 
-use super::{Tool, ToolContext, ToolError, ToolRegistry};
-use crate::config::ConnectorKind;
-use crate::upstream::{Origin, Request, Upstream};
+use super::{Connector, filled, require, secret};
+use crate::config::AccountConfig;
+use crate::ingress::sources::Adapter;
+use crate::kernel::ConnectorKind;
+use crate::tools::{Tool, ToolContext, ToolError, ToolRegistry};
+use crate::upstream::{Auth, Origin, Profile, Request, Upstream};
 use catalog::{Catalog, TtlCache};
 use model::{Lenient, Ticket};
 use reqwest::Method;
@@ -26,6 +30,60 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The name `connector = "happyfox"` refers to.
+pub const KIND: ConnectorKind = ConnectorKind::new("happyfox");
+
+/// HappyFox Help Desk: tickets, notes, routing and custom fields; webhooks for ticket changes.
+pub struct HappyFoxConnector;
+
+#[async_trait::async_trait]
+impl Connector for HappyFoxConnector {
+    fn kind(&self) -> ConnectorKind {
+        KIND
+    }
+
+    fn profile(&self) -> Profile {
+        Profile {
+            // Each help desk has its own host: `https://NAME.happyfox.com/api/1.1/json`.
+            default_base_url: None,
+            // 500 GET and 300 POST per minute (KB 1148)...
+            budgets: &[("get", "500/1m"), ("post", "300/1m")],
+            // ...and going over gives 429 for the next 10 minutes.
+            penalty: Duration::from_secs(600),
+        }
+    }
+
+    fn keys(&self) -> &'static [&'static str] {
+        &["api_key", "auth_code", "bot_staff_id"]
+    }
+
+    fn check_account(&self, account: &AccountConfig) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        require(&mut problems, KIND, "api_key", filled(&account.api_key));
+        require(&mut problems, KIND, "auth_code", filled(&account.auth_code));
+        problems
+    }
+
+    fn auth(&self, account: &AccountConfig) -> Auth {
+        Auth::Basic {
+            user: secret(&account.api_key),
+            password: secret(&account.auth_code),
+        }
+    }
+
+    fn webhooks(&self) -> Option<&'static dyn Adapter> {
+        Some(&webhook::Webhooks)
+    }
+
+    async fn register_tools(
+        &self,
+        registry: &mut ToolRegistry,
+        upstream: &Upstream,
+    ) -> Result<(), String> {
+        register(registry, upstream)
+    }
+}
 
 /// Registers every HappyFox tool, sharing one client and one reference-list cache.
 pub fn register(registry: &mut ToolRegistry, upstream: &Upstream) -> Result<(), String> {
@@ -68,7 +126,7 @@ impl Client {
     ) -> Result<Value, ToolError> {
         let response = self
             .upstream
-            .send(ctx, ConnectorKind::Happyfox, request.bucket("get"))
+            .send(ctx, KIND, request.bucket("get"))
             .await
             .map_err(|e| self.explain(ctx, e, what))?;
         self.refusal(ctx, &response.body, what)?;
@@ -86,7 +144,7 @@ impl Client {
         let request = Request::write(Method::POST, path, body).bucket("post");
         let response = self
             .upstream
-            .send(ctx, ConnectorKind::Happyfox, request)
+            .send(ctx, KIND, request)
             .await
             .map_err(|e| self.explain(ctx, e, what))?;
         self.refusal(ctx, &response.body, what)?;
@@ -122,7 +180,7 @@ impl Client {
 
     /// The staff id writes are made as. Without one, no write can work on this account.
     fn bot_staff_id(&self, ctx: &ToolContext) -> Result<u64, ToolError> {
-        let account = self.upstream.account_for(ctx, ConnectorKind::Happyfox)?;
+        let account = self.upstream.account_for(ctx, KIND)?;
         account.bot_staff_id.ok_or_else(|| {
             ToolError::Permanent(format!(
                 "account {name} has no bot_staff_id, and HappyFox writes are made as a staff \

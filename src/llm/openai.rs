@@ -7,7 +7,7 @@ use super::{
     AssistantMessage, Completion, CompletionRequest, Finish, LlmError, LlmProvider, Message,
     ToolArguments, ToolCall, Usage,
 };
-use crate::ingress::verify::Secret;
+use crate::kernel::Secret;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -378,7 +378,7 @@ fn error(reply: &Reply) -> LlmError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::llm::ToolSpec;
+    use crate::llm::ToolSpec;
     use serde_json::json;
 
     #[test]

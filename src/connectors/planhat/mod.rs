@@ -12,16 +12,76 @@ mod custom_fields;
 mod read;
 mod refs;
 mod shape;
+pub mod webhook;
 mod write;
 
-use super::{Tool, ToolContext, ToolError, ToolRegistry, path_segment as segment};
-use crate::config::ConnectorKind;
-use crate::upstream::{Origin, Request, Response, Upstream};
+use super::{Connector, filled, require, secret};
+use crate::config::AccountConfig;
+use crate::ingress::sources::Adapter;
+use crate::kernel::ConnectorKind;
+use crate::tools::{Tool, ToolContext, ToolError, ToolRegistry, path_segment as segment};
+use crate::upstream::{Auth, Origin, Profile, Request, Response, Upstream};
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// The name `connector = "planhat"` refers to.
+pub const KIND: ConnectorKind = ConnectorKind::new("planhat");
+
+/// Planhat: companies, NPS, tasks, churn and opportunities; webhooks from its automations.
+pub struct PlanhatConnector;
+
+#[async_trait]
+impl Connector for PlanhatConnector {
+    fn kind(&self) -> ConnectorKind {
+        KIND
+    }
+
+    fn profile(&self) -> Profile {
+        Profile {
+            default_base_url: Some("https://api.planhat.com"),
+            // A soft quota of 200 calls per minute.
+            budgets: &[("api", "200/1m")],
+            // Its counter resets every 60-120 s.
+            penalty: Duration::from_secs(60),
+        }
+    }
+
+    fn keys(&self) -> &'static [&'static str] {
+        &["token"]
+    }
+
+    fn check_account(&self, account: &AccountConfig) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        require(&mut problems, KIND, "token", filled(&account.token));
+        if account.api_key.is_some() {
+            problems.push((
+                "api_key".into(),
+                "Planhat uses `token`, not `api_key`".into(),
+            ));
+        }
+        problems
+    }
+
+    fn auth(&self, account: &AccountConfig) -> Auth {
+        Auth::Bearer(secret(&account.token))
+    }
+
+    fn webhooks(&self) -> Option<&'static dyn Adapter> {
+        Some(&webhook::Webhooks)
+    }
+
+    async fn register_tools(
+        &self,
+        registry: &mut ToolRegistry,
+        upstream: &Upstream,
+    ) -> Result<(), String> {
+        register(registry, upstream)
+    }
+}
 
 /// Registers every Planhat tool. They are offered whether or not a Planhat account is configured:
 /// the job's account decides at call time, and a non-Planhat account is refused there.
@@ -122,9 +182,7 @@ pub struct Planhat {
 
 impl Planhat {
     async fn send(&self, ctx: &ToolContext, request: Request) -> Result<Response, ToolError> {
-        self.upstream
-            .send(ctx, ConnectorKind::Planhat, request)
-            .await
+        self.upstream.send(ctx, KIND, request).await
     }
 
     async fn get(&self, ctx: &ToolContext, request: Request) -> Result<Value, ToolError> {

@@ -172,12 +172,3 @@ fn tool_arguments_keep_the_raw_text() {
         other => panic!("{other:?}"),
     }
 }
-
-#[test]
-fn run_errors_follow_retryability() {
-    use crate::scheduler::RunError;
-    let e: RunError = LlmError::QuotaExhausted("no credit".into()).into();
-    assert!(matches!(e, RunError::Permanent(m) if m.contains("quota exhausted")));
-    let e: RunError = rate_limited(Some(1)).unwrap_err().into();
-    assert!(matches!(e, RunError::Retryable(_)));
-}

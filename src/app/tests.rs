@@ -1,7 +1,7 @@
-//! Config loading: the documented example parses, every mistake names its file and key.
+//! Configuration as assembled: the documented example loads, every mistake names its file and key.
 
 use super::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn env(name: &str) -> Option<String> {
     match name {
@@ -13,7 +13,7 @@ fn env(name: &str) -> Option<String> {
 
 fn parse(text: &str) -> Result<Config, ConfigErrors> {
     let config = Config::parse(Path::new("hookwise.toml"), text, &env)?;
-    config.validate()?;
+    Plan::check(&config)?;
     Ok(config)
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 /// A client with the service's timeout. Connecting gets at most 10 s of it: a provider that does
 /// not accept a connection by then is down, and the retry loop should try again.
 pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, String> {
-    crate::init_tls();
+    crate::kernel::init_tls();
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))

@@ -18,30 +18,88 @@
 //! list methods. Everything is read tolerantly; a tool whose definition cannot be used is skipped
 //! with a warning.
 
-use super::{Tool, ToolContext, ToolError, ToolRegistry, path_segment as segment};
-use crate::config::ConnectorKind;
-use crate::upstream::{Account, Request, Upstream};
+use super::{Connector, filled, require, secret};
+use crate::config::AccountConfig;
+use crate::ingress::sources::Adapter;
+use crate::kernel::ConnectorKind;
+use crate::tools::{Tool, ToolContext, ToolError, ToolRegistry, path_segment as segment};
+use crate::upstream::{Account, Auth, Profile, Request, Upstream};
 mod route;
+pub mod webhook;
 
 use async_trait::async_trait;
 use route::{Route, trimmed};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Providers cap tool names at 64 characters; the model sees `truto__<name>`.
 const MAX_NAME: usize = 57;
 /// Pages of the tool list read at start-up (a cursor loop must end).
 const MAX_PAGES: usize = 10;
 
+/// The name `connector = "truto"` refers to.
+pub const KIND: ConnectorKind = ConnectorKind::new("truto");
+
+/// Truto: a unified API whose integrated accounts list their own tools; webhooks relay record
+/// changes of third-party apps.
+pub struct TrutoConnector;
+
+#[async_trait]
+impl Connector for TrutoConnector {
+    fn kind(&self) -> ConnectorKind {
+        KIND
+    }
+
+    fn profile(&self) -> Profile {
+        Profile {
+            default_base_url: Some("https://api.truto.one"),
+            // Truto documents no number; its responses' headers teach the governor the rest.
+            budgets: &[("api", "600/1m")],
+            penalty: Duration::from_secs(60),
+        }
+    }
+
+    fn keys(&self) -> &'static [&'static str] {
+        &["api_key", "integrated_account_id"]
+    }
+
+    fn check_account(&self, account: &AccountConfig) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        require(&mut problems, KIND, "api_key", filled(&account.api_key));
+        let id = account.integrated_account_id.as_ref();
+        require(
+            &mut problems,
+            KIND,
+            "integrated_account_id",
+            id.is_some_and(|s| !s.is_empty()),
+        );
+        problems
+    }
+
+    fn auth(&self, account: &AccountConfig) -> Auth {
+        Auth::Bearer(secret(&account.api_key))
+    }
+
+    fn webhooks(&self) -> Option<&'static dyn Adapter> {
+        Some(&webhook::Webhooks)
+    }
+
+    async fn register_tools(
+        &self,
+        registry: &mut ToolRegistry,
+        upstream: &Upstream,
+    ) -> Result<(), String> {
+        register(registry, upstream).await
+    }
+}
+
 /// Registers the tools of every Truto account, as listed by its `/tools` endpoint. Never fails
 /// start-up: an unreachable account or an unusable tool is logged and left out.
 pub async fn register(registry: &mut ToolRegistry, upstream: &Upstream) -> Result<(), String> {
     let mut tools: BTreeMap<String, TrutoTool> = BTreeMap::new();
-    for account in upstream
-        .accounts()
-        .filter(|a| a.connector == ConnectorKind::Truto)
-    {
+    for account in upstream.accounts().filter(|a| a.connector == KIND) {
         let listed = match list_tools(upstream, account).await {
             Ok(listed) => listed,
             Err(e) => {
@@ -102,10 +160,7 @@ async fn list_tools(upstream: &Upstream, account: &Account) -> Result<Vec<Value>
         if let Some(c) = &cursor {
             request = request.query("next_cursor", c);
         }
-        let body = upstream
-            .send(&ctx, ConnectorKind::Truto, request)
-            .await?
-            .body;
+        let body = upstream.send(&ctx, KIND, request).await?.body;
         let (page, next) = match body {
             Value::Array(items) => (items, None),
             Value::Object(mut o) => match o.remove("result") {
@@ -200,10 +255,7 @@ impl Tool for TrutoTool {
         };
         let empty = Map::new();
         let args = args.as_object().unwrap_or(&empty);
-        let response = self
-            .upstream
-            .send(ctx, ConnectorKind::Truto, route.request(args)?)
-            .await?;
+        let response = self.upstream.send(ctx, KIND, route.request(args)?).await?;
         Ok(trimmed(response.body))
     }
 }

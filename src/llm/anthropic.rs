@@ -7,7 +7,7 @@ use super::{
     AssistantMessage, Completion, CompletionRequest, Finish, LlmError, LlmProvider, Message,
     ToolArguments, ToolCall, Usage,
 };
-use crate::ingress::verify::Secret;
+use crate::kernel::Secret;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;

@@ -1,0 +1,278 @@
+//! The composition root: the one place configuration becomes components. `serve`, `check`,
+//! `replay --local`, `approvals` and the test support all come through here, so the wiring of
+//! sources, handlers, routing, store, LLM, upstream and tools exists once.
+//!
+//! Two steps. `Plan::check` builds everything that needs no I/O (sources, handlers, the router,
+//! the LLM client, the resolved accounts) and reports every problem with file and key: that is
+//! `hookwise check`. `App::assemble` then opens and migrates the store and loads the tools.
+
+use crate::agent::run::AgentRunner;
+use crate::approvals::Approvals;
+use crate::config::Config;
+use crate::connectors;
+use crate::handler::{self, HandlerSet, Mode};
+use crate::ingress::Source;
+use crate::ingress::route::EventRouter;
+use crate::kernel::clock::{SharedClock, SystemClock};
+use crate::kernel::{ConfigError, ConfigErrors};
+use crate::llm::{self, LlmProvider, RetryPolicy};
+use crate::scheduler::JobRunner;
+use crate::store::{self, SharedStore};
+use crate::tools::ToolRegistry;
+use crate::upstream::{Account, Upstream};
+use anyhow::Context;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The configured model provider and how the agent uses it.
+#[derive(Clone)]
+pub struct Llm {
+    pub provider: Arc<dyn LlmProvider>,
+    pub retry: RetryPolicy,
+    /// The model for handlers that do not name one.
+    pub model: String,
+    pub max_tokens: u32,
+}
+
+/// Everything configuration describes that can be built without I/O, checked as a whole.
+pub struct Plan {
+    pub sources: HashMap<String, Source>,
+    pub handlers: Arc<HandlerSet>,
+    pub router: Arc<EventRouter>,
+    pub llm: Option<Llm>,
+    pub accounts: Vec<Account>,
+}
+
+impl Plan {
+    /// Builds every part, collecting every problem (configuration and handler files alike)
+    /// before failing, so a user fixes them in one pass. Starts nothing.
+    pub fn check(config: &Config) -> Result<Plan, ConfigErrors> {
+        let file = config.file_label();
+        let mut errors = config.validate().err().map(|e| e.0).unwrap_or_default();
+
+        let sources = build_sources(config)
+            .map_err(|mut e| errors.append(&mut e.0))
+            .unwrap_or_default();
+
+        let mut accounts = Vec::new();
+        for (name, cfg) in &config.accounts {
+            match connectors::resolve_account(name, cfg) {
+                Ok(account) => accounts.push(account),
+                Err(problems) => errors.extend(problems.into_iter().map(|(key, message)| {
+                    let key = if key.is_empty() {
+                        format!("accounts.{name}")
+                    } else {
+                        format!("accounts.{name}.{key}")
+                    };
+                    ConfigError::new(&file, key, message)
+                })),
+            }
+        }
+
+        let llm = match &config.llm {
+            Some(cfg) => match llm::build(cfg) {
+                Ok(provider) => Some(Llm {
+                    provider,
+                    retry: llm::retry_policy(cfg),
+                    model: cfg.model.clone(),
+                    max_tokens: cfg.max_tokens,
+                }),
+                Err(e) => {
+                    let key = if e.key.is_empty() {
+                        "llm".to_string()
+                    } else {
+                        format!("llm.{}", e.key)
+                    };
+                    errors.push(ConfigError::new(&file, key, e.message));
+                    None
+                }
+            },
+            None => None,
+        };
+
+        let handlers = match load_handlers(&config.handlers_dir) {
+            Ok(handlers) => handlers,
+            Err(mut e) => {
+                errors.append(&mut e);
+                Vec::new()
+            }
+        };
+
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let handlers = Arc::new(HandlerSet::new(handlers));
+        let router = Arc::new(EventRouter::new(
+            handlers.clone(),
+            &config.accounts,
+            config.scheduler.max_attempts,
+        ));
+        Ok(Plan {
+            sources,
+            handlers,
+            router,
+            llm,
+            accounts,
+        })
+    }
+}
+
+/// The webhook sources of `config`, each with its adapter; every problem names its key. `sign`
+/// and `replay` need only these.
+pub fn build_sources(config: &Config) -> Result<HashMap<String, Source>, ConfigErrors> {
+    let file = config.file_label();
+    let mut errors = Vec::new();
+    let mut sources = HashMap::new();
+    for (name, cfg) in &config.sources {
+        let adapter = match connectors::adapter(&cfg.kind) {
+            Ok(adapter) => adapter,
+            Err(message) => {
+                errors.push(ConfigError::new(
+                    &file,
+                    format!("sources.{name}.kind"),
+                    message,
+                ));
+                continue;
+            }
+        };
+        match Source::build(&file, name, cfg, adapter) {
+            Ok(source) => {
+                sources.insert(name.clone(), source);
+            }
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(sources)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Every handler file in `dir`; a missing directory is no handlers (with a warning).
+fn load_handlers(dir: &Path) -> Result<Vec<handler::Handler>, Vec<ConfigError>> {
+    if !dir.exists() {
+        tracing::warn!(dir = %dir.display(), "handlers directory does not exist: no handlers will run");
+        return Ok(Vec::new());
+    }
+    let handlers = handler::load_dir(dir)?;
+    tracing::debug!(dir = %dir.display(), handlers = handlers.len(), "handlers loaded");
+    Ok(handlers)
+}
+
+/// How a command wants the components assembled.
+#[derive(Clone)]
+pub struct Options {
+    pub clock: SharedClock,
+    /// A store URL used instead of `config.store` (`replay --local`'s scratch store).
+    pub store: Option<String>,
+    /// Every handler runs in dry-run mode: writes are recorded, not sent.
+    pub dry_run: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            store: None,
+            dry_run: false,
+        }
+    }
+}
+
+/// The assembled service: what `serve` runs and the other commands use.
+pub struct App {
+    pub config: Config,
+    pub clock: SharedClock,
+    pub store: SharedStore,
+    pub sources: HashMap<String, Source>,
+    pub handlers: Arc<HandlerSet>,
+    /// Which handlers an event starts or joins.
+    pub router: Arc<EventRouter>,
+    pub llm: Option<Llm>,
+    pub upstream: Upstream,
+    /// Every tool of every connector; each handler sees only its allow-list.
+    pub tools: Arc<ToolRegistry>,
+}
+
+impl App {
+    /// Assembles with the system clock and the configured store.
+    pub async fn assemble(config: Config) -> anyhow::Result<App> {
+        Self::assemble_with(config, Options::default()).await
+    }
+
+    /// Checks the plan, opens and migrates the store, and loads the tools (Truto accounts list
+    /// theirs over the network).
+    pub async fn assemble_with(config: Config, options: Options) -> anyhow::Result<App> {
+        let mut plan = Plan::check(&config)?;
+        if options.dry_run {
+            let mut handlers: Vec<_> = plan.handlers.iter().cloned().collect();
+            for handler in &mut handlers {
+                handler.mode = Mode::DryRun;
+            }
+            plan.handlers = Arc::new(HandlerSet::new(handlers));
+            plan.router = Arc::new(EventRouter::new(
+                plan.handlers.clone(),
+                &config.accounts,
+                config.scheduler.max_attempts,
+            ));
+        }
+        let url = options.store.as_deref().unwrap_or(&config.store);
+        let store = store::open(url)
+            .await
+            .with_context(|| format!("opening store {}", store::redact(url)))?;
+        store.migrate().await.context("migrating the store")?;
+        let upstream = Upstream::new(plan.accounts, store.clone(), options.clock.clone())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config.file_label().display()))?;
+        let tools = connectors::build_registry(&upstream)
+            .await
+            .map_err(|e| anyhow::anyhow!("loading tools: {e}"))?;
+        if let Some(llm) = &config.llm {
+            tracing::info!(provider = ?llm.provider, model = %llm.model, "LLM provider configured");
+        }
+        Ok(App {
+            clock: options.clock,
+            store,
+            sources: plan.sources,
+            handlers: plan.handlers,
+            router: plan.router,
+            llm: plan.llm,
+            upstream,
+            tools: Arc::new(tools),
+            config,
+        })
+    }
+
+    /// The agent, when `[llm]` is configured.
+    pub fn agent(&self) -> Option<AgentRunner> {
+        let llm = self.llm.as_ref()?;
+        Some(AgentRunner {
+            llm: llm.provider.clone(),
+            retry: llm.retry.clone(),
+            tools: self.tools.clone(),
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            model: llm.model.clone(),
+            max_tokens: llm.max_tokens,
+        })
+    }
+
+    /// The agent as the scheduler's runner.
+    pub fn job_runner(&self) -> Option<Arc<dyn JobRunner>> {
+        self.agent()
+            .map(|agent| Arc::new(agent) as Arc<dyn JobRunner>)
+    }
+
+    /// Approving and rejecting held writes with this process's tools.
+    pub fn approvals(&self) -> Approvals {
+        Approvals {
+            store: self.store.clone(),
+            tools: self.tools.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

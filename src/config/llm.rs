@@ -1,0 +1,150 @@
+//! `[llm]`: which provider the agent talks to, with which key and model, and how patiently.
+//!
+//! Plain data, strict like the rest of the configuration: unknown keys are errors, and `check`
+//! names the key that is wrong. The client itself is built by `crate::llm::build`. `${VAR}` references are already substituted when this is deserialized.
+
+use crate::kernel::Secret;
+use serde::{Deserialize, Deserializer};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// OpenAI Chat Completions and the servers that speak it (Ollama, vLLM, llama.cpp, Azure).
+    Openai,
+    Anthropic,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmConfig {
+    pub provider: ProviderKind,
+    /// Defaults to the provider's public API: `https://api.openai.com/v1` (the part before
+    /// `/chat/completions`) or `https://api.anthropic.com` (before `/v1/messages`).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Required for Anthropic; optional for OpenAI-compatible servers that need none.
+    #[serde(default, deserialize_with = "secret")]
+    pub api_key: Option<Secret>,
+    /// The model for handlers that do not name one.
+    pub model: String,
+    /// Most tokens one reply may have (Anthropic requires a limit; OpenAI gets the same one).
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+    /// Per request, connecting included.
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Retries of one call after a rate limit, an outage or a dropped connection.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// openai only: replaces `/chat/completions` after `base_url`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// openai only: talk to an Azure OpenAI resource (`base_url` = `https://NAME.openai.azure.com`)
+    /// with this `api-version`.
+    #[serde(default)]
+    pub azure_api_version: Option<String>,
+    /// openai with Azure only: the deployment; defaults to the model name.
+    #[serde(default)]
+    pub azure_deployment: Option<String>,
+    /// openai only: send an assistant turn without text as `"content": ""` rather than `null`.
+    /// llama-cpp-python's server needs it (it rejects `null` next to `tool_calls`).
+    #[serde(default)]
+    pub empty_content_as_string: bool,
+}
+
+fn default_max_tokens() -> u32 {
+    1024
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_max_retries() -> u32 {
+    4
+}
+
+fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(Secret::new))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    crate::kernel::parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+impl LlmConfig {
+    /// Every combination serde cannot refuse; the error is (key, message).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if let Some(url) = &self.base_url {
+            let parsed = reqwest::Url::parse(url).map_err(|e| {
+                (
+                    "base_url",
+                    format!("expected an http(s) URL, found {url:?}: {e}"),
+                )
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err((
+                    "base_url",
+                    format!("expected an http(s) URL, found {url:?}"),
+                ));
+            }
+        }
+        // An unset variable substituted as "" would otherwise send an empty key and earn a 401
+        // at the first event instead of an error at start-up.
+        if self.api_key.as_ref().is_some_and(|k| k.expose().is_empty()) {
+            return Err(("api_key", "is empty".into()));
+        }
+        if self.model.trim().is_empty() {
+            return Err(("model", "is empty".into()));
+        }
+        if self.max_tokens == 0 {
+            return Err(("max_tokens", "must be greater than 0".into()));
+        }
+        if self.timeout.is_zero() {
+            return Err(("timeout", "must be greater than 0".into()));
+        }
+        if self.path.as_ref().is_some_and(|p| !p.starts_with('/')) {
+            return Err(("path", "must start with '/'".into()));
+        }
+        if self.provider == ProviderKind::Anthropic {
+            for (key, set) in [
+                ("path", self.path.is_some()),
+                ("azure_api_version", self.azure_api_version.is_some()),
+                ("azure_deployment", self.azure_deployment.is_some()),
+                ("empty_content_as_string", self.empty_content_as_string),
+            ] {
+                if set {
+                    return Err((key, "only for provider \"openai\"".into()));
+                }
+            }
+        }
+        if self.provider == ProviderKind::Anthropic && self.api_key.is_none() {
+            return Err(("api_key", "required for the anthropic provider".into()));
+        }
+        if self.azure_deployment.is_some() && self.azure_api_version.is_none() {
+            return Err(("azure_deployment", "needs azure_api_version".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<LlmConfig, String> {
+        toml::from_str(text).map_err(|e| e.message().to_owned())
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        let e = parse("provider = \"openai\"\nmodel = \"m\"\ntemperature = 0").unwrap_err();
+        assert!(e.contains("temperature"), "{e}");
+        let e = parse("provider = \"gemini\"\nmodel = \"m\"").unwrap_err();
+        assert!(e.contains("gemini"), "{e}");
+        let e = parse("provider = \"openai\"\nmodel = \"m\"\ntimeout = \"1 minute\"").unwrap_err();
+        assert!(e.contains("expected a duration"), "{e}");
+    }
+}
