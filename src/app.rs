@@ -102,12 +102,7 @@ impl Plan {
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
-        let handlers = Arc::new(HandlerSet::new(handlers));
-        let router = Arc::new(EventRouter::new(
-            handlers.clone(),
-            &config.accounts,
-            config.scheduler.max_attempts,
-        ));
+        let (handlers, router) = route(config, handlers);
         Ok(Plan {
             sources,
             handlers,
@@ -116,6 +111,17 @@ impl Plan {
             accounts,
         })
     }
+}
+
+/// The handler set and the router that matches events against it.
+fn route(config: &Config, handlers: Vec<handler::Handler>) -> (Arc<HandlerSet>, Arc<EventRouter>) {
+    let handlers = Arc::new(HandlerSet::new(handlers));
+    let router = Arc::new(EventRouter::new(
+        handlers.clone(),
+        &config.accounts,
+        config.scheduler.max_attempts,
+    ));
+    (handlers, router)
 }
 
 /// The webhook sources of `config`, each with its adapter; every problem names its key. `sign`
@@ -157,7 +163,7 @@ fn load_handlers(dir: &Path) -> Result<Vec<handler::Handler>, Vec<ConfigError>> 
         return Ok(Vec::new());
     }
     let handlers = handler::load_dir(dir)?;
-    tracing::debug!(dir = %dir.display(), handlers = handlers.len(), "handlers loaded");
+    tracing::info!(dir = %dir.display(), handlers = handlers.len(), "handlers loaded");
     Ok(handlers)
 }
 
@@ -211,12 +217,7 @@ impl App {
             for handler in &mut handlers {
                 handler.mode = Mode::DryRun;
             }
-            plan.handlers = Arc::new(HandlerSet::new(handlers));
-            plan.router = Arc::new(EventRouter::new(
-                plan.handlers.clone(),
-                &config.accounts,
-                config.scheduler.max_attempts,
-            ));
+            (plan.handlers, plan.router) = route(&config, handlers);
         }
         let url = options.store.as_deref().unwrap_or(&config.store);
         let store = store::open(url)

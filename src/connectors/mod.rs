@@ -112,20 +112,15 @@ pub fn resolve_account(
         if connector.keys().contains(&key) || problems.iter().any(|(k, _)| k == key) {
             continue;
         }
-        let users: Vec<&str> = ALL
+        let users = ALL
             .iter()
             .filter(|c| c.keys().contains(&key))
-            .map(|c| c.kind().as_str())
-            .collect();
+            .map(|c| format!("{:?}", c.kind().as_str()));
         problems.push((
             key.to_string(),
             format!(
                 "only used with connector = {}",
-                users
-                    .iter()
-                    .map(|u| format!("{u:?}"))
-                    .collect::<Vec<_>>()
-                    .join(" or ")
+                users.collect::<Vec<_>>().join(" or ")
             ),
         ));
     }
