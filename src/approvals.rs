@@ -132,6 +132,9 @@ impl Approvals {
                 Err(ToolError::Rejected(error) | ToolError::Permanent(error)) => {
                     Execution::Failed { error }
                 }
+                Err(refused @ ToolError::Refused { .. }) => Execution::Failed {
+                    error: refused.to_string(),
+                },
                 Err(ToolError::Unavailable(error)) => Execution::Retry { error },
                 // The account's budget is used up: nothing was sent; approve again later.
                 Err(ToolError::RateLimited { reason, .. }) => Execution::Retry { error: reason },

@@ -404,6 +404,7 @@ fn tool_failure(
 ) -> Result<Message, RunError> {
     let (text, ending) = match error {
         ToolError::Rejected(e) => (e, None),
+        refused @ ToolError::Refused { .. } => (refused.to_string(), None),
         ToolError::Unavailable(e) => {
             let ending = RunError::Retryable(format!("{name}: {e}"));
             (e, Some(ending))

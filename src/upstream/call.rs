@@ -33,10 +33,19 @@ impl CallContext {
 /// `tools::ToolError`.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    /// The call cannot work as asked (unknown id, a field the upstream refused): the message goes
-    /// back to the model so it can correct itself.
+    /// hookwise refused the call before sending it (an argument that names no such record, a
+    /// write already in doubt): the message goes back to the model so it can correct itself.
     #[error("{0}")]
     Rejected(String),
+    /// The upstream answered with a 4xx about this request (an unknown id, a field it refused):
+    /// like `Rejected`, the message goes back to the model. `status` and `body` (at most 500
+    /// characters of it) are kept apart so a connector can explain them in its own words.
+    #[error("{upstream} answered {status}: {body}")]
+    Refused {
+        upstream: &'static str,
+        status: u16,
+        body: String,
+    },
     /// A transient failure (upstream down, rate limited past patience): the run is retried later.
     #[error("{0}")]
     Unavailable(String),

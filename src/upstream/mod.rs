@@ -274,7 +274,7 @@ impl Upstream {
     }
 
     /// Sends one call for the job's account and returns its 2xx answer. A 4xx answer is
-    /// `Rejected` (the model may correct itself), refused credentials are `Permanent`, a budget
+    /// `Refused` (the model may correct itself), refused credentials are `Permanent`, a budget
     /// that stays exhausted past `max_wait` is `RateLimited`, and outages that outlast the
     /// retries are `Unavailable` (the job is retried later).
     ///
@@ -430,9 +430,11 @@ fn classify(account: &Account, status: u16, text: String) -> Result<Response, Ca
         408 | 429 | 500..=599 => Err(CallError::Unavailable(format!(
             "{who} answered {status}: {shown}"
         ))),
-        _ => Err(CallError::Rejected(format!(
-            "{who} answered {status}: {shown}"
-        ))),
+        _ => Err(CallError::Refused {
+            upstream: who,
+            status,
+            body: shown,
+        }),
     }
 }
 

@@ -108,10 +108,11 @@ impl Hf {
     }
 }
 
-/// The message of a Rejected error; panics on anything else.
+/// The message of a refusal (hookwise's `Rejected` or the upstream's `Refused`); panics on anything else.
 pub fn rejected(result: Result<Value, ToolError>) -> String {
     match result {
         Err(ToolError::Rejected(message)) => message,
+        Err(e @ ToolError::Refused { .. }) => e.to_string(),
         other => panic!("expected Rejected, got {other:?}"),
     }
 }

@@ -42,6 +42,7 @@ async fn call(tools: &Tools, tool: &str, args: Value) -> Result<Value, ToolError
 fn rejected(result: Result<Value, ToolError>) -> String {
     match result {
         Err(ToolError::Rejected(e)) => e,
+        Err(e @ ToolError::Refused { .. }) => e.to_string(),
         other => panic!("expected a rejection, got {other:?}"),
     }
 }

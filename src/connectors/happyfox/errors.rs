@@ -63,22 +63,16 @@ pub fn describe(error: &Value, name_of: &dyn Fn(&str) -> Option<String>) -> Stri
     }
 }
 
-/// Rewrites the upstream client's "happyfox answered 4xx: BODY" refusals into what HappyFox said,
-/// for `what` ("ticket 142", "the move of ticket 142"). Other errors pass unchanged.
+/// Rewrites HappyFox's 4xx refusals into what HappyFox said, for `what` ("ticket 142", "the move
+/// of ticket 142"). Other errors pass unchanged.
 pub fn explain(err: ToolError, what: &str, name_of: &dyn Fn(&str) -> Option<String>) -> ToolError {
-    let ToolError::Rejected(message) = err else {
+    let ToolError::Refused { status, body, .. } = err else {
         return err;
     };
-    let Some((status, body)) = message
-        .strip_prefix("happyfox answered ")
-        .and_then(|rest| rest.split_once(": "))
-    else {
-        return ToolError::Rejected(message);
-    };
-    if status == "404" {
+    if status == 404 {
         return ToolError::Rejected(format!("HappyFox found no {what} (404)"));
     }
-    match serde_json::from_str::<Value>(body) {
+    match serde_json::from_str::<Value>(&body) {
         Ok(Value::Object(map)) if map.contains_key("error") => ToolError::Rejected(format!(
             "HappyFox refused {what} ({status}): {}",
             describe(&map["error"], name_of)
@@ -91,6 +85,14 @@ pub fn explain(err: ToolError, what: &str, name_of: &dyn Fn(&str) -> Option<Stri
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn refused(status: u16, body: &str) -> ToolError {
+        ToolError::Refused {
+            upstream: "happyfox",
+            status,
+            body: body.into(),
+        }
+    }
 
     fn names(key: &str) -> Option<String> {
         (key == "t-cf-22").then(|| "Billing Issue Type".to_string())
@@ -126,7 +128,10 @@ mod tests {
     #[test]
     fn upstream_refusals_are_rewritten_and_others_pass() {
         let e = explain(
-            ToolError::Rejected(r#"happyfox answered 400: {"error": [{"field": "staff", "errors": ["Invalid staff."]}]}"#.into()),
+            refused(
+                400,
+                r#"{"error": [{"field": "staff", "errors": ["Invalid staff."]}]}"#,
+            ),
             "the note on ticket 142",
             &names,
         );
@@ -134,11 +139,7 @@ mod tests {
             e.to_string(),
             "HappyFox refused the note on ticket 142 (400): staff: Invalid staff."
         );
-        let e = explain(
-            ToolError::Rejected("happyfox answered 404: <h1>Not Found</h1>".into()),
-            "ticket 9",
-            &names,
-        );
+        let e = explain(refused(404, "<h1>Not Found</h1>"), "ticket 9", &names);
         assert_eq!(e.to_string(), "HappyFox found no ticket 9 (404)");
         let e = explain(
             ToolError::Unavailable("happyfox answered 503: busy".into()),

@@ -97,7 +97,7 @@ impl Op for GetCompany {
             .get(ctx, Request::get(&path))
             .await
             .map_err(|e| match e {
-                ToolError::Rejected(e) => {
+                e @ (ToolError::Rejected(_) | ToolError::Refused { .. }) => {
                     ToolError::Rejected(format!("no company {} in Planhat: {e}", args.company_id))
                 }
                 other => other,

@@ -123,7 +123,9 @@ impl Planhat {
                 Some(found) if found.eq_ignore_ascii_case(id.as_str()) => Ok(body),
                 _ => Err(refused(format!("GET {path} found no such record"))),
             },
-            Err(ToolError::Rejected(e)) => Err(refused(format!("GET {path}: {e}"))),
+            Err(e @ (ToolError::Rejected(_) | ToolError::Refused { .. })) => {
+                Err(refused(format!("GET {path}: {e}")))
+            }
             Err(e) => Err(e),
         }
     }
