@@ -146,6 +146,7 @@ fn main() {
             clock: Arc::new(SystemClock),
             model: "bench".into(),
             max_tokens: 256,
+            metrics: Default::default(),
         };
 
         // Baseline: the same provider and tool calls, nothing around them.

@@ -96,6 +96,7 @@ async fn measure(backlog: usize) -> (f64, f64) {
         handlers,
         Arc::new(SystemClock),
         config,
+        Default::default(),
     );
     let stop = CancellationToken::new();
     let task = tokio::spawn(scheduler.run(stop.clone()));

@@ -15,9 +15,10 @@ use crate::ingress::Source;
 use crate::ingress::route::EventRouter;
 use crate::kernel::clock::{SharedClock, SystemClock};
 use crate::kernel::{ConfigError, ConfigErrors};
-use crate::llm::{self, LlmProvider, RetryPolicy};
+use crate::llm::{self, LlmProvider, Metered, RetryPolicy};
 use crate::scheduler::JobRunner;
 use crate::store::{self, SharedStore};
+use crate::telemetry::metrics::{Metrics, SharedMetrics};
 use crate::tools::ToolRegistry;
 use crate::upstream::{Account, Upstream};
 use anyhow::Context;
@@ -200,6 +201,8 @@ pub struct App {
     pub upstream: Upstream,
     /// Every tool of every connector; each handler sees only its allow-list.
     pub tools: Arc<ToolRegistry>,
+    /// What `/metrics` shows; every component counts into it.
+    pub metrics: SharedMetrics,
 }
 
 impl App {
@@ -224,13 +227,24 @@ impl App {
             .await
             .with_context(|| format!("opening store {}", store::redact(url)))?;
         store.migrate().await.context("migrating the store")?;
-        let upstream = Upstream::new(plan.accounts, store.clone(), options.clock.clone())
-            .map_err(|e| anyhow::anyhow!("{}: {e}", config.file_label().display()))?;
+        let metrics: SharedMetrics = Arc::new(Metrics::new());
+        let upstream = Upstream::new(
+            plan.accounts,
+            store.clone(),
+            options.clock.clone(),
+            metrics.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config.file_label().display()))?;
         let tools = connectors::build_registry(&upstream)
             .await
             .map_err(|e| anyhow::anyhow!("loading tools: {e}"))?;
-        if let Some(llm) = &config.llm {
-            tracing::info!(provider = ?llm.provider, model = %llm.model, "LLM provider configured");
+        if let (Some(llm), Some(cfg)) = (&mut plan.llm, &config.llm) {
+            tracing::info!(provider = cfg.provider.as_str(), model = %cfg.model, "LLM provider configured");
+            llm.provider = Arc::new(Metered::new(
+                llm.provider.clone(),
+                cfg.provider.as_str(),
+                metrics.clone(),
+            ));
         }
         Ok(App {
             clock: options.clock,
@@ -241,6 +255,7 @@ impl App {
             llm: plan.llm,
             upstream,
             tools: Arc::new(tools),
+            metrics,
             config,
         })
     }
@@ -256,6 +271,7 @@ impl App {
             clock: self.clock.clone(),
             model: llm.model.clone(),
             max_tokens: llm.max_tokens,
+            metrics: self.metrics.clone(),
         })
     }
 

@@ -16,6 +16,7 @@ pub mod llm;
 pub mod scheduler;
 mod server;
 pub mod store;
+pub mod telemetry;
 pub mod tools;
 pub mod upstream;
 

@@ -65,7 +65,7 @@ impl Server {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let app = self.app;
-        let (queue, writer) = IngestQueue::start(app.store.clone());
+        let (queue, writer) = IngestQueue::start(app.store.clone(), app.metrics.clone());
         let runner = self.runner.or_else(|| app.job_runner());
         if app.sources.is_empty() {
             tracing::warn!("no [sources] configured: every webhook will get 404");
@@ -78,6 +78,7 @@ impl Server {
                     app.handlers.clone(),
                     app.clock.clone(),
                     app.config.scheduler.clone(),
+                    app.metrics.clone(),
                 );
                 let wake = scheduler.waker();
                 (wake, Some(tokio::spawn(scheduler.run(shutdown.clone()))))
@@ -98,6 +99,8 @@ impl Server {
             store: app.store,
             clock: app.clock,
             max_body_bytes: app.config.max_body_bytes,
+            metrics: app.metrics,
+            metrics_public: app.config.telemetry.metrics_public,
             api_token: app.config.api_token.clone(),
         });
         let addr = listener.local_addr()?;

@@ -19,6 +19,7 @@ use crate::scheduler::{JobRunner, RunContext, RunError};
 use crate::store::{
     ApprovalCreated, ApprovalState, NewApproval, RunRecord, SharedStore, StoredEvent,
 };
+use crate::telemetry::metrics::SharedMetrics;
 use crate::tools::{ScopedTools, ToolContext, ToolError, ToolRegistry, dotted};
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -42,6 +43,7 @@ pub struct AgentRunner {
     /// The configured model; a handler's `agent.model` overrides it.
     pub model: String,
     pub max_tokens: u32,
+    pub metrics: SharedMetrics,
 }
 
 /// How a conversation ended.
@@ -170,6 +172,7 @@ impl AgentRunner {
                 Ok(c) => c,
                 Err(e) => return Ending::Failed(e.into()),
             };
+            self.metrics.agent_step(&ctx.job.handler);
             transcript.input_tokens += completion.usage.input_tokens;
             transcript.output_tokens += completion.usage.output_tokens;
             let calls = completion.message.tool_calls.clone();
@@ -232,12 +235,15 @@ impl AgentRunner {
                 json!({"type": "refused", "call_id": call.id, "name": name, "reason": reason}),
             );
             tracing::warn!(job = %ctx.job.id, tool = %name, "refused a tool outside the handler's allow-list");
+            self.metrics.tool_refused(&ctx.job.handler, "out_of_scope");
             return Ok(Message::tool_error(&call.id, reason));
         };
         let args = match &call.arguments {
             ToolArguments::Json { value, .. } => value.clone(),
             ToolArguments::Invalid { error, .. } => {
                 let error = format!("arguments are not valid JSON ({error}); send a JSON object");
+                self.metrics
+                    .tool_refused(&ctx.job.handler, "invalid_arguments");
                 transcript.push(
                     json!({"type": "tool_error", "call_id": call.id, "name": name, "error": error}),
                 );
@@ -246,6 +252,8 @@ impl AgentRunner {
         };
         let violations = entry.violations(&args);
         if !violations.is_empty() {
+            self.metrics
+                .tool_refused(&ctx.job.handler, "invalid_arguments");
             let error = format!(
                 "arguments do not match the schema: {}",
                 violations.join("; ")

@@ -38,6 +38,8 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// The LLM provider that runs handlers; without it jobs wait as `pending`.
     pub llm: Option<llm::LlmConfig>,
+    /// What hookwise tells its operators: `/metrics`.
+    pub telemetry: TelemetryConfig,
     /// Where this configuration came from; None for built-in defaults.
     #[serde(skip)]
     pub file: Option<PathBuf>,
@@ -55,6 +57,7 @@ impl Default for Config {
             accounts: BTreeMap::new(),
             scheduler: SchedulerConfig::default(),
             llm: None,
+            telemetry: TelemetryConfig::default(),
             file: None,
         }
     }
@@ -147,6 +150,15 @@ fn default_upstream_timeout() -> std::time::Duration {
 
 fn optional_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
     Ok(Option::<String>::deserialize(d)?.map(Secret::new))
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `/metrics` answers without `api_token` (a scraper on a private network). Off by default:
+    /// with an `api_token` set, a scrape sends `Authorization: Bearer <api_token>`.
+    pub metrics_public: bool,
 }
 
 /// `[scheduler]`: defaults suit one replica with a handful of accounts.

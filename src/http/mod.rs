@@ -12,6 +12,7 @@ use crate::ingress::route::EventRouter;
 use crate::kernel::clock::SharedClock;
 use crate::store::SharedStore;
 use crate::store::batcher::IngestQueue;
+use crate::telemetry::metrics::{self, SharedMetrics};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Request, StatusCode};
@@ -42,8 +43,12 @@ pub struct AppState {
     /// Sends approved writes with this process's tools.
     pub approvals: Approvals,
     pub max_body_bytes: usize,
-    /// When set, every `/api/` request must carry `Authorization: Bearer <token>`.
+    /// When set, every `/api/` request must carry `Authorization: Bearer <token>` (and
+    /// `/metrics` too, unless `metrics_public`).
     pub api_token: Option<crate::kernel::Secret>,
+    pub metrics: SharedMetrics,
+    /// `/metrics` answers without the token (`[telemetry] metrics_public`).
+    pub metrics_public: bool,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -65,12 +70,22 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             require_api_token,
         ));
+    let metrics = Router::new().route("/metrics", get(metrics));
+    let metrics = if state.metrics_public {
+        metrics
+    } else {
+        metrics.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_api_token,
+        ))
+    };
     Router::new()
         .route(
             "/webhooks/{source}",
             post(webhooks::receive).layer(DefaultBodyLimit::max(body_limit)),
         )
         .merge(api)
+        .merge(metrics)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::NotFound })
@@ -116,6 +131,21 @@ async fn healthz() -> &'static str {
 async fn readyz(State(app): State<Arc<AppState>>) -> Result<&'static str, ApiError> {
     app.store.ping().await?;
     Ok("ready")
+}
+
+/// The metrics, with the queue gauges read from the store now (the same on every replica).
+async fn metrics(State(app): State<Arc<AppState>>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let queue = app
+        .store
+        .queue_gauges(app.clock.now().timestamp_millis())
+        .await?;
+    let text = app.metrics.scrape(&queue);
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        text,
+    )
+        .into_response())
 }
 
 /// Lets an `/api/` request through when no token is configured or it carries the token.

@@ -88,6 +88,28 @@ pub enum ApiError {
     Internal(String),
 }
 
+impl ApiError {
+    /// The `outcome` label of `hookwise_webhooks_received_total` for a refused webhook.
+    pub fn webhook_outcome(&self) -> &'static str {
+        use crate::ingress::verify::VerifyError;
+        match self {
+            ApiError::UnknownSource(_) => "unknown_source",
+            ApiError::PayloadTooLarge(_) => "too_large",
+            ApiError::Ingress(IngressError::Signature(
+                VerifyError::Stale(_) | VerifyError::Future(_),
+            )) => "stale",
+            ApiError::Ingress(IngressError::Signature(_)) => "bad_signature",
+            ApiError::Ingress(IngressError::UnsupportedMediaType(_)) => "unsupported_media_type",
+            ApiError::BodyRead(_)
+            | ApiError::Ingress(IngressError::InvalidJson(_) | IngressError::Unmappable(_)) => {
+                "bad_body"
+            }
+            ApiError::StoreUnavailable(_) => "unavailable",
+            _ => "error",
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         use IngressError::*;

@@ -10,6 +10,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use std::sync::Arc;
+use std::time::Instant;
 
 #[derive(Debug, Serialize)]
 pub struct Ack {
@@ -24,10 +25,40 @@ pub async fn receive(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Ack>), ApiError> {
+    let started = Instant::now();
+    let result = accept(&app, &source_name, query, headers, body).await;
+    // The label is the configured source, or "" for a name no source has (unbounded otherwise).
+    let source = if app.sources.contains_key(&source_name) {
+        source_name.as_str()
+    } else {
+        ""
+    };
+    match &result {
+        Ok((_, ack)) => {
+            app.metrics.ingest_committed(started.elapsed());
+            let outcome = if ack.duplicate {
+                "duplicate"
+            } else {
+                "accepted"
+            };
+            app.metrics.webhook(source, outcome);
+        }
+        Err(e) => app.metrics.webhook(source, e.webhook_outcome()),
+    }
+    result
+}
+
+async fn accept(
+    app: &AppState,
+    source_name: &str,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Ack>), ApiError> {
     let source = app
         .sources
-        .get(&source_name)
-        .ok_or_else(|| ApiError::UnknownSource(source_name.clone()))?;
+        .get(source_name)
+        .ok_or_else(|| ApiError::UnknownSource(source_name.to_owned()))?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(app.max_body_bytes)

@@ -8,6 +8,7 @@
 pub mod anthropic;
 mod build;
 mod http;
+mod metered;
 pub mod openai;
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub use anthropic::{AnthropicConfig, AnthropicProvider};
 pub use build::{BuildError, build, retry_policy};
+pub use metered::Metered;
 pub use openai::{OpenAiConfig, OpenAiProvider};
 
 /// One turn of a conversation. The system prompt normally goes in `CompletionRequest::system`;

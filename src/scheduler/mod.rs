@@ -9,6 +9,7 @@ use crate::config::SchedulerConfig;
 use crate::handler::{Handler, HandlerSet};
 use crate::kernel::clock::SharedClock;
 use crate::store::{JobFinish, JobRecord, JobWithEvents, SharedStore, StoredEvent};
+use crate::telemetry::metrics::SharedMetrics;
 use async_trait::async_trait;
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -57,6 +58,7 @@ struct Inner {
     config: SchedulerConfig,
     /// This process's name on the leases it holds.
     owner: String,
+    metrics: SharedMetrics,
 }
 
 pub struct Scheduler {
@@ -71,6 +73,7 @@ impl Scheduler {
         handlers: Arc<HandlerSet>,
         clock: SharedClock,
         config: SchedulerConfig,
+        metrics: SharedMetrics,
     ) -> Self {
         let owner = format!("hookwise-{}-{:08x}", std::process::id(), fastrand::u32(..));
         Self {
@@ -81,6 +84,7 @@ impl Scheduler {
                 clock,
                 config,
                 owner,
+                metrics,
             }),
             wake: Arc::new(Notify::new()),
         }
@@ -106,6 +110,7 @@ impl Scheduler {
                 let lease = inner.config.lease.as_millis() as i64;
                 match inner.store.claim_jobs(&inner.owner, now, free, lease).await {
                     Ok(jobs) => {
+                        inner.metrics.claimed(jobs.len());
                         let full = jobs.len() == free;
                         for job in jobs {
                             let span = tracing::info_span!(
@@ -235,6 +240,12 @@ async fn execute(inner: Arc<Inner>, claimed: JobWithEvents, abort: CancellationT
         handler,
         events: &claimed.events,
     };
+    let started = std::time::Instant::now();
+    let ran = |outcome| {
+        inner
+            .metrics
+            .run_finished(&job.handler, outcome, started.elapsed())
+    };
     // A panic in the runner (a tool, the agent) is a failed attempt like any other, retried with
     // backoff: left to unwind, it would end this task with the job still `running`.
     let run = AssertUnwindSafe(inner.runner.run(ctx)).catch_unwind();
@@ -251,11 +262,15 @@ async fn execute(inner: Arc<Inner>, claimed: JobWithEvents, abort: CancellationT
         _ = lost.cancelled() => None,
         _ = abort.cancelled() => {
             drop(heartbeat);
+            ran("released");
             finish(&inner, job, JobFinish::Release).await;
             return;
         }
     };
     drop(heartbeat);
+    if outcome.is_none() {
+        ran("lease_lost");
+    }
 
     let finish_as = match outcome {
         None => return, // the new owner records the outcome
@@ -276,6 +291,13 @@ async fn execute(inner: Arc<Inner>, claimed: JobWithEvents, abort: CancellationT
             error,
         },
     };
+    ran(match finish_as {
+        JobFinish::Done => "done",
+        JobFinish::Retry { .. } => "retry",
+        JobFinish::Dead { .. } => "dead",
+        JobFinish::Defer { .. } => "deferred",
+        JobFinish::Release => "released",
+    });
     finish(&inner, job, finish_as).await;
 }
 

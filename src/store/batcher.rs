@@ -5,6 +5,7 @@
 //! latency is one commit; under heavy load batches grow by themselves while a commit is running.
 
 use super::{IngestItem, IngestOutcome, SharedStore, StoreError};
+use crate::telemetry::metrics::SharedMetrics;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -25,9 +26,9 @@ pub struct IngestQueue {
 }
 
 impl IngestQueue {
-    pub fn start(store: SharedStore) -> (Self, JoinHandle<()>) {
+    pub fn start(store: SharedStore, metrics: SharedMetrics) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
-        let writer = tokio::spawn(run(store, rx));
+        let writer = tokio::spawn(run(store, metrics, rx));
         (Self { tx }, writer)
     }
 
@@ -42,7 +43,7 @@ impl IngestQueue {
     }
 }
 
-async fn run(store: SharedStore, mut rx: mpsc::Receiver<Pending>) {
+async fn run(store: SharedStore, metrics: SharedMetrics, mut rx: mpsc::Receiver<Pending>) {
     let mut queued = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
         // Requests woken by the previous commit are usually one scheduling turn away from
@@ -67,6 +68,7 @@ async fn run(store: SharedStore, mut rx: mpsc::Receiver<Pending>) {
         tracing::debug!(batch = size, "committing ingest batch");
         match store.ingest(items).await {
             Ok(outcomes) => {
+                metrics.batch_committed(size, outcomes.iter().map(|o| o.folded).sum());
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // A requester that went away still had its event committed; the sender retries
                     // and gets `duplicate: true`.

@@ -16,6 +16,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::kernel::event::{Event, EventId, SourceName};
+pub use crate::telemetry::metrics::QueueGauges;
 use async_trait::async_trait;
 use serde::Serialize;
 use std::sync::Arc;
@@ -105,6 +106,33 @@ pub enum JobState {
     Dead,
     /// Folded into another pending job of the same key, which carries its events on.
     Merged,
+}
+
+/// The job states the queue gauges count (`done` and `merged` grow without bound and say
+/// nothing about what is waiting).
+pub const QUEUE_STATES: [JobState; 3] = [JobState::Pending, JobState::Running, JobState::Dead];
+
+/// Builds the gauges from the rows both stores read: (account, state, jobs), the oldest due
+/// pending `run_at`, and the pending approvals.
+fn queue_gauges(
+    rows: Vec<(String, String, i64)>,
+    oldest_due_ms: Option<i64>,
+    approvals_pending: i64,
+    now_ms: i64,
+) -> QueueGauges {
+    let jobs = rows
+        .into_iter()
+        .filter_map(|(account, state, n)| {
+            let state = JobState::parse(&state).filter(|s| QUEUE_STATES.contains(s))?;
+            Some((account, state.as_str(), n))
+        })
+        .collect();
+    let lag_ms = oldest_due_ms.map_or(0, |due| (now_ms - due).max(0));
+    QueueGauges {
+        jobs,
+        oldest_due_lag: std::time::Duration::from_millis(lag_ms as u64),
+        approvals_pending,
+    }
 }
 
 impl JobState {
@@ -227,6 +255,9 @@ pub struct IngestOutcome {
     pub duplicate: bool,
     /// The jobs this event created or joined.
     pub jobs: Vec<JobId>,
+    /// How many of `jobs` the event joined (folded into a job already pending) rather than
+    /// created.
+    pub folded: usize,
 }
 
 /// An event as stored.
@@ -445,6 +476,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// The earliest time something may become claimable: a pending run_at or a lease expiry.
     async fn next_due_ms(&self) -> Result<Option<i64>, StoreError>;
+    /// The queue for the metrics: jobs per account in `QUEUE_STATES`, how long the oldest due
+    /// pending job has waited at `now_ms`, pending approvals. The same for every replica.
+    async fn queue_gauges(&self, now_ms: i64) -> Result<QueueGauges, StoreError>;
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;
     async fn get_job(&self, id: JobId) -> Result<Option<JobWithEvents>, StoreError>;
     /// Dead → pending (attempts reset), for a person who fixed the cause.

@@ -117,6 +117,7 @@ async fn acquire(
     waited: &mut Duration,
 ) -> Result<(), Failure> {
     let interval = pacing_interval(quota).as_millis().max(1) as i64;
+    let mut slept = Duration::ZERO;
     loop {
         let now = up.now_ms();
         let horizon = account.max_wait.saturating_sub(*waited).as_millis() as i64;
@@ -149,8 +150,10 @@ async fn acquire(
         if wait > 0 {
             tokio::time::sleep(Duration::from_millis(wait as u64)).await;
             *waited += Duration::from_millis(wait as u64);
+            slept += Duration::from_millis(wait as u64);
         }
         if reserved {
+            up.inner.metrics.slot_waited(&account.name, slept);
             return Ok(());
         }
         // It was a pause: now over, reserve a slot.
@@ -173,6 +176,9 @@ async fn pause_account(up: &Upstream, account: &Account, pause: Duration, reason
     let jitter = Duration::from_millis(fastrand::u64(0..=jitter_cap));
     let until = up.now_ms() + (pause + jitter).as_millis() as i64;
     tracing::warn!(account = %account.name, pause_ms = (pause + jitter).as_millis() as u64, reason, "pausing the account's upstream calls");
+    up.inner
+        .metrics
+        .upstream_paused(&account.name, pause + jitter);
     if let Err(e) = up
         .inner
         .store

@@ -17,6 +17,7 @@ use crate::kernel::ConnectorKind;
 use crate::kernel::Secret;
 use crate::kernel::clock::SharedClock;
 use crate::store::{ActionBegin, SharedStore};
+use crate::telemetry::metrics::SharedMetrics;
 use reqwest::Method;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -137,6 +138,7 @@ struct Inner {
     clock: SharedClock,
     /// How often a read is retried after a 5xx, a timeout or a dropped connection.
     max_retries: u32,
+    metrics: SharedMetrics,
 }
 
 /// What a connector tells the upstream layer about its vendor's API.
@@ -229,6 +231,7 @@ impl Upstream {
         accounts: Vec<Account>,
         store: SharedStore,
         clock: SharedClock,
+        metrics: SharedMetrics,
     ) -> Result<Self, String> {
         let accounts = accounts.into_iter().map(|a| (a.name.clone(), a)).collect();
         let http = reqwest::Client::builder()
@@ -242,6 +245,7 @@ impl Upstream {
                 store,
                 clock,
                 max_retries: 3,
+                metrics,
             }),
         })
     }
@@ -311,12 +315,14 @@ impl Upstream {
                     tracing::warn!(key, earlier = %request, now = %described,
                         "a re-run asked for a different write under a journaled key; the earlier one stands");
                 }
+                self.inner.metrics.journal("replayed");
                 let mut answer = classify(account, status, response)?;
                 answer.origin = Origin::Journaled;
                 return Ok(answer);
             }
             ActionBegin::InDoubt { request } => {
                 tracing::warn!(key, request = %request, "write in doubt: not sent again");
+                self.inner.metrics.journal("in_doubt");
                 return Err(CallError::Rejected(format!(
                     "not sent: an earlier attempt of this job already sent this write ({request}) and \
                      stopped before its answer was recorded, so it may have taken effect. It is never \
@@ -326,6 +332,7 @@ impl Upstream {
         }
         match governor::exchange(self, account, &request).await {
             Ok((status, text)) => {
+                self.inner.metrics.journal("sent");
                 if (200..300).contains(&status) {
                     if let Err(e) = store.finish_action(key, status, &text, self.now_ms()).await {
                         // The write happened; only its record is missing, so it stays in doubt
@@ -382,11 +389,21 @@ impl Upstream {
         if let Some(body) = &request.body {
             builder = builder.json(body);
         }
-        let response = builder.send().await?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await?;
-        Ok((status, headers, text))
+        let answer = async {
+            let response = builder.send().await?;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            Ok((status, headers, response.text().await?))
+        }
+        .await;
+        let status = answer.as_ref().ok().map(|(status, _, _)| *status);
+        self.inner.metrics.upstream_call(
+            &account.name,
+            account.connector.as_str(),
+            request.method.as_str(),
+            status,
+        );
+        answer
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 /// Bottom first. A module may import only modules that come before it (and itself).
 const LAYERS: &[&str] = &[
     "kernel",
+    "telemetry",
     "config",
     "store",
     "llm",

@@ -11,6 +11,7 @@ mod ingest;
 mod jobs;
 mod layering;
 mod llm;
+mod metrics;
 mod planhat;
 mod real_llm;
 mod replay;

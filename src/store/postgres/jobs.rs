@@ -17,6 +17,7 @@ const CLAIM_SCAN_FACTOR: usize = 16;
 
 /// Creates the route's job, or folds the event into the pending job of its key (trailing
 /// debounce, `job_machine::debounce`: run_at moves to now + period, never past the deadline).
+/// True when the event was folded into a job already pending.
 ///
 /// Two replicas routing to the same key at once: the second insert waits for the first
 /// transaction and then takes the `DO UPDATE` branch; if the pending row meanwhile left the
@@ -29,15 +30,16 @@ pub async fn route_event(
     event_seq: i64,
     route: &Route,
     now: i64,
-) -> Result<JobId, StoreError> {
+) -> Result<(JobId, bool), StoreError> {
     let new = NewJob::for_route(route, now);
-    let (id, run_at, deadline_at): (i64, i64, i64) = sqlx::query_as(
+    let (id, run_at, deadline_at, folds): (i64, i64, i64, i64) = sqlx::query_as(
         "INSERT INTO jobs (handler, account, subject, state, run_at, first_seen, deadline_at,
             attempts, max_attempts, created_at, updated_at)
          VALUES ($1, $2, $3, 'pending', $4, $5, $6, 0, $7, $5, $5)
          ON CONFLICT (handler, account, subject) WHERE state = 'pending'
-         DO UPDATE SET updated_at = EXCLUDED.updated_at
-         RETURNING id, run_at, deadline_at",
+         DO UPDATE SET updated_at = EXCLUDED.updated_at,
+             folded_events = jobs.folded_events + 1
+         RETURNING id, run_at, deadline_at, folded_events",
     )
     .bind(&route.handler)
     .bind(account)
@@ -64,7 +66,7 @@ pub async fn route_event(
     .bind(event_seq)
     .execute(&mut *conn)
     .await?;
-    Ok(JobId(id))
+    Ok((JobId(id), folds > 0))
 }
 
 /// The first due job of every account with nothing running, oldest first, looking at no more
@@ -332,6 +334,27 @@ pub async fn next_due(conn: &mut PgConnection) -> Result<Option<i64>, StoreError
     )
     .fetch_one(&mut *conn)
     .await?)
+}
+
+/// The rows of `Store::queue_gauges`.
+pub async fn queue_gauges(
+    conn: &mut PgConnection,
+    now: i64,
+) -> Result<crate::store::QueueGauges, StoreError> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT account, state, COUNT(*) FROM jobs
+         WHERE state IN ('pending', 'running', 'dead') GROUP BY account, state",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let (oldest, approvals): (Option<i64>, i64) = sqlx::query_as(
+        "SELECT (SELECT MIN(run_at) FROM jobs WHERE state = 'pending' AND run_at <= $1),
+                (SELECT COUNT(*) FROM approvals WHERE state = 'pending')",
+    )
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(super::super::queue_gauges(rows, oldest, approvals, now))
 }
 
 const JOB_COLUMNS: &str = "j.id, j.handler, j.account, j.subject, j.state, j.run_at, j.first_seen,

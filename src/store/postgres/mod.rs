@@ -383,6 +383,7 @@ async fn ingest_batch(
             event_id: event.id.clone(),
             duplicate: seq.is_none(),
             jobs: Vec::new(),
+            folded: 0,
         });
     }
     to_route
@@ -397,8 +398,9 @@ async fn ingest_batch(
     }
     // Each outcome lists its jobs in route order, as the routes were given.
     routed.sort_unstable_by_key(|&(i, r, _)| (i, r));
-    for (i, _, job) in routed {
+    for (i, _, (job, joined)) in routed {
         outcomes[i].jobs.push(job);
+        outcomes[i].folded += usize::from(joined);
     }
     Ok(outcomes)
 }
@@ -500,6 +502,11 @@ impl Store for PostgresStore {
     async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         jobs::next_due(&mut conn).await
+    }
+
+    async fn queue_gauges(&self, now_ms: i64) -> Result<crate::store::QueueGauges, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        jobs::queue_gauges(&mut conn, now_ms).await
     }
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {

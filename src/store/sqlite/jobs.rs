@@ -17,22 +17,23 @@ const CLAIM_SCAN_FACTOR: usize = 16;
 
 /// Creates the route's job, or folds the event into the pending job of its key (trailing
 /// debounce, `job_machine::debounce`: run_at moves to now + period, never past the deadline).
+/// True when the event was folded into a job already pending.
 pub fn route_event(
     conn: &Connection,
     account: &str,
     event_seq: i64,
     route: &Route,
     now: i64,
-) -> Result<JobId, StoreError> {
+) -> Result<(JobId, bool), StoreError> {
     let new = NewJob::for_route(route, now);
-    let (id, run_at, deadline_at): (i64, i64, i64) = conn
+    let (id, run_at, deadline_at, folds): (i64, i64, i64, i64) = conn
         .prepare_cached(
             "INSERT INTO jobs (handler, account, subject, state, run_at, first_seen, deadline_at,
                 attempts, max_attempts, created_at, updated_at)
              VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, 0, ?7, ?5, ?5)
              ON CONFLICT (handler, account, subject) WHERE state = 'pending'
-             DO UPDATE SET updated_at = excluded.updated_at
-             RETURNING id, run_at, deadline_at",
+             DO UPDATE SET updated_at = excluded.updated_at, folded_events = folded_events + 1
+             RETURNING id, run_at, deadline_at, folded_events",
         )?
         .query_row(
             params![
@@ -44,7 +45,7 @@ pub fn route_event(
                 new.deadline_at_ms,
                 route.max_attempts
             ],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
     // A job this event created already runs when it should; a folded one may move.
     let debounced = job_machine::debounce(run_at, deadline_at, now, route.period_ms);
@@ -54,7 +55,7 @@ pub fn route_event(
     }
     conn.prepare_cached("INSERT OR IGNORE INTO job_events (job_id, event_seq) VALUES (?1, ?2)")?
         .execute(params![id, event_seq])?;
-    Ok(JobId(id))
+    Ok((JobId(id), folds > 0))
 }
 
 pub fn claim(
@@ -261,6 +262,27 @@ pub fn next_due(conn: &Connection) -> Result<Option<i64>, StoreError> {
                 UNION ALL SELECT MIN(lease_until) FROM jobs WHERE state = 'running')",
         )?
         .query_row([], |r| r.get(0))?)
+}
+
+/// The rows of `Store::queue_gauges`: jobs per account and queue state, the oldest due pending
+/// job, pending approvals.
+pub fn queue_gauges(conn: &Connection, now: i64) -> Result<crate::store::QueueGauges, StoreError> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT account, state, COUNT(*) FROM jobs
+             WHERE state IN ('pending', 'running', 'dead') GROUP BY account, state",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let oldest: Option<i64> = conn
+        .prepare_cached(
+            "SELECT MIN(run_at) FROM jobs INDEXED BY jobs_due WHERE state = 'pending' AND run_at <= ?1",
+        )?
+        .query_row([now], |r| r.get(0))?;
+    let approvals: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM approvals WHERE state = 'pending'")?
+        .query_row([], |r| r.get(0))?;
+    Ok(super::super::queue_gauges(rows, oldest, approvals, now))
 }
 
 const JOB_COLUMNS: &str = "j.id, j.handler, j.account, j.subject, j.state, j.run_at, j.first_seen,

@@ -242,6 +242,7 @@ impl Store for SqliteStore {
                         event.payload,
                     ])?;
                 let mut jobs = Vec::new();
+                let mut folded = 0;
                 // A duplicate changes nothing: its jobs were decided when it first arrived.
                 if inserted == 1
                     && let Disposition::Route(routes) = disposition
@@ -249,19 +250,17 @@ impl Store for SqliteStore {
                     let seq = tx.last_insert_rowid();
                     let now = event.received_at.timestamp_millis();
                     for route in routes {
-                        jobs.push(jobs::route_event(
-                            &tx,
-                            event.account.as_str(),
-                            seq,
-                            route,
-                            now,
-                        )?);
+                        let (job, joined) =
+                            jobs::route_event(&tx, event.account.as_str(), seq, route, now)?;
+                        jobs.push(job);
+                        folded += usize::from(joined);
                     }
                 }
                 outcomes.push(IngestOutcome {
                     event_id: event.id.clone(),
                     duplicate: inserted == 0,
                     jobs,
+                    folded,
                 });
             }
             tx.commit()?;
@@ -359,6 +358,11 @@ impl Store for SqliteStore {
 
     async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
         self.call(|conn| jobs::next_due(conn)).await
+    }
+
+    async fn queue_gauges(&self, now_ms: i64) -> Result<crate::store::QueueGauges, StoreError> {
+        self.call(move |conn| jobs::queue_gauges(conn, now_ms))
+            .await
     }
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {

@@ -1,7 +1,8 @@
 //! Contract: claims, leases, finishing, merging, retrying dead jobs, listing, and next_due.
 
 use super::*;
-use hookwise::store::{JobFilter, JobFinish, JobState, RetryResult};
+use hookwise::store::{JobFilter, JobFinish, JobState, QueueGauges, RetryResult};
+use std::time::Duration;
 
 contract!(
     claim_takes_one_job_per_idle_account_up_to_limit,
@@ -12,6 +13,8 @@ contract!(
     retry_requeues_dead_merges_or_refuses,
     list_jobs_filters_and_pages_newest_first,
     next_due_is_the_earliest_run_or_lease_expiry,
+    queue_gauges_count_waiting_work_per_account,
+    ingest_says_which_events_folded_into_a_pending_job,
 );
 
 const LEASE: i64 = 30_000;
@@ -380,4 +383,78 @@ async fn next_due_is_the_earliest_run_or_lease_expiry(store: SharedStore) {
         .await
         .unwrap();
     assert_eq!(store.next_due_ms().await.unwrap(), Some(T0 + 60_000));
+}
+
+async fn queue_gauges_count_waiting_work_per_account(store: SharedStore) {
+    let empty = store.queue_gauges(T0).await.unwrap();
+    assert_eq!(empty, QueueGauges::default());
+
+    due_job(&store, "a1", "acme", "t1", T0).await;
+    due_job(&store, "a2", "acme", "t2", T0 + 1_000).await;
+    let dies = due_job(&store, "b1", "bolt", "t1", T0 + 2_000).await;
+    due_job(&store, "c1", "corp", "t1", T0 + 60_000).await; // not due yet
+    // acme's oldest runs; bolt's dies; the next oldest due is acme's second.
+    let running = claim(&store, "w1", T0 + 5_000, 2).await;
+    assert_eq!(running.len(), 2);
+    let finished = store
+        .finish_job(
+            dies,
+            "w1",
+            T0 + 6_000,
+            JobFinish::Dead { error: "x".into() },
+        )
+        .await
+        .unwrap();
+    assert!(finished);
+
+    let mut gauges = store.queue_gauges(T0 + 10_000).await.unwrap();
+    gauges.jobs.sort();
+    assert_eq!(
+        gauges.jobs,
+        [
+            ("acme".to_string(), "pending", 1),
+            ("acme".to_string(), "running", 1),
+            ("bolt".to_string(), "dead", 1),
+            ("corp".to_string(), "pending", 1),
+        ]
+    );
+    assert_eq!(
+        gauges.oldest_due_lag,
+        Duration::from_secs(9),
+        "acme's t2, due at T0+1s"
+    );
+    assert_eq!(gauges.approvals_pending, 0);
+}
+
+async fn ingest_says_which_events_folded_into_a_pending_job(store: SharedStore) {
+    let first = ingest_one(
+        &store,
+        event("f1", "acme", "t1", T0),
+        vec![route("triage", "t1")],
+    )
+    .await;
+    assert_eq!(first.folded, 0, "the first event creates the job");
+    // Same batch: one joins the job of the first, one creates another handler's job beside it.
+    let outcomes = store
+        .ingest(vec![
+            routed(
+                event("f2", "acme", "t1", T0 + 1),
+                vec![route("triage", "t1"), route("sla", "t1")],
+            ),
+            routed(event("f3", "acme", "t1", T0 + 2), vec![route("sla", "t1")]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(outcomes[0].jobs.len(), 2);
+    assert_eq!(outcomes[0].jobs[0], first.jobs[0]);
+    assert_eq!((outcomes[0].folded, outcomes[1].folded), (1, 1));
+    // A duplicate folds nothing.
+    let again = ingest_one(
+        &store,
+        event("f1", "acme", "t1", T0 + 3),
+        vec![route("triage", "t1")],
+    )
+    .await;
+    assert!(again.duplicate);
+    assert_eq!(again.folded, 0);
 }

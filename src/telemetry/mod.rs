@@ -1,0 +1,3 @@
+//! What hookwise tells its operators about itself: metrics (and, later, traces).
+
+pub mod metrics;
