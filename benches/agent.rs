@@ -142,11 +142,12 @@ fn main() {
             llm: provider.clone(),
             retry: RetryPolicy::default(),
             tools: Arc::new(tools),
-            store,
+            store: store.clone(),
             clock: Arc::new(SystemClock),
             model: "bench".into(),
             max_tokens: 256,
             metrics: Default::default(),
+            runs: store::batcher::RunWriter::start(store.clone()),
         };
 
         // Baseline: the same provider and tool calls, nothing around them.

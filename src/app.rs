@@ -17,6 +17,7 @@ use crate::kernel::clock::{SharedClock, SystemClock};
 use crate::kernel::{ConfigError, ConfigErrors};
 use crate::llm::{self, LlmProvider, Metered, RetryPolicy};
 use crate::scheduler::JobRunner;
+use crate::store::batcher::RunWriter;
 use crate::store::{self, SharedStore};
 use crate::telemetry::metrics::{Metrics, SharedMetrics};
 use crate::tools::ToolRegistry;
@@ -272,6 +273,7 @@ impl App {
             model: llm.model.clone(),
             max_tokens: llm.max_tokens,
             metrics: self.metrics.clone(),
+            runs: RunWriter::start(self.store.clone()),
         })
     }
 

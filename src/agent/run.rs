@@ -18,6 +18,7 @@ use crate::llm::{
 use crate::scheduler::{JobRunner, RunContext, RunError};
 use crate::store::{
     ApprovalCreated, ApprovalState, NewApproval, RunRecord, SharedStore, StoredEvent,
+    batcher::RunWriter,
 };
 use crate::telemetry::metrics::SharedMetrics;
 use crate::tools::{ScopedTools, ToolContext, ToolError, ToolRegistry, dotted};
@@ -44,6 +45,8 @@ pub struct AgentRunner {
     pub model: String,
     pub max_tokens: u32,
     pub metrics: SharedMetrics,
+    /// Writes each run's transcript as it goes (`RunWriter::start(store)`).
+    pub runs: RunWriter,
 }
 
 /// How a conversation ended.
@@ -58,11 +61,37 @@ struct Transcript {
     steps: Vec<Value>,
     input_tokens: u64,
     output_tokens: u64,
+    /// The run as recorded when it started (outcome `running`), when that worked.
+    stored: Option<(i64, RunRecord)>,
+    writer: RunWriter,
 }
 
 impl Transcript {
     fn push(&mut self, step: Value) {
         self.steps.push(step);
+    }
+
+    /// The run so far, with `outcome`.
+    fn record(&self, outcome: &str, error: Option<String>, now_ms: i64) -> Option<RunRecord> {
+        let (_, started) = self.stored.as_ref()?;
+        Some(RunRecord {
+            finished_at_ms: now_ms,
+            outcome: outcome.into(),
+            error,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            steps: Value::Array(self.steps.clone()),
+            ..started.clone()
+        })
+    }
+
+    /// Queues the steps so far to be stored (not waited for): a run whose process dies leaves
+    /// them, and is shown as `interrupted` once its lease expires.
+    fn checkpoint(&self, now_ms: i64) {
+        if let Some(record) = self.record("running", None, now_ms) {
+            self.writer
+                .progress(self.stored.as_ref().expect("recorded").0, record);
+        }
     }
 }
 
@@ -75,13 +104,39 @@ impl JobRunner for AgentRunner {
         let mut scoped = self.tools.scoped(&agent.tools);
         let system = format!("{}\n\n{RULES}", agent.prompt.trim());
         let context = render_context(&ctx);
-        let mut transcript = Transcript {
-            steps: vec![
-                json!({"type": "system", "text": system}),
-                json!({"type": "user", "text": context}),
-            ],
+        let steps = vec![
+            json!({"type": "system", "text": system}),
+            json!({"type": "user", "text": context}),
+        ];
+        let start = RunRecord {
+            job: ctx.job.id,
+            handler: ctx.job.handler.clone(),
+            account: ctx.job.account.clone(),
+            attempt: ctx.job.attempts,
+            mode: ctx.handler.mode.as_str().to_string(),
+            model: model.clone(),
+            started_at_ms: started,
+            finished_at_ms: started,
+            outcome: "running".into(),
+            error: None,
             input_tokens: 0,
             output_tokens: 0,
+            steps: Value::Array(steps.clone()),
+        };
+        let stored = match self.store.record_run(&start).await {
+            Ok(id) => Some((id, start)),
+            Err(e) => {
+                // The run goes on; its transcript is kept at the end if the store is back.
+                tracing::warn!(job = %ctx.job.id, error = %e, "recording the run's start failed");
+                None
+            }
+        };
+        let mut transcript = Transcript {
+            steps,
+            input_tokens: 0,
+            output_tokens: 0,
+            stored,
+            writer: self.runs.clone(),
         };
         for note in scoped
             .resolve_live(&self.tool_context(&ctx, String::new()))
@@ -127,22 +182,34 @@ impl JobRunner for AgentRunner {
             Ending::Failed(e @ RunError::Deferred { .. }) => ("deferred", Err(e)),
             Ending::Failed(e) => ("failed", Err(e)),
         };
-        let record = RunRecord {
-            job: ctx.job.id,
-            handler: ctx.job.handler.clone(),
-            account: ctx.job.account.clone(),
-            attempt: ctx.job.attempts,
-            mode: ctx.handler.mode.as_str().to_string(),
-            model,
-            started_at_ms: started,
-            finished_at_ms: self.clock.now().timestamp_millis(),
-            outcome: outcome.into(),
-            error: result.as_ref().err().map(ToString::to_string),
-            input_tokens: transcript.input_tokens,
-            output_tokens: transcript.output_tokens,
-            steps: Value::Array(transcript.steps),
+        let now = self.clock.now().timestamp_millis();
+        let error = result.as_ref().err().map(ToString::to_string);
+        let stored = match (
+            &transcript.stored,
+            transcript.record(outcome, error.clone(), now),
+        ) {
+            (Some((id, _)), Some(record)) => self.runs.finish(*id, record).await,
+            _ => self
+                .store
+                .record_run(&RunRecord {
+                    job: ctx.job.id,
+                    handler: ctx.job.handler.clone(),
+                    account: ctx.job.account.clone(),
+                    attempt: ctx.job.attempts,
+                    mode: ctx.handler.mode.as_str().to_string(),
+                    model,
+                    started_at_ms: started,
+                    finished_at_ms: now,
+                    outcome: outcome.into(),
+                    error,
+                    input_tokens: transcript.input_tokens,
+                    output_tokens: transcript.output_tokens,
+                    steps: Value::Array(transcript.steps),
+                })
+                .await
+                .map(drop),
         };
-        if let Err(e) = self.store.record_run(&record).await {
+        if let Err(e) = stored {
             // The outcome stands; only its record is lost, and the log says so.
             tracing::error!(job = %ctx.job.id, error = %e, "storing the run transcript failed");
         }
@@ -191,6 +258,7 @@ impl AgentRunner {
             request
                 .messages
                 .push(Message::Assistant(completion.message));
+            transcript.checkpoint(self.clock.now().timestamp_millis());
             let before = transcript.steps.len();
             for (n, call) in calls.iter().enumerate() {
                 let key = format!("job-{}/step-{step}/call-{n}", ctx.job.id);
@@ -215,6 +283,7 @@ impl AgentRunner {
                 }
                 request.tools = scoped.specs();
             }
+            transcript.checkpoint(self.clock.now().timestamp_millis());
         }
         Ending::MaxSteps
     }

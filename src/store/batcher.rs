@@ -4,7 +4,7 @@
 //! There is deliberately no wait to fill a batch: under light load a batch is one event and the
 //! latency is one commit; under heavy load batches grow by themselves while a commit is running.
 
-use super::{IngestItem, IngestOutcome, SharedStore, StoreError};
+use super::{IngestItem, IngestOutcome, RunRecord, SharedStore, StoreError};
 use crate::telemetry::metrics::SharedMetrics;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -82,6 +82,83 @@ async fn run(store: SharedStore, metrics: SharedMetrics, mut rx: mpsc::Receiver<
                     let _ = reply.send(Err(StoreError::Batch(shared.clone())));
                 }
             }
+        }
+    }
+}
+
+/// Writes runs' transcripts as they go, so a run whose process dies mid-way leaves the steps it
+/// took. Progress is not waited for: updates queue here and one task writes them in batches, one
+/// transaction for every run that moved meanwhile, keeping only each run's newest state. A run's
+/// final state is waited for, and is written after any progress queued before it.
+#[derive(Clone)]
+pub struct RunWriter {
+    tx: mpsc::UnboundedSender<RunUpdate>,
+}
+
+struct RunUpdate {
+    id: i64,
+    run: RunRecord,
+    /// Set for a run's final state: answered once it is committed.
+    done: Option<oneshot::Sender<Result<(), StoreError>>>,
+}
+
+impl RunWriter {
+    /// Starts the writer task; it ends when every `RunWriter` is dropped.
+    pub fn start(store: SharedStore) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_runs(store, rx));
+        Self { tx }
+    }
+
+    /// Queues the run's state so far; a failure to write it is logged, not returned.
+    pub fn progress(&self, id: i64, run: RunRecord) {
+        let _ = self.tx.send(RunUpdate {
+            id,
+            run,
+            done: None,
+        });
+    }
+
+    /// Writes the run's final state and waits for the commit.
+    pub async fn finish(&self, id: i64, run: RunRecord) -> Result<(), StoreError> {
+        let (done, answer) = oneshot::channel();
+        self.tx
+            .send(RunUpdate {
+                id,
+                run,
+                done: Some(done),
+            })
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+async fn write_runs(store: SharedStore, mut rx: mpsc::UnboundedReceiver<RunUpdate>) {
+    let mut queued = Vec::new();
+    while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
+        // The newest state of each run; a later update replaces an earlier one in place.
+        let mut latest: Vec<(i64, RunRecord)> = Vec::new();
+        let mut waiting = Vec::new();
+        for update in queued.drain(..) {
+            match latest.iter_mut().find(|(id, _)| *id == update.id) {
+                Some(slot) => slot.1 = update.run,
+                None => latest.push((update.id, update.run)),
+            }
+            waiting.extend(update.done);
+        }
+        let size = latest.len();
+        let failed: Option<Arc<str>> = match store.update_runs(latest).await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::error!(error = %e, runs = size, "writing run transcripts failed");
+                Some(e.to_string().into())
+            }
+        };
+        for done in waiting {
+            let _ = done.send(match &failed {
+                None => Ok(()),
+                Some(e) => Err(StoreError::Batch(e.clone())),
+            });
         }
     }
 }

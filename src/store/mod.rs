@@ -329,6 +329,9 @@ pub(crate) fn job_state(s: &str) -> Result<JobState, StoreError> {
 }
 
 /// A run's steps as stored: JSON text in both backends, so they read back exactly as written.
+/// What an interrupted run's `error` says.
+pub(crate) const INTERRUPTED: &str = "interrupted: the process running it stopped (killed or crashed) before the run finished; its lease expired";
+
 pub(crate) fn steps_text(steps: &serde_json::Value) -> Result<String, StoreError> {
     serde_json::to_string(steps).map_err(|e| StoreError::Corrupt(format!("run steps: {e}")))
 }
@@ -357,7 +360,9 @@ pub struct RunRecord {
     pub model: String,
     pub started_at_ms: i64,
     pub finished_at_ms: i64,
-    /// `done`, `failed`, `max_steps` or `deadline`.
+    /// `running` while it runs; then `done`, `failed`, `deferred`, `max_steps` or `deadline`;
+    /// `interrupted` when its process stopped mid-run (its lease expired and the job was reaped),
+    /// with the steps it had taken.
     pub outcome: String,
     pub error: Option<String>,
     pub input_tokens: u64,
@@ -484,8 +489,11 @@ pub trait Store: Send + Sync + 'static {
     /// Dead → pending (attempts reset), for a person who fixed the cause.
     async fn retry_job(&self, id: JobId, now_ms: i64) -> Result<RetryResult, StoreError>;
 
-    /// Keeps one run's record and transcript; returns its id.
+    /// Keeps one run's record and transcript; returns its id. The agent records a run when it
+    /// starts (outcome `running`) and updates it as it goes (`update_runs`).
     async fn record_run(&self, run: &RunRecord) -> Result<i64, StoreError>;
+    /// Replaces the outcome, tokens and transcript of recorded runs, all in one transaction.
+    async fn update_runs(&self, runs: Vec<(i64, RunRecord)>) -> Result<(), StoreError>;
     /// Runs newest first; `steps` is included (callers that only list can ignore it).
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<StoredRun>, StoreError>;
     async fn get_run(&self, id: i64) -> Result<Option<StoredRun>, StoreError>;

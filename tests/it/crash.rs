@@ -160,7 +160,20 @@ deadline = "60s"
                 .any(|a| a.state == "done"),
             None => false,
         };
-        if arrived && (kill == Kill::BeforeTheAnswer || journaled) {
+        // The run's transcript so far is stored as it goes: the model's call is in it.
+        let recorded = store
+            .list_runs(&RunFilter::default())
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| {
+                r.run.outcome == "running"
+                    && r.run
+                        .steps
+                        .to_string()
+                        .contains("happyfox.add_private_note")
+            });
+        if arrived && recorded && (kill == Kill::BeforeTheAnswer || journaled) {
             break;
         }
         assert!(
@@ -204,6 +217,28 @@ deadline = "60s"
 
     // The re-run's transcript says why nothing was sent the second time.
     let runs = store.list_runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(runs.len(), 2, "the killed run is listed too");
+    let killed = runs
+        .iter()
+        .find(|r| r.run.attempt == 1)
+        .expect("the killed run left its record");
+    assert_eq!(killed.run.outcome, "interrupted");
+    assert!(
+        killed
+            .run
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("stopped"),
+        "{:?}",
+        killed.run.error
+    );
+    let killed_steps = killed.run.steps.to_string();
+    assert!(
+        killed_steps.contains("happyfox.add_private_note")
+            && killed_steps.contains("\"type\":\"assistant\""),
+        "the steps taken before the kill: {killed_steps}"
+    );
     let rerun = runs
         .iter()
         .find(|r| r.run.attempt == 2)

@@ -163,8 +163,10 @@ async fn reap_expired_leases(conn: &mut PgConnection, now: i64) -> Result<(), St
     .fetch_all(&mut *conn)
     .await?;
     for row in &expired {
-        if let Some(transition) = job_machine::reap(&snapshot_from_row(row)?, now) {
+        let job = snapshot_from_row(row)?;
+        if let Some(transition) = job_machine::reap(&job, now) {
             apply(conn, transition).await?;
+            super::runs::interrupt(conn, job.id, now).await?;
         }
     }
     Ok(())

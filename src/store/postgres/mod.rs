@@ -534,6 +534,10 @@ impl Store for PostgresStore {
         runs::record(&mut conn, run).await
     }
 
+    async fn update_runs(&self, runs: Vec<(i64, RunRecord)>) -> Result<(), StoreError> {
+        in_transaction!(self, "update runs", |conn| runs::update(conn, &runs))
+    }
+
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<StoredRun>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         runs::list(&mut conn, filter).await

@@ -1,5 +1,5 @@
 //! Run statements for the PostgreSQL store: the SQLite store's `runs.rs`, statement for
-//! statement. A run is one insert, so it needs no transaction of its own.
+//! statement. A run is inserted when it starts and updated as it goes.
 
 use crate::store::{JobId, RunFilter, RunRecord, StoreError, StoredRun};
 use sqlx::Row;
@@ -33,6 +33,40 @@ pub async fn record(conn: &mut PgConnection, run: &RunRecord) -> Result<i64, Sto
     .fetch_one(&mut *conn)
     .await?;
     Ok(id)
+}
+
+/// Rewrites the changing parts of recorded runs (the caller's transaction).
+pub async fn update(conn: &mut PgConnection, runs: &[(i64, RunRecord)]) -> Result<(), StoreError> {
+    for (id, run) in runs {
+        sqlx::query(
+            "UPDATE runs SET finished_at = $2, outcome = $3, error = $4, input_tokens = $5,
+                output_tokens = $6, steps = $7 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(run.finished_at_ms)
+        .bind(&run.outcome)
+        .bind(&run.error)
+        .bind(crate::store::tokens_column(run.input_tokens))
+        .bind(crate::store::tokens_column(run.output_tokens))
+        .bind(crate::store::steps_text(&run.steps)?)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Runs of `job` still `running` are `interrupted`: the job's lease expired under them.
+pub async fn interrupt(conn: &mut PgConnection, job: JobId, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE runs SET outcome = 'interrupted', finished_at = $2, error = $3
+         WHERE job_id = $1 AND outcome = 'running'",
+    )
+    .bind(job.0)
+    .bind(now)
+    .bind(crate::store::INTERRUPTED)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 fn from_row(r: &PgRow) -> Result<StoredRun, StoreError> {

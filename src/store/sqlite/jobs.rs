@@ -117,6 +117,7 @@ fn reap_expired_leases(conn: &Connection, now: i64) -> Result<(), StoreError> {
     for job in &expired {
         if let Some(transition) = job_machine::reap(job, now) {
             apply(conn, transition)?;
+            super::runs::interrupt(conn, job.id, now)?;
         }
     }
     Ok(())

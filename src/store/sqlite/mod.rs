@@ -394,6 +394,28 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn update_runs(&self, runs: Vec<(i64, RunRecord)>) -> Result<(), StoreError> {
+        // Encoded here, off the store's one thread.
+        let runs = runs
+            .into_iter()
+            .map(|(id, run)| {
+                let steps = super::steps_text(&run.steps)?;
+                let run = RunRecord {
+                    steps: serde_json::Value::Null,
+                    ..run
+                };
+                Ok((id, run, steps))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            runs::update(&tx, &runs)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<StoredRun>, StoreError> {
         let filter = filter.clone();
         self.call(move |conn| runs::list(conn, &filter)).await

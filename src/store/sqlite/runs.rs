@@ -38,6 +38,36 @@ pub fn record(conn: &Connection, run: &RunRecord, steps: &str) -> Result<i64, St
     Ok(id)
 }
 
+/// Rewrites the changing parts of recorded runs (the caller's transaction).
+pub fn update(conn: &Connection, runs: &[(i64, RunRecord, String)]) -> Result<(), StoreError> {
+    let mut statement = conn.prepare_cached(
+        "UPDATE runs SET finished_at = ?2, outcome = ?3, error = ?4, input_tokens = ?5,
+            output_tokens = ?6, steps = ?7 WHERE id = ?1",
+    )?;
+    for (id, run, steps) in runs {
+        statement.execute(params![
+            id,
+            run.finished_at_ms,
+            run.outcome,
+            run.error,
+            crate::store::tokens_column(run.input_tokens),
+            crate::store::tokens_column(run.output_tokens),
+            steps,
+        ])?;
+    }
+    Ok(())
+}
+
+/// Runs of `job` still `running` are `interrupted`: the job's lease expired under them.
+pub fn interrupt(conn: &Connection, job: JobId, now: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE runs SET outcome = 'interrupted', finished_at = ?2, error = ?3
+         WHERE job_id = ?1 AND outcome = 'running'",
+    )?
+    .execute(params![job.0, now, crate::store::INTERRUPTED])?;
+    Ok(())
+}
+
 /// A row as stored; `steps` is parsed by the caller, outside rusqlite's error type.
 struct Row {
     id: i64,

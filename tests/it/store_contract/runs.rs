@@ -10,6 +10,7 @@ contract!(
     get_of_a_missing_run_is_none,
     runs_of_one_job_list_newest_first,
     list_runs_filters_and_pages_newest_first,
+    a_run_updated_as_it_goes_is_interrupted_when_its_lease_expires,
 );
 
 /// A run of `job` with a transcript that uses every step type, unicode, nesting and numbers.
@@ -195,4 +196,33 @@ async fn list_runs_filters_and_pages_newest_first(store: SharedStore) {
         .await,
         [r1]
     );
+}
+
+async fn a_run_updated_as_it_goes_is_interrupted_when_its_lease_expires(store: SharedStore) {
+    let job = due_job(&store, "e1", "acme", "t1", T0).await;
+    let claimed = store.claim_jobs("w1", T0, 1, 30_000).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let mut started = run(job, "triage", "acme", 1);
+    started.outcome = "running".into();
+    started.steps = json!([{"type": "system", "text": "You triage tickets."}]);
+    let id = store.record_run(&started).await.unwrap();
+    // Two steps in, the process writes what it has (one transaction for every run that moved).
+    let mut so_far = run(job, "triage", "acme", 1);
+    so_far.outcome = "running".into();
+    store.update_runs(vec![(id, so_far.clone())]).await.unwrap();
+    assert_eq!(store.get_run(id).await.unwrap().unwrap().run, so_far);
+
+    // It dies; the lease expires and the next claim reaps the job: the run says so, and keeps
+    // the steps it took.
+    let again = store
+        .claim_jobs("w2", T0 + 31_000, 1, 30_000)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "the job runs again");
+    let interrupted = store.get_run(id).await.unwrap().unwrap().run;
+    assert_eq!(interrupted.outcome, "interrupted");
+    assert_eq!(interrupted.finished_at_ms, T0 + 31_000);
+    assert!(interrupted.error.unwrap().contains("stopped"));
+    assert_eq!(interrupted.steps, so_far.steps);
+    assert_eq!(interrupted.input_tokens, so_far.input_tokens);
 }
