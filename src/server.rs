@@ -58,7 +58,8 @@ impl Server {
     }
 
     /// Serves until `shutdown` is cancelled, then finishes in-flight requests, commits everything
-    /// already queued, and lets running jobs finish (within `scheduler.shutdown_grace`).
+    /// already queued, and lets running jobs finish (within `scheduler.shutdown_grace`). The
+    /// pruner (`[retention]`) runs beside them and stops between two of its rounds.
     pub async fn run(
         self,
         listener: TcpListener,
@@ -89,6 +90,9 @@ impl Server {
                 (Arc::new(Notify::new()), None)
             }
         };
+        let pruner = app
+            .pruner()
+            .map(|pruner| tokio::spawn(pruner.run(shutdown.clone())));
         let state = Arc::new(AppState {
             approvals: app.approvals(),
             sources: app.sources,
@@ -113,6 +117,9 @@ impl Server {
         writer.await.context("ingest writer")?;
         if let Some(scheduler) = scheduler {
             scheduler.await.context("scheduler")?;
+        }
+        if let Some(pruner) = pruner {
+            pruner.await.context("pruner")?;
         }
         tracing::info!("hookwise stopped");
         Ok(())

@@ -34,6 +34,11 @@ pub const SQLITE: &[Migration] = &[
         name: "upstream",
         sql: include_str!("migrations/sqlite/0005_upstream.sql"),
     },
+    Migration {
+        version: 6,
+        name: "retention",
+        sql: include_str!("migrations/sqlite/0006_retention.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -61,5 +66,10 @@ pub const POSTGRES: &[Migration] = &[
         version: 5,
         name: "upstream",
         sql: include_str!("migrations/postgres/0005_upstream.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "retention",
+        sql: include_str!("migrations/postgres/0006_retention.sql"),
     },
 ];

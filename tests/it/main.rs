@@ -12,6 +12,7 @@ mod jobs;
 mod layering;
 mod llm;
 mod planhat;
+mod prune;
 mod real_llm;
 mod replay;
 mod replicas;
