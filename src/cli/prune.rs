@@ -57,7 +57,7 @@ fn span(d: Duration) -> String {
         (1_000, "s"),
     ]
     .into_iter()
-    .find(|(unit, _)| ms % unit == 0 && ms > 0)
+    .find(|(unit, _)| ms > 0 && ms.is_multiple_of(*unit))
     .map(|(unit, name)| format!("{}{name}", ms / unit))
     .unwrap_or_else(|| format!("{ms}ms"))
 }
