@@ -59,7 +59,8 @@ impl Server {
 
     /// Serves until `shutdown` is cancelled, then finishes in-flight requests, commits everything
     /// already queued, and lets running jobs finish (within `scheduler.shutdown_grace`). The
-    /// pruner (`[retention]`) runs beside them and stops between two of its rounds.
+    /// pruner (`[retention]`) runs beside them and stops at once (a round in flight
+    /// commits or rolls back whole).
     pub async fn run(
         self,
         listener: TcpListener,

@@ -141,8 +141,8 @@ impl Pruner {
         self.store.prune_dry_run(&self.policy, now).await
     }
 
-    /// Prunes every `interval` until `shutdown`; a pass in progress stops between rounds. A
-    /// failed pass is logged and tried again at the next interval.
+    /// Prunes every `interval` until `shutdown`, which stops a pass at once (a round in flight is
+    /// one transaction: committed or rolled back whole). A failed pass is logged and tried again at the next interval.
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
             tokio::select! {
