@@ -8,7 +8,7 @@
 
 use crate::agent::run::AgentRunner;
 use crate::approvals::Approvals;
-use crate::config::Config;
+use crate::config::{Config, RetentionConfig};
 use crate::connectors;
 use crate::handler::{self, HandlerSet, Mode};
 use crate::ingress::Source;
@@ -18,7 +18,7 @@ use crate::kernel::{ConfigError, ConfigErrors};
 use crate::llm::{self, LlmProvider, Metered, RetryPolicy};
 use crate::scheduler::JobRunner;
 use crate::store::batcher::RunWriter;
-use crate::store::{self, SharedStore};
+use crate::store::{self, PrunePolicy, Pruner, SharedStore};
 use crate::telemetry::metrics::{Metrics, SharedMetrics};
 use crate::tools::ToolRegistry;
 use crate::upstream::{Account, Upstream};
@@ -216,6 +216,9 @@ impl App {
     /// theirs over the network).
     pub async fn assemble_with(config: Config, options: Options) -> anyhow::Result<App> {
         let mut plan = Plan::check(&config)?;
+        for warning in config.warnings() {
+            tracing::warn!("{warning}");
+        }
         if options.dry_run {
             let mut handlers: Vec<_> = plan.handlers.iter().cloned().collect();
             for handler in &mut handlers {
@@ -283,6 +286,16 @@ impl App {
             .map(|agent| Arc::new(agent) as Arc<dyn JobRunner>)
     }
 
+    /// The background pruner `serve` runs; None when `[retention] enabled = false`.
+    pub fn pruner(&self) -> Option<Pruner> {
+        pruner(
+            &self.config.retention,
+            self.store.clone(),
+            self.clock.clone(),
+            self.metrics.clone(),
+        )
+    }
+
     /// Approving and rejecting held writes with this process's tools.
     pub fn approvals(&self) -> Approvals {
         Approvals {
@@ -291,6 +304,36 @@ impl App {
             clock: self.clock.clone(),
         }
     }
+}
+
+/// The retention policy `[retention]` describes, in the store's terms.
+pub fn prune_policy(config: &RetentionConfig) -> PrunePolicy {
+    let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    PrunePolicy {
+        events_ms: ms(config.events),
+        jobs_ms: ms(config.jobs),
+        dead_jobs_ms: ms(config.dead_jobs),
+        batch: config.batch,
+    }
+}
+
+/// A pruner over `store` by `[retention]` (`serve` in the background, `hookwise prune` once);
+/// None when retention is disabled.
+pub fn pruner(
+    config: &RetentionConfig,
+    store: SharedStore,
+    clock: SharedClock,
+    metrics: SharedMetrics,
+) -> Option<Pruner> {
+    config.enabled.then(|| Pruner {
+        store,
+        clock,
+        policy: prune_policy(config),
+        interval: config.interval,
+        // Between two rounds of one pass: long enough for queued webhooks to commit first.
+        pause: std::time::Duration::from_millis(20),
+        metrics,
+    })
 }
 
 #[cfg(test)]

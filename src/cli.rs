@@ -1,8 +1,9 @@
 //! Command-line interface: `serve`, `check`, `migrate`, `sign`, `replay` (to a server, or
-//! `--local`), `events`, `jobs`, `runs`, `approvals`.
+//! `--local`), `events`, `jobs`, `runs`, `approvals`, `prune`.
 
 pub mod approvals;
 mod local;
+mod prune;
 pub mod runs;
 
 use crate::app::{Plan, build_sources};
@@ -89,6 +90,13 @@ pub enum Command {
     Approvals {
         #[command(subcommand)]
         command: approvals::ApprovalsCommand,
+    },
+    /// Delete what [retention] no longer keeps (old events, finished jobs with their runs and
+    /// journal), now, in batches; `serve` does this every `retention.interval`.
+    Prune {
+        /// Only count what would be deleted, per kind; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -265,6 +273,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             store.migrate().await?;
             approvals::run(&config, store, command).await
         }
+        Command::Prune { dry_run } => prune::run(&load()?, dry_run).await,
     }
 }
 
@@ -423,6 +432,9 @@ fn check(config_path: Option<&Path>) -> ExitCode {
         Ok(config) => config,
         Err(errors) => return report(&errors),
     };
+    for warning in config.warnings() {
+        eprintln!("warning: {warning}");
+    }
     match Plan::check(&config) {
         Ok(plan) => {
             println!(

@@ -58,7 +58,9 @@ impl Server {
     }
 
     /// Serves until `shutdown` is cancelled, then finishes in-flight requests, commits everything
-    /// already queued, and lets running jobs finish (within `scheduler.shutdown_grace`).
+    /// already queued, and lets running jobs finish (within `scheduler.shutdown_grace`). The
+    /// pruner (`[retention]`) runs beside them and stops at once (a round in flight
+    /// commits or rolls back whole).
     pub async fn run(
         self,
         listener: TcpListener,
@@ -90,6 +92,9 @@ impl Server {
                 (Arc::new(Notify::new()), None)
             }
         };
+        let pruner = app
+            .pruner()
+            .map(|pruner| tokio::spawn(pruner.run(shutdown.clone())));
         let state = Arc::new(AppState {
             approvals: app.approvals(),
             sources: app.sources,
@@ -116,6 +121,9 @@ impl Server {
         writer.await.context("ingest writer")?;
         if let Some(scheduler) = scheduler {
             scheduler.await.context("scheduler")?;
+        }
+        if let Some(pruner) = pruner {
+            pruner.await.context("pruner")?;
         }
         tracing::info!("hookwise stopped");
         Ok(())

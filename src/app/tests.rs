@@ -218,3 +218,68 @@ fn an_api_token_must_be_long_enough_and_stays_hidden() {
     assert!(!format!("{config:?}").contains("0123456789abcdef0123"));
     assert!(parse("").unwrap().api_token.is_none());
 }
+
+#[test]
+fn retention_defaults_become_the_store_policy() {
+    let c = parse(EXAMPLE).unwrap();
+    assert!(c.retention.enabled);
+    let day = 86_400_000;
+    assert_eq!(
+        prune_policy(&c.retention),
+        PrunePolicy {
+            events_ms: 30 * day,
+            jobs_ms: 30 * day,
+            dead_jobs_ms: 90 * day,
+            batch: 1_000,
+        }
+    );
+    assert_eq!(c.retention.interval, std::time::Duration::from_secs(600));
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+}
+
+#[test]
+fn retention_mistakes_name_their_keys() {
+    let bad = format!(
+        "{EXAMPLE}\n[retention]\nevents = \"0s\"\ninterval = \"0m\"\nbatch = 0\ndead_jobs = \"3 months\"\n"
+    );
+    assert_eq!(
+        keys(parse(&bad)),
+        vec!["retention.dead_jobs"],
+        "serde stops at the first"
+    );
+    let bad = format!("{EXAMPLE}\n[retention]\nevents = \"0s\"\ninterval = \"0m\"\nbatch = 0\n");
+    let err = parse(&bad).unwrap_err();
+    assert_eq!(
+        err.0.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+        ["retention.events", "retention.interval", "retention.batch"]
+    );
+    assert!(err.to_string().contains("enabled = false"), "{err}");
+    let big = format!("{EXAMPLE}\n[retention]\nbatch = 1000000\n");
+    assert_eq!(keys(parse(&big)), vec!["retention.batch"]);
+    let typo = format!("{EXAMPLE}\n[retention]\nevent = \"30d\"\n");
+    assert_eq!(keys(parse(&typo)), vec!["retention.event"]);
+}
+
+#[test]
+fn events_kept_for_less_than_the_longest_sender_retry_are_a_warning() {
+    let short = parse(&format!("{EXAMPLE}\n[retention]\nevents = \"2d\"\n")).unwrap();
+    let warnings = short.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].key, "retention.events");
+    assert!(
+        warnings[0]
+            .to_string()
+            .starts_with("hookwise.toml: key `retention.events`: 48h is shorter"),
+        "{}",
+        warnings[0]
+    );
+    assert!(warnings[0].message.contains("processed again"));
+    // Three days is enough; with retention off nothing is pruned, so nothing is re-processed.
+    let three = parse(&format!("{EXAMPLE}\n[retention]\nevents = \"3d\"\n")).unwrap();
+    assert!(three.warnings().is_empty());
+    let off = parse(&format!(
+        "{EXAMPLE}\n[retention]\nenabled = false\nevents = \"1h\"\n"
+    ))
+    .unwrap();
+    assert!(off.warnings().is_empty());
+}

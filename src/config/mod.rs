@@ -5,8 +5,10 @@
 
 mod env;
 pub mod llm;
+pub mod retention;
 
 use crate::kernel::{ConfigError, ConfigErrors, Secret};
+pub use retention::RetentionConfig;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -40,6 +42,8 @@ pub struct Config {
     pub llm: Option<llm::LlmConfig>,
     /// What hookwise tells its operators: `/metrics`.
     pub telemetry: TelemetryConfig,
+    /// How long events, jobs and runs are kept, and how often the pruner runs.
+    pub retention: RetentionConfig,
     /// Where this configuration came from; None for built-in defaults.
     #[serde(skip)]
     pub file: Option<PathBuf>,
@@ -58,6 +62,7 @@ impl Default for Config {
             scheduler: SchedulerConfig::default(),
             llm: None,
             telemetry: TelemetryConfig::default(),
+            retention: RetentionConfig::default(),
             file: None,
         }
     }
@@ -404,6 +409,7 @@ impl Config {
             ));
         }
         self.validate_scheduler(&file, &mut errors);
+        self.retention.validate(&file, &mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -443,6 +449,12 @@ impl Config {
                 "must not be shorter than retry_base",
             ));
         }
+    }
+
+    /// Settings that are valid but probably a mistake, each naming its file and key: `serve`
+    /// logs them at start-up and `check` prints them, neither refuses to go on.
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        self.retention.warnings(&self.file_label())
     }
 
     /// The name used in error messages: the file, or `defaults` when there is none.

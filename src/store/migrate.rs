@@ -36,8 +36,13 @@ pub const SQLITE: &[Migration] = &[
     },
     Migration {
         version: 6,
+        name: "retention",
+        sql: include_str!("migrations/sqlite/0006_retention.sql"),
+    },
+    Migration {
+        version: 7,
         name: "job_folds",
-        sql: include_str!("migrations/sqlite/0006_job_folds.sql"),
+        sql: include_str!("migrations/sqlite/0007_job_folds.sql"),
     },
 ];
 
@@ -69,7 +74,12 @@ pub const POSTGRES: &[Migration] = &[
     },
     Migration {
         version: 6,
+        name: "retention",
+        sql: include_str!("migrations/postgres/0006_retention.sql"),
+    },
+    Migration {
+        version: 7,
         name: "job_folds",
-        sql: include_str!("migrations/postgres/0006_job_folds.sql"),
+        sql: include_str!("migrations/postgres/0007_job_folds.sql"),
     },
 ];

@@ -6,6 +6,7 @@ pub mod batcher;
 mod job_machine;
 mod migrate;
 pub mod postgres;
+pub mod retention;
 pub mod sqlite;
 
 pub use approval::{
@@ -13,6 +14,7 @@ pub use approval::{
     EXECUTION_LEASE_MS, Execution, NewApproval,
 };
 pub use postgres::PostgresStore;
+pub use retention::{PrunePolicy, PruneReport, Pruner};
 pub use sqlite::SqliteStore;
 
 use crate::kernel::event::{Event, EventId, SourceName};
@@ -568,6 +570,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// The account's pause (until, reason), if one was ever set.
     async fn account_pause(&self, account: &str) -> Result<Option<(i64, String)>, StoreError>;
+
+    /// One retention round in one short transaction: deletes up to `policy.batch` of the oldest
+    /// prunable jobs (with their runs, journal, approvals and event links), then up to
+    /// `policy.batch` of the oldest prunable events, by the rules in `store::retention`. Returns
+    /// the rows deleted per kind. PostgreSQL: one replica at a time; a caller that does not get
+    /// the lock gets `skipped` and nothing changes.
+    async fn prune(&self, policy: &PrunePolicy, now_ms: i64) -> Result<PruneReport, StoreError>;
+    /// Counts what pruning at `now_ms` would delete over every round (not one batch), by the
+    /// same rules; changes nothing.
+    async fn prune_dry_run(
+        &self,
+        policy: &PrunePolicy,
+        now_ms: i64,
+    ) -> Result<PruneReport, StoreError>;
 }
 
 /// The reservation step both backends apply inside their transaction: given the budget's next

@@ -13,6 +13,7 @@ mod layering;
 mod llm;
 mod metrics;
 mod planhat;
+mod prune;
 mod real_llm;
 mod replay;
 mod replicas;

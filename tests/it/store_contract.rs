@@ -9,6 +9,7 @@ mod approvals;
 mod ingest;
 mod jobs;
 mod replicas;
+mod retention;
 mod runs;
 mod upstream;
 

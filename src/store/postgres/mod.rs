@@ -15,6 +15,7 @@
 
 mod approvals;
 mod jobs;
+mod retention;
 mod runs;
 mod upstream;
 
@@ -22,8 +23,8 @@ use super::migrate::{Migration, POSTGRES};
 use super::{
     ActionBegin, Approval, ApprovalCreated, ApprovalFilter, Decided, Decision, Disposition,
     EventFilter, EventStatus, Execution, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId,
-    JobRecord, JobWithEvents, NewApproval, RetryResult, RunFilter, RunRecord, Store, StoreError,
-    StoredAction, StoredEvent, StoredRun, redact,
+    JobRecord, JobWithEvents, NewApproval, PrunePolicy, PruneReport, RetryResult, RunFilter,
+    RunRecord, Store, StoreError, StoredAction, StoredEvent, StoredRun, redact,
 };
 use crate::kernel::event::{EventId, SourceName};
 use async_trait::async_trait;
@@ -650,6 +651,21 @@ impl Store for PostgresStore {
     async fn account_pause(&self, account: &str) -> Result<Option<(i64, String)>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         upstream::account_pause(&mut conn, account).await
+    }
+
+    async fn prune(&self, policy: &PrunePolicy, now_ms: i64) -> Result<PruneReport, StoreError> {
+        let cutoffs = policy.cutoffs(now_ms);
+        in_transaction!(self, "prune", |conn| retention::prune(conn, &cutoffs))
+    }
+
+    async fn prune_dry_run(
+        &self,
+        policy: &PrunePolicy,
+        now_ms: i64,
+    ) -> Result<PruneReport, StoreError> {
+        let cutoffs = policy.cutoffs(now_ms);
+        let mut conn = self.pool.acquire().await?;
+        retention::dry_run(&mut conn, &cutoffs).await
     }
 }
 

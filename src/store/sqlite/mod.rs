@@ -10,6 +10,7 @@
 
 mod approvals;
 mod jobs;
+mod retention;
 mod runs;
 mod upstream;
 
@@ -17,8 +18,8 @@ use super::migrate::{Migration, SQLITE};
 use super::{
     ActionBegin, Approval, ApprovalCreated, ApprovalFilter, Decided, Decision, Disposition,
     EventFilter, EventStatus, Execution, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId,
-    JobRecord, JobWithEvents, NewApproval, RetryResult, RunFilter, RunRecord, Store, StoreError,
-    StoredAction, StoredEvent, StoredRun,
+    JobRecord, JobWithEvents, NewApproval, PrunePolicy, PruneReport, RetryResult, RunFilter,
+    RunRecord, Store, StoreError, StoredAction, StoredEvent, StoredRun,
 };
 use crate::kernel::event::{EventId, SourceName};
 use async_trait::async_trait;
@@ -37,6 +38,9 @@ pub struct SqliteStore {
     /// process, and a durable commit per upstream call would cost more than the call's slot.
     /// Pauses, which must outlive a restart (a 10-minute penalty), stay in `account_pauses`.
     budgets: std::sync::Mutex<std::collections::HashMap<(String, String), i64>>,
+    /// Whether pruning already said, once per process, that this file cannot shrink (it predates
+    /// `auto_vacuum = INCREMENTAL`).
+    noted_no_vacuum: std::sync::atomic::AtomicBool,
 }
 
 impl SqliteStore {
@@ -78,6 +82,7 @@ impl SqliteStore {
         Ok(Self {
             work,
             budgets: Default::default(),
+            noted_no_vacuum: Default::default(),
         })
     }
 
@@ -137,6 +142,10 @@ fn path_of(url: &str) -> Result<PathBuf, StoreError> {
 fn connect(path: &std::path::Path) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
+    // Before anything else touches the file: it only takes effect on a database without tables
+    // yet (a new file). Pruning then hands freed pages back (`retention::reclaim_space`); an
+    // older file keeps reusing them without shrinking, until a VACUUM converts it.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -558,6 +567,46 @@ impl Store for SqliteStore {
         self.call(move |conn| upstream::account_pause(conn, &account))
             .await
     }
+
+    async fn prune(&self, policy: &PrunePolicy, now_ms: i64) -> Result<PruneReport, StoreError> {
+        let cutoffs = policy.cutoffs(now_ms);
+        let (report, incremental) = self
+            .call(move |conn| {
+                let report = retention::prune(conn, &cutoffs)?;
+                if report.is_empty() {
+                    return Ok((report, true));
+                }
+                // Its own statement after the commit: a failure here loses no deletion.
+                let incremental = retention::incremental(conn)?;
+                let pages = retention::reclaim_space(conn)?;
+                if pages > 0 {
+                    tracing::debug!(pages, "handed free pages back to the file system");
+                }
+                Ok((report, incremental))
+            })
+            .await?;
+        if !incremental
+            && !self
+                .noted_no_vacuum
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::info!(
+                "this SQLite file predates auto_vacuum=INCREMENTAL: pruned space is reused but the \
+                 file does not shrink (README, \"Retention\", says how to convert it)"
+            );
+        }
+        Ok(report)
+    }
+
+    async fn prune_dry_run(
+        &self,
+        policy: &PrunePolicy,
+        now_ms: i64,
+    ) -> Result<PruneReport, StoreError> {
+        let cutoffs = policy.cutoffs(now_ms);
+        self.call(move |conn| retention::dry_run(conn, &cutoffs))
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -615,5 +664,86 @@ mod tests {
         let events = store.list_events(&EventFilter::default()).await.unwrap();
         let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
         assert_eq!(ids, ["after"]);
+    }
+
+    /// A new file hands pruned space back (auto_vacuum = INCREMENTAL); one that predates it
+    /// keeps its size but reuses the freed pages, so it stops growing either way.
+    #[tokio::test]
+    async fn pruned_space_is_handed_back_on_a_new_file_and_reused_on_an_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = PrunePolicy {
+            events_ms: 1,
+            jobs_ms: 1,
+            dead_jobs_ms: 1,
+            batch: 100_000,
+        };
+        let big = |prefix: &str| -> Vec<IngestItem> {
+            (0..1_000)
+                .map(|i| {
+                    let mut item = event(&format!("{prefix}{i}"));
+                    item.event.payload = format!("{{\"pad\":\"{}\"}}", "x".repeat(2_000));
+                    item
+                })
+                .collect()
+        };
+        async fn pages(store: &SqliteStore) -> Result<(i64, i64), StoreError> {
+            store
+                .call(|conn| {
+                    let count = |name| conn.pragma_query_value(None, name, |r| r.get::<_, i64>(0));
+                    Ok((count("page_count")?, count("freelist_count")?))
+                })
+                .await
+        }
+        let later = chrono::Utc::now().timestamp_millis() + 1_000;
+
+        let url = format!("sqlite://{}", dir.path().join("new.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        assert!(
+            store
+                .call(|conn| retention::incremental(conn))
+                .await
+                .unwrap()
+        );
+        store.ingest(big("a")).await.unwrap();
+        let (full, _) = pages(&store).await.unwrap();
+        assert_eq!(store.prune(&policy, later).await.unwrap().events, 1_000);
+        let (after, free) = pages(&store).await.unwrap();
+        assert!(after < full / 2, "{full} pages before, {after} after");
+        assert!(
+            free <= (after - free) / 4 + 1,
+            "free pages kept: at most a quarter of those in use: {free} of {after}"
+        );
+
+        // A file made before auto_vacuum was set: converting it needs a VACUUM, so it does not
+        // shrink, but the next batch of events fits in the pages the pruned ones left.
+        let path = dir.path().join("old.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE predates_incremental (x)")
+            .unwrap();
+        let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        assert!(
+            !store
+                .call(|conn| retention::incremental(conn))
+                .await
+                .unwrap()
+        );
+        store.ingest(big("a")).await.unwrap();
+        assert_eq!(store.prune(&policy, later).await.unwrap().events, 1_000);
+        let (full, free) = pages(&store).await.unwrap();
+        assert!(
+            free > full / 2,
+            "the pages are free, not returned: {free} of {full}"
+        );
+        store.ingest(big("b")).await.unwrap();
+        let (again, _) = pages(&store).await.unwrap();
+        assert!(
+            again <= full + full / 20,
+            "reused: {full} pages, then {again}"
+        );
     }
 }
