@@ -19,6 +19,6 @@ pub mod store;
 pub mod tools;
 pub mod upstream;
 
-pub use server::{Server, serve};
+pub use server::{Server, Shutdown, serve};
 
 pub use kernel::init_tls;

@@ -5,6 +5,7 @@ mod agent;
 mod api;
 mod approvals;
 mod crash;
+mod drain;
 mod handlers;
 mod happyfox;
 mod ingest;
