@@ -16,6 +16,7 @@ mod planhat;
 mod real_llm;
 mod replay;
 mod replicas;
+mod rolling_restart;
 mod runs;
 mod store_contract;
 mod support;
