@@ -235,7 +235,10 @@ fn drain_delay_defaults_to_5s_and_mistakes_name_the_key() {
     let path = dir.path().join("hookwise.toml");
     std::fs::write(&path, EXAMPLE).unwrap();
     let lookup = |value: &'static str| {
-        move |name: &str| (name == "HOOKWISE_DRAIN_DELAY").then(|| value.to_string())
+        move |name: &str| match name {
+            "HOOKWISE_DRAIN_DELAY" => Some(value.to_string()),
+            other => env(other),
+        }
     };
     let c = Config::load_with(Some(&path), &lookup("0s")).unwrap();
     assert_eq!(c.drain_delay, Duration::ZERO);
