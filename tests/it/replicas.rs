@@ -257,11 +257,15 @@ async fn three_replicas_behind_nginx_lose_nothing_and_never_overlap_an_account_w
                 let mut victim = replicas[i].take().unwrap();
                 victim.0.kill().unwrap();
                 victim.0.wait().unwrap();
-                let orphaned: Vec<i64> = running
-                    .iter()
-                    .filter(|(_, o)| o.starts_with(&format!("hookwise-{pid}-")))
-                    .map(|(id, _)| *id)
-                    .collect();
+                // Read after the kill: a run that was finishing as the signal came may have
+                // committed `done` (attempt 1); only jobs still held by the dead process are cut.
+                let orphaned: Vec<i64> = sqlx::query_scalar(
+                    "SELECT id FROM jobs WHERE state = 'running' AND lease_owner LIKE $1",
+                )
+                .bind(format!("hookwise-{pid}-%"))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
                 break (i, orphaned);
             }
             assert!(start.elapsed() < Duration::from_secs(30), "no run ever started");
