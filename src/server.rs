@@ -185,13 +185,14 @@ impl Shutdown {
 /// Binds `config.listen` and serves until SIGINT/SIGTERM: the first signal drains for
 /// `drain_delay`, a second one during the drain stops at once.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    // Before anything slow: a signal during start-up is then a drain too, not the default exit.
-    let signals = Signals::listen().context("listening for SIGTERM/SIGINT")?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let drain_delay = config.drain_delay;
     let server = Server::prepare(config).await?;
+    // Only now: until here a signal ends the process at once (nothing was accepted yet), even
+    // when start-up hangs on an unreachable store.
+    let signals = Signals::listen().context("listening for SIGTERM/SIGINT")?;
     let shutdown = Shutdown::default();
     tokio::spawn(on_signals(signals, shutdown.clone(), drain_delay));
     server.run(listener, shutdown).await
