@@ -20,6 +20,6 @@ pub mod telemetry;
 pub mod tools;
 pub mod upstream;
 
-pub use server::{Server, serve};
+pub use server::{Server, Shutdown, serve};
 
 pub use kernel::init_tls;

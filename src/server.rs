@@ -10,6 +10,7 @@ use crate::store::{self, SharedStore, batcher::IngestQueue};
 use crate::tools::ToolRegistry;
 use anyhow::Context;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -57,15 +58,17 @@ impl Server {
         self
     }
 
-    /// Serves until `shutdown` is cancelled, then finishes in-flight requests, commits everything
-    /// already queued, and lets running jobs finish (within `scheduler.shutdown_grace`). The
-    /// pruner (`[retention]`) runs beside them and stops at once (a round in flight
-    /// commits or rolls back whole).
+    /// Serves until `shutdown` says stop (a plain `CancellationToken` stops at once), then stops
+    /// accepting, answers every in-flight request (an ingest after its commit), and lets running
+    /// jobs finish within `scheduler.shutdown_grace`. While it drains, `/readyz` answers 503.
+    /// The pruner (`[retention]`) runs beside them and stops when the drain ends (a round in
+    /// flight commits or rolls back whole).
     pub async fn run(
         self,
         listener: TcpListener,
-        shutdown: CancellationToken,
+        shutdown: impl Into<Shutdown>,
     ) -> anyhow::Result<()> {
+        let shutdown = shutdown.into();
         let app = self.app;
         let (queue, writer) = IngestQueue::start(app.store.clone(), app.metrics.clone());
         let runner = self.runner.or_else(|| app.job_runner());
@@ -83,7 +86,10 @@ impl Server {
                     app.metrics.clone(),
                 );
                 let wake = scheduler.waker();
-                (wake, Some(tokio::spawn(scheduler.run(shutdown.clone()))))
+                (
+                    wake,
+                    Some(tokio::spawn(scheduler.run(shutdown.stop.clone()))),
+                )
             }
             None => {
                 tracing::warn!(
@@ -94,7 +100,7 @@ impl Server {
         };
         let pruner = app
             .pruner()
-            .map(|pruner| tokio::spawn(pruner.run(shutdown.clone())));
+            .map(|pruner| tokio::spawn(pruner.run(shutdown.stop.clone())));
         let state = Arc::new(AppState {
             approvals: app.approvals(),
             sources: app.sources,
@@ -107,6 +113,7 @@ impl Server {
             metrics: app.metrics,
             metrics_public: app.config.telemetry.metrics_public,
             api_token: app.config.api_token.clone(),
+            draining: shutdown.draining.clone(),
         });
         let addr = listener.local_addr()?;
         if app.config.api_token.is_none() && !addr.ip().is_loopback() {
@@ -114,7 +121,7 @@ impl Server {
         }
         tracing::info!(%addr, store = %store::redact(&app.config.store), "hookwise listening");
         axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .with_graceful_shutdown(shutdown.stop.cancelled_owned())
             .await
             .context("serving HTTP")?;
         // The router (and with it the last queue handle) is gone: the writer drains and stops.
@@ -130,34 +137,172 @@ impl Server {
     }
 }
 
-/// Binds `config.listen` and serves until SIGINT/SIGTERM.
+/// How a running server is told to stop, in two steps. Draining: `/readyz` answers 503 so load
+/// balancers stop sending, while every request is still served as usual. Stopping: no new
+/// connections; in-flight requests are answered (an ingest after its commit) and running jobs get
+/// `scheduler.shutdown_grace`.
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    /// Cancelled when draining begins; also whenever `stop` is (a child of it).
+    draining: CancellationToken,
+    /// Cancelled when the server should stop accepting and finish.
+    stop: CancellationToken,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        CancellationToken::new().into()
+    }
+}
+
+/// A plain token stops without a drain: what tests and embedding applications that do their own
+/// draining want.
+impl From<CancellationToken> for Shutdown {
+    fn from(stop: CancellationToken) -> Self {
+        Self {
+            draining: stop.child_token(),
+            stop,
+        }
+    }
+}
+
+impl Shutdown {
+    /// Begins draining, then stops once `delay` has passed or `sooner` resolves, whichever comes
+    /// first (or at once, if something else stops the server meanwhile).
+    pub async fn drain_then_stop(&self, delay: Duration, sooner: impl Future<Output = ()>) {
+        self.draining.cancel();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = sooner => {}
+            _ = self.stop.cancelled() => {}
+        }
+        self.stop.cancel();
+    }
+
+    /// Stops without draining.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_cancelled()
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+}
+
+/// Binds `config.listen` and serves until SIGINT/SIGTERM: the first signal drains for
+/// `drain_delay`, a second one during the drain stops at once.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    let drain_delay = config.drain_delay;
     let server = Server::prepare(config).await?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(signal_shutdown(shutdown.clone()));
+    // Only now: until here a signal ends the process at once (nothing was accepted yet), even
+    // when start-up hangs on an unreachable store.
+    let signals = Signals::listen().context("listening for SIGTERM/SIGINT")?;
+    let shutdown = Shutdown::default();
+    tokio::spawn(on_signals(signals, shutdown.clone(), drain_delay));
     server.run(listener, shutdown).await
 }
 
-async fn signal_shutdown(token: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+async fn on_signals(mut signals: Signals, shutdown: Shutdown, drain_delay: Duration) {
+    signals.next().await;
+    tracing::info!(
+        ?drain_delay,
+        "shutdown requested: draining (/readyz answers 503, requests are still served); a second signal stops at once"
+    );
+    let second = async {
+        signals.next().await;
+        tracing::info!("second signal: ending the drain now");
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    shutdown.drain_then_stop(drain_delay, second).await;
+    tracing::info!("drain over: no new connections; finishing in-flight requests and jobs");
+}
+
+/// SIGTERM and SIGINT (Ctrl-C), as many times as they come.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    tracing::info!("shutdown requested");
-    token.cancel();
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_lasts_its_delay_unless_cut_short() {
+        let shutdown = Shutdown::default();
+        let draining = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown
+                    .drain_then_stop(Duration::from_secs(5), std::future::pending())
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(4_900)).await;
+        assert!(shutdown.is_draining() && !shutdown.is_stopping());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(shutdown.is_stopping());
+        draining.await.unwrap();
+
+        let shutdown = Shutdown::default();
+        let (cut, cut_short) = tokio::sync::oneshot::channel::<()>();
+        let draining = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                let sooner = async {
+                    let _ = cut_short.await;
+                };
+                shutdown
+                    .drain_then_stop(Duration::from_secs(5), sooner)
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(shutdown.is_draining() && !shutdown.is_stopping());
+        cut.send(()).unwrap();
+        draining.await.unwrap();
+        assert!(shutdown.is_stopping(), "stopped before the delay was over");
+    }
+
+    #[test]
+    fn a_plain_token_stops_and_fails_readiness_at_once() {
+        let token = CancellationToken::new();
+        let shutdown = Shutdown::from(token.clone());
+        assert!(!shutdown.is_draining());
+        token.cancel();
+        assert!(shutdown.is_draining() && shutdown.is_stopping());
+    }
 }

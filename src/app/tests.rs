@@ -283,3 +283,30 @@ fn events_kept_for_less_than_the_longest_sender_retry_are_a_warning() {
     .unwrap();
     assert!(off.warnings().is_empty());
 }
+
+#[test]
+fn drain_delay_defaults_to_5s_and_mistakes_name_the_key() {
+    use std::time::Duration;
+    assert_eq!(Config::default().drain_delay, Duration::from_secs(5));
+    assert_eq!(
+        parse("drain_delay = \"500ms\"").unwrap().drain_delay,
+        Duration::from_millis(500)
+    );
+    assert_eq!(keys(parse("drain_delay = \"soon\"")), vec!["drain_delay"]);
+    let err = parse("drain_delay = \"soon\"").unwrap_err();
+    assert!(err.to_string().contains("expected a duration"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hookwise.toml");
+    std::fs::write(&path, EXAMPLE).unwrap();
+    let lookup = |value: &'static str| {
+        move |name: &str| match name {
+            "HOOKWISE_DRAIN_DELAY" => Some(value.to_string()),
+            other => env(other),
+        }
+    };
+    let c = Config::load_with(Some(&path), &lookup("0s")).unwrap();
+    assert_eq!(c.drain_delay, Duration::ZERO);
+    let err = Config::load_with(Some(&path), &lookup("5 seconds")).unwrap_err();
+    assert_eq!(err.0[0].key, "HOOKWISE_DRAIN_DELAY");
+}

@@ -36,6 +36,11 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
     /// Upstream instances by account name (the `account` of events).
     pub accounts: BTreeMap<String, AccountConfig>,
+    /// On SIGTERM/SIGINT, how long `/readyz` answers 503 while every request is still served,
+    /// before the process stops accepting: the time a load balancer needs to notice and send
+    /// elsewhere. A second signal ends it early.
+    #[serde(deserialize_with = "duration")]
+    pub drain_delay: std::time::Duration,
     /// How jobs are claimed, retried and shut down.
     pub scheduler: SchedulerConfig,
     /// The LLM provider that runs handlers; without it jobs wait as `pending`.
@@ -59,6 +64,7 @@ impl Default for Config {
             api_token: None,
             sources: BTreeMap::new(),
             accounts: BTreeMap::new(),
+            drain_delay: std::time::Duration::from_secs(5),
             scheduler: SchedulerConfig::default(),
             llm: None,
             telemetry: TelemetryConfig::default(),
@@ -362,6 +368,12 @@ impl Config {
                     "HOOKWISE_MAX_BODY_BYTES",
                     format!("expected a number of bytes, found {v:?}"),
                 )),
+            }
+        }
+        if let Some(v) = lookup("HOOKWISE_DRAIN_DELAY") {
+            match crate::kernel::parse_duration(&v) {
+                Ok(d) => self.drain_delay = d,
+                Err(e) => errors.push(ConfigError::new(&origin, "HOOKWISE_DRAIN_DELAY", e)),
             }
         }
         if errors.is_empty() {

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -49,6 +50,9 @@ pub struct AppState {
     pub metrics: SharedMetrics,
     /// `/metrics` answers without the token (`[telemetry] metrics_public`).
     pub metrics_public: bool,
+    /// Cancelled when the process begins to shut down: `/readyz` answers 503 from then on, and
+    /// connections are closed after their response, while every request is still served.
+    pub draining: CancellationToken,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -89,11 +93,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::NotFound })
-        .with_state(state)
-        // Outermost first: every response (even a timeout) carries the request id, and the trace
-        // span has it too; the timeout bounds a request stuck behind a wedged store.
+        .with_state(state.clone())
+        // Outermost first: while draining, every response (even a timeout) closes its connection;
+        // every response carries the request id, and the trace span has it too; the timeout
+        // bounds a request stuck behind a wedged store.
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(
+                    state,
+                    close_when_draining,
+                ))
                 .layer(SetRequestIdLayer::x_request_id(RequestIds::default()))
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -127,8 +136,11 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The process can do its job: the store answers.
+/// The process can do its job and wants more of it: not draining, and the store answers.
 async fn readyz(State(app): State<Arc<AppState>>) -> Result<&'static str, ApiError> {
+    if app.draining.is_cancelled() {
+        return Err(ApiError::Draining);
+    }
     app.store.ping().await?;
     Ok("ready")
 }
@@ -146,6 +158,25 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Result<axum::response::Res
         text,
     )
         .into_response())
+}
+
+/// While draining, answers with `Connection: close`: a proxy's pooled (keep-alive) connection is
+/// then closed by the response instead of being reused for a request just as the listener
+/// closes, so the last requests arrive on fresh connections that are refused cleanly once the
+/// drain is over (and go to another replica).
+async fn close_when_draining(
+    State(app): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    if app.draining.is_cancelled() {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// Lets an `/api/` request through when no token is configured or it carries the token.

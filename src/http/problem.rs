@@ -83,6 +83,9 @@ pub enum ApiError {
     /// An upstream API could not be reached or was overloaded; nothing was done, try later.
     #[error("{0}")]
     UpstreamUnavailable(String),
+    /// The process is shutting down (`/readyz` only: every other request is still served).
+    #[error("this process is shutting down: send new requests to another one")]
+    Draining,
     /// A bug: logged, answered with a bare 500.
     #[error("{0}")]
     Internal(String),
@@ -195,6 +198,12 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "upstream-unavailable",
                 "The upstream is unavailable",
+                detail,
+            ),
+            ApiError::Draining => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "draining",
+                "Shutting down",
                 detail,
             ),
             ApiError::Internal(e) => {

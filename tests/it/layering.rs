@@ -30,7 +30,7 @@ const LAYERS: &[&str] = &[
 fn defining_module(name: &str) -> &str {
     match name {
         "init_tls" => "kernel",
-        "serve" | "Server" => "server",
+        "serve" | "Server" | "Shutdown" => "server",
         other => other,
     }
 }

@@ -1,5 +1,6 @@
-//! Several replicas behind a real nginx sharing one PostgreSQL: acked means stored, exactly once,
-//! and a burst on one subject is one job, while one replica is SIGKILLed midway.
+//! Several replicas behind a real nginx (the shipped `deploy/nginx.conf`) sharing one PostgreSQL:
+//! acked means stored, exactly once, and a burst on one subject is one job, while one replica is
+//! SIGKILLed midway.
 //!
 //! Needs `nginx` (Debian package) and `HOOKWISE_TEST_POSTGRES_URL`; without either it says it was
 //! skipped. `.ci/run` provides both. Jobs run through the real agent against a fake LLM server,
@@ -7,13 +8,12 @@
 //! and job from the context it is sent, and holds every answer for a while so overlaps would show.
 
 use crate::store_contract::in_schema;
+use crate::support::process::*;
 use crate::support::*;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,103 +21,6 @@ const ACCOUNTS: usize = 50;
 const BURST: usize = 12;
 const SINGLES: usize = 30;
 const DUPLICATE_EVERY: usize = 7;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing running.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_replica(config: &Path, port: u16, log: &Path) -> Proc {
-    let log = std::fs::File::create(log).unwrap();
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_hookwise"))
-            .arg("--config")
-            .arg(config)
-            .arg("serve")
-            .env("HOOKWISE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("HOOKWISE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn spawn_nginx(dir: &Path, port: u16, upstreams: &[u16]) -> Proc {
-    let servers: String = upstreams
-        .iter()
-        .map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=30s;\n"))
-        .collect();
-    // Round-robin over the replicas; a refused or reset connection moves the request to the next
-    // one (nginx never re-sends a request an upstream may already have processed).
-    let conf = format!(
-        r#"worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/nginx-error.log warn;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    upstream hookwise {{
-{servers}        keepalive 32;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location /webhooks/ {{
-            proxy_pass http://hookwise;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_next_upstream error timeout;
-        }}
-    }}
-}}
-"#,
-        dir = dir.display()
-    );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    Proc(
-        Command::new("nginx")
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-async fn wait_ready(client: &reqwest::Client, url: &str) {
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = client.get(url).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{url} never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// One event to deliver: its body (the event id is the body's hash).
 struct Delivery {
@@ -262,7 +165,7 @@ async fn fake_llm() -> (String, Arc<Mutex<Observed>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_behind_nginx_lose_nothing_and_never_overlap_an_account_while_one_is_killed()
 {
-    if which_nginx().is_none() {
+    if !nginx_installed() {
         let _ = writeln!(
             std::io::stderr(),
             "skipped: nginx not installed (replicas::three_replicas_behind_nginx)"
@@ -294,14 +197,14 @@ async fn three_replicas_behind_nginx_lose_nothing_and_never_overlap_an_account_w
         let mut replicas: Vec<Option<Proc>> = ports
             .iter()
             .enumerate()
-            .map(|(i, p)| Some(spawn_replica(&config, *p, &dir.path().join(format!("replica-{i}.log")))))
+            .map(|(i, p)| Some(spawn_hookwise(&config, *p, &dir.path().join(format!("replica-{i}.log")), "warn")))
             .collect();
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
         for p in &ports {
             wait_ready(&client, &format!("http://127.0.0.1:{p}/readyz")).await;
         }
         let lb_port = free_port();
-        let _nginx = spawn_nginx(dir.path(), lb_port, &ports);
+        let _nginx = spawn_nginx(dir.path(), &shipped_nginx_conf(lb_port, &ports));
         let url = format!("http://127.0.0.1:{lb_port}/webhooks/multi");
         let start = Instant::now();
         while client.post(&url).send().await.is_err() {
@@ -354,11 +257,15 @@ async fn three_replicas_behind_nginx_lose_nothing_and_never_overlap_an_account_w
                 let mut victim = replicas[i].take().unwrap();
                 victim.0.kill().unwrap();
                 victim.0.wait().unwrap();
-                let orphaned: Vec<i64> = running
-                    .iter()
-                    .filter(|(_, o)| o.starts_with(&format!("hookwise-{pid}-")))
-                    .map(|(id, _)| *id)
-                    .collect();
+                // Read after the kill: a run that was finishing as the signal came may have
+                // committed `done` (attempt 1); only jobs still held by the dead process are cut.
+                let orphaned: Vec<i64> = sqlx::query_scalar(
+                    "SELECT id FROM jobs WHERE state = 'running' AND lease_owner LIKE $1",
+                )
+                .bind(format!("hookwise-{pid}-%"))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
                 break (i, orphaned);
             }
             assert!(start.elapsed() < Duration::from_secs(30), "no run ever started");
@@ -411,13 +318,4 @@ async fn three_replicas_behind_nginx_lose_nothing_and_never_overlap_an_account_w
         drop(replicas);
     })
     .await;
-}
-
-fn which_nginx() -> Option<()> {
-    Command::new("nginx")
-        .arg("-v")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|_| ())
 }
