@@ -7,7 +7,7 @@ mod prune;
 pub mod runs;
 
 use crate::app::{Plan, build_sources};
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::fixture::Fixture;
 use crate::ingress::Source;
 use crate::kernel::ConfigErrors;
@@ -145,7 +145,12 @@ pub enum EventsCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // The log format is configuration; a configuration that does not load is reported by the
+    // command itself, in plain text.
+    let format = Config::load(cli.config.as_deref())
+        .map(|c| c.log_format)
+        .unwrap_or(LogFormat::Text);
+    init_tracing(format);
     crate::kernel::init_tls();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -163,15 +168,23 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("HOOKWISE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        // One object per line; the fields of the spans around an event (the job's account,
+        // handler and job id, a request's id) are flattened into it with the event's own.
+        LogFormat::Json => logs
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(crate::telemetry::logs::FlatJson)
+            .init(),
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

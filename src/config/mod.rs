@@ -47,6 +47,9 @@ pub struct Config {
     pub llm: Option<llm::LlmConfig>,
     /// What hookwise tells its operators: `/metrics`.
     pub telemetry: TelemetryConfig,
+    /// How log lines are written to stderr: `text` for people, `json` (one object per line, with
+    /// the fields of the spans around it: account, handler, job, source) for log pipelines.
+    pub log_format: LogFormat,
     /// How long events, jobs and runs are kept, and how often the pruner runs.
     pub retention: RetentionConfig,
     /// Where this configuration came from; None for built-in defaults.
@@ -68,6 +71,7 @@ impl Default for Config {
             scheduler: SchedulerConfig::default(),
             llm: None,
             telemetry: TelemetryConfig::default(),
+            log_format: LogFormat::Text,
             retention: RetentionConfig::default(),
             file: None,
         }
@@ -161,6 +165,23 @@ fn default_upstream_timeout() -> std::time::Duration {
 
 fn optional_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
     Ok(Option::<String>::deserialize(d)?.map(Secret::new))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "text" => Some(Self::Text),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
 }
 
 /// `[telemetry]`.
@@ -367,6 +388,16 @@ impl Config {
                     &origin,
                     "HOOKWISE_MAX_BODY_BYTES",
                     format!("expected a number of bytes, found {v:?}"),
+                )),
+            }
+        }
+        if let Some(v) = lookup("HOOKWISE_LOG_FORMAT") {
+            match LogFormat::parse(&v) {
+                Some(format) => self.log_format = format,
+                None => errors.push(ConfigError::new(
+                    &origin,
+                    "HOOKWISE_LOG_FORMAT",
+                    format!("expected text or json, found {v:?}"),
                 )),
             }
         }

@@ -1,3 +1,4 @@
-//! What hookwise tells its operators about itself: metrics (and, later, traces).
+//! What hookwise tells its operators about itself: metrics and structured logs.
 
+pub mod logs;
 pub mod metrics;

@@ -20,6 +20,7 @@ mod replay;
 mod replicas;
 mod rolling_restart;
 mod runs;
+mod secrets;
 mod store_contract;
 mod support;
 mod truto;
