@@ -332,7 +332,7 @@ pub(crate) fn job_state(s: &str) -> Result<JobState, StoreError> {
 
 /// A run's steps as stored: JSON text in both backends, so they read back exactly as written.
 /// What an interrupted run's `error` says.
-pub(crate) const INTERRUPTED: &str = "interrupted: the process running it stopped (killed or crashed) before the run finished; its lease expired";
+pub(crate) const INTERRUPTED: &str = "interrupted: the run ended without recording how (its process was killed or crashed, it panicked, it passed the handler's deadline, or the process shut down); the job's state says what happened next";
 
 pub(crate) fn steps_text(steps: &serde_json::Value) -> Result<String, StoreError> {
     serde_json::to_string(steps).map_err(|e| StoreError::Corrupt(format!("run steps: {e}")))
@@ -363,8 +363,8 @@ pub struct RunRecord {
     pub started_at_ms: i64,
     pub finished_at_ms: i64,
     /// `running` while it runs; then `done`, `failed`, `deferred`, `max_steps` or `deadline`;
-    /// `interrupted` when its process stopped mid-run (its lease expired and the job was reaped),
-    /// with the steps it had taken.
+    /// `interrupted` when it ended without recording how (its process died and the lease expired,
+    /// or it was dropped at the deadline, at shutdown, or by a panic), with the steps it had taken.
     pub outcome: String,
     pub error: Option<String>,
     pub input_tokens: u64,

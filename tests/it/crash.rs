@@ -229,7 +229,7 @@ deadline = "60s"
             .error
             .as_deref()
             .unwrap_or_default()
-            .contains("stopped"),
+            .contains("killed or crashed"),
         "{:?}",
         killed.run.error
     );

@@ -531,6 +531,20 @@ deadline = "20s"
         dead.last_error.as_deref(),
         Some("gave up after 2 attempts: the run panicked: the connector tripped over a null")
     );
+    // Both panicked runs are listed as interrupted, with the steps they took before the panic
+    // (each step is written in the background, so the last may land just after the job ended).
+    let filter = hookwise::store::RunFilter {
+        job: Some(dead.id),
+        ..Default::default()
+    };
+    eventually("both runs' steps to be stored", WAIT, || async {
+        let runs = app.store.list_runs(&filter).await.unwrap();
+        runs.len() == 2
+            && runs.iter().all(|r| {
+                r.run.outcome == "interrupted" && r.run.steps.to_string().contains("test.explode")
+            })
+    })
+    .await;
     assert_eq!(llm.unused(), 0);
     app.stop().await;
 }

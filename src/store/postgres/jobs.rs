@@ -204,7 +204,13 @@ pub async fn finish(
     };
     // Fencing: a worker whose lease was reclaimed must not overwrite the new owner's state.
     match job_machine::transition(&job, JobEvent::Finished { owner, finish }, now) {
-        Ok(transition) => apply(conn, transition).await.map(|_| true),
+        Ok(transition) => {
+            apply(conn, transition).await?;
+            // A run that ended without recording its end (dropped at the deadline or at
+            // shutdown, panicked) is closed with the job; a run that recorded it is untouched.
+            super::runs::interrupt(conn, job.id, now).await?;
+            Ok(true)
+        }
         Err(_) => Ok(false),
     }
 }

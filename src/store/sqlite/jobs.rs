@@ -149,7 +149,13 @@ pub fn finish(
     };
     // Fencing: a worker whose lease was reclaimed must not overwrite the new owner's state.
     match job_machine::transition(&job, JobEvent::Finished { owner, finish }, now) {
-        Ok(transition) => apply(conn, transition).map(|_| true),
+        Ok(transition) => {
+            apply(conn, transition)?;
+            // A run that ended without recording its end (dropped at the deadline or at
+            // shutdown, panicked) is closed with the job; a run that recorded it is untouched.
+            super::runs::interrupt(conn, job.id, now)?;
+            Ok(true)
+        }
         Err(_) => Ok(false),
     }
 }

@@ -38,11 +38,17 @@ pub fn record(conn: &Connection, run: &RunRecord, steps: &str) -> Result<i64, St
     Ok(id)
 }
 
-/// Rewrites the changing parts of recorded runs (the caller's transaction).
+/// Rewrites the changing parts of recorded runs (the caller's transaction). A final state always
+/// applies. Progress (outcome `running`) fills in the steps and tokens of a run that has not
+/// recorded its end, and never changes how a run ended: a checkpoint that lands after its run
+/// was closed as `interrupted` (it was queued before a panic) adds its steps, nothing else.
 pub fn update(conn: &Connection, runs: &[(i64, RunRecord, String)]) -> Result<(), StoreError> {
     let mut statement = conn.prepare_cached(
-        "UPDATE runs SET finished_at = ?2, outcome = ?3, error = ?4, input_tokens = ?5,
-            output_tokens = ?6, steps = ?7 WHERE id = ?1",
+        "UPDATE runs SET input_tokens = ?5, output_tokens = ?6, steps = ?7,
+            finished_at = CASE WHEN ?3 = 'running' AND outcome <> 'running' THEN finished_at ELSE ?2 END,
+            error = CASE WHEN ?3 = 'running' AND outcome <> 'running' THEN error ELSE ?4 END,
+            outcome = CASE WHEN ?3 = 'running' AND outcome <> 'running' THEN outcome ELSE ?3 END
+         WHERE id = ?1 AND (?3 <> 'running' OR outcome IN ('running', 'interrupted'))",
     )?;
     for (id, run, steps) in runs {
         statement.execute(params![
@@ -58,7 +64,7 @@ pub fn update(conn: &Connection, runs: &[(i64, RunRecord, String)]) -> Result<()
     Ok(())
 }
 
-/// Runs of `job` still `running` are `interrupted`: the job's lease expired under them.
+/// Runs of `job` still `running` are `interrupted`: the job was reaped or finished without them.
 pub fn interrupt(conn: &Connection, job: JobId, now: i64) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE runs SET outcome = 'interrupted', finished_at = ?2, error = ?3

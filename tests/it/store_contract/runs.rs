@@ -2,7 +2,7 @@
 //! first by job, handler and account.
 
 use super::*;
-use hookwise::store::{RunFilter, RunRecord, StoredRun};
+use hookwise::store::{JobFinish, RunFilter, RunRecord, StoredRun};
 use serde_json::json;
 
 contract!(
@@ -222,7 +222,45 @@ async fn a_run_updated_as_it_goes_is_interrupted_when_its_lease_expires(store: S
     let interrupted = store.get_run(id).await.unwrap().unwrap().run;
     assert_eq!(interrupted.outcome, "interrupted");
     assert_eq!(interrupted.finished_at_ms, T0 + 31_000);
-    assert!(interrupted.error.unwrap().contains("stopped"));
+    assert!(interrupted.error.unwrap().contains("killed or crashed"));
     assert_eq!(interrupted.steps, so_far.steps);
     assert_eq!(interrupted.input_tokens, so_far.input_tokens);
+
+    // A checkpoint written late (queued before the run stopped) adds its steps and does not
+    // reopen it.
+    let mut late = so_far.clone();
+    late.steps = json!([{"type": "system", "text": "You triage tickets."}, {"type": "assistant", "text": "late"}]);
+    store.update_runs(vec![(id, late.clone())]).await.unwrap();
+    let after = store.get_run(id).await.unwrap().unwrap().run;
+    assert_eq!(
+        (after.outcome.as_str(), after.finished_at_ms),
+        ("interrupted", T0 + 31_000)
+    );
+    assert_eq!(after.steps, late.steps);
+    assert!(after.error.is_some());
+
+    // The new attempt's run is dropped (a panic) before it records its end; finishing the job
+    // closes it. A run that recorded its end is left as it said.
+    let mut second = run(job, "triage", "acme", 2);
+    second.outcome = "running".into();
+    let dropped = store.record_run(&second).await.unwrap();
+    let finished = store
+        .finish_job(
+            job,
+            "w2",
+            T0 + 40_000,
+            JobFinish::Dead { error: "x".into() },
+        )
+        .await
+        .unwrap();
+    assert!(finished);
+    let closed = store.get_run(dropped).await.unwrap().unwrap().run;
+    assert_eq!(
+        (closed.outcome.as_str(), closed.finished_at_ms),
+        ("interrupted", T0 + 40_000)
+    );
+    assert_eq!(
+        store.get_run(id).await.unwrap().unwrap().run.finished_at_ms,
+        T0 + 31_000
+    );
 }
