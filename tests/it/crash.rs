@@ -173,7 +173,14 @@ deadline = "60s"
                         .to_string()
                         .contains("happyfox.add_private_note")
             });
-        if arrived && recorded && (kill == Kill::BeforeTheAnswer || journaled) {
+        // Killed after the answer means while the first process waits for its slow model: its
+        // second request must have reached the fake, or the restarted process would get the
+        // slow reply instead.
+        let waiting_for_model = llm.received().len() >= 2;
+        if arrived
+            && recorded
+            && (kill == Kill::BeforeTheAnswer || (journaled && waiting_for_model))
+        {
             break;
         }
         assert!(
