@@ -61,8 +61,10 @@ struct Transcript {
     steps: Vec<Value>,
     input_tokens: u64,
     output_tokens: u64,
-    /// The run as recorded when it started (outcome `running`), when that worked.
-    stored: Option<(i64, RunRecord)>,
+    /// The run as it started (outcome `running`): the fields that do not change.
+    started: RunRecord,
+    /// Its id, when recording the start worked.
+    id: Option<i64>,
     writer: RunWriter,
 }
 
@@ -72,25 +74,24 @@ impl Transcript {
     }
 
     /// The run so far, with `outcome`.
-    fn record(&self, outcome: &str, error: Option<String>, now_ms: i64) -> Option<RunRecord> {
-        let (_, started) = self.stored.as_ref()?;
-        Some(RunRecord {
+    fn record(&self, outcome: &str, error: Option<String>, now_ms: i64) -> RunRecord {
+        RunRecord {
             finished_at_ms: now_ms,
             outcome: outcome.into(),
             error,
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,
             steps: Value::Array(self.steps.clone()),
-            ..started.clone()
-        })
+            ..self.started.clone()
+        }
     }
 
     /// Queues the steps so far to be stored (not waited for): a run whose process dies leaves
     /// them, and is shown as `interrupted` once its lease expires.
     fn checkpoint(&self, now_ms: i64) {
-        if let Some(record) = self.record("running", None, now_ms) {
+        if let Some(id) = self.id {
             self.writer
-                .progress(self.stored.as_ref().expect("recorded").0, record);
+                .progress(id, self.record("running", None, now_ms));
         }
     }
 }
@@ -123,8 +124,8 @@ impl JobRunner for AgentRunner {
             output_tokens: 0,
             steps: Value::Array(steps.clone()),
         };
-        let stored = match self.store.record_run(&start).await {
-            Ok(id) => Some((id, start)),
+        let id = match self.store.record_run(&start).await {
+            Ok(id) => Some(id),
             Err(e) => {
                 // The run goes on; its transcript is kept at the end if the store is back.
                 tracing::warn!(job = %ctx.job.id, error = %e, "recording the run's start failed");
@@ -135,7 +136,8 @@ impl JobRunner for AgentRunner {
             steps,
             input_tokens: 0,
             output_tokens: 0,
-            stored,
+            started: start,
+            id,
             writer: self.runs.clone(),
         };
         for note in scoped
@@ -184,30 +186,10 @@ impl JobRunner for AgentRunner {
         };
         let now = self.clock.now().timestamp_millis();
         let error = result.as_ref().err().map(ToString::to_string);
-        let stored = match (
-            &transcript.stored,
-            transcript.record(outcome, error.clone(), now),
-        ) {
-            (Some((id, _)), Some(record)) => self.runs.finish(*id, record).await,
-            _ => self
-                .store
-                .record_run(&RunRecord {
-                    job: ctx.job.id,
-                    handler: ctx.job.handler.clone(),
-                    account: ctx.job.account.clone(),
-                    attempt: ctx.job.attempts,
-                    mode: ctx.handler.mode.as_str().to_string(),
-                    model,
-                    started_at_ms: started,
-                    finished_at_ms: now,
-                    outcome: outcome.into(),
-                    error,
-                    input_tokens: transcript.input_tokens,
-                    output_tokens: transcript.output_tokens,
-                    steps: Value::Array(transcript.steps),
-                })
-                .await
-                .map(drop),
+        let record = transcript.record(outcome, error, now);
+        let stored = match transcript.id {
+            Some(id) => self.runs.finish(id, record).await,
+            None => self.store.record_run(&record).await.map(drop),
         };
         if let Err(e) = stored {
             // The outcome stands; only its record is lost, and the log says so.
