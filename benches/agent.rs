@@ -120,6 +120,7 @@ fn event() -> StoredEvent {
         status: EventStatus::Routed,
         status_reason: None,
         payload,
+        trace_context: None,
     }
 }
 

@@ -59,6 +59,7 @@ async fn fill(store: &store::SharedStore, n: usize) {
                 max_wait_ms: 0,
                 max_attempts: 3,
             }]),
+            trace_context: None,
         });
         if batch.len() == 1024 || i + 1 == n {
             store.ingest(std::mem::take(&mut batch)).await.unwrap();

@@ -145,12 +145,6 @@ pub enum EventsCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The log format is configuration; a configuration that does not load is reported by the
-    // command itself, in plain text.
-    let format = Config::load(cli.config.as_deref())
-        .map(|c| c.log_format)
-        .unwrap_or(LogFormat::Text);
-    init_tracing(format);
     crate::kernel::init_tls();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -159,31 +153,71 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    // The log format and the trace exporter are configuration; a configuration that does not
+    // load is reported by the command itself, in plain text.
+    let config = Config::load(cli.config.as_deref()).ok();
+    let tracing = match init_tracing(config.as_ref(), runtime.handle()) {
+        Ok(tracing) => tracing,
+        Err(e) => {
+            eprintln!("error: cannot start the trace exporter: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    };
+    // Off the runtime's threads, which still run the exporter's last requests.
+    if let Some(tracing) = tracing {
+        tracing.shutdown();
     }
+    code
 }
 
-fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
+/// Logs to stderr in the configured format and, when `[telemetry] otlp_endpoint` is set, spans
+/// to the OTLP collector.
+fn init_tracing(
+    config: Option<&Config>,
+    runtime: &tokio::runtime::Handle,
+) -> anyhow::Result<Option<crate::telemetry::trace::Tracing>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let filter = EnvFilter::try_from_env("HOOKWISE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.init(),
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        // Spans made for the trace exporter carry attributes for a trace viewer, not for logs.
+        .add_directive(format!("{}=off", crate::telemetry::trace::TARGET).parse()?);
+    let format = config.map(|c| c.log_format).unwrap_or(LogFormat::Text);
+    let logs = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
         // One object per line; the fields of the spans around an event (the job's account,
         // handler and job id, a request's id) are flattened into it with the event's own.
-        LogFormat::Json => logs
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
             .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
             .event_format(crate::telemetry::logs::FlatJson)
-            .init(),
+            .boxed(),
+    };
+    let registry = tracing_subscriber::registry().with(logs.with_filter(filter));
+    let traces = match config {
+        Some(config) => crate::telemetry::trace::layer(&config.telemetry, runtime.clone())?,
+        None => None,
+    };
+    match traces {
+        Some((layer, tracing)) => {
+            registry.with(layer).init();
+            Ok(Some(tracing))
+        }
+        None => {
+            registry.init();
+            Ok(None)
+        }
     }
 }
 

@@ -21,11 +21,14 @@ use crate::store::{
     batcher::RunWriter,
 };
 use crate::telemetry::metrics::SharedMetrics;
+use crate::telemetry::trace::{self, otel_span};
 use crate::tools::{ScopedTools, ToolContext, ToolError, ToolRegistry, dotted};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Said to the model after the handler's own prompt, in every run.
 const RULES: &str = "\
@@ -270,8 +273,63 @@ impl AgentRunner {
         Ending::MaxSteps
     }
 
-    /// One tool call to the message answering it. Only an upstream outage ends the run.
+    /// One tool call to the message answering it, in an `execute_tool {name}` span whose
+    /// `error.type` says how a call that was not carried out ended (refused, invalid, failed).
     async fn call_tool(
+        &self,
+        ctx: &RunContext<'_>,
+        scoped: &ScopedTools,
+        call: &ToolCall,
+        key: String,
+        transcript: &mut Transcript,
+    ) -> Result<Message, RunError> {
+        let name = dotted(&call.name);
+        let span = otel_span!(
+            "tool",
+            otel.name = format!("execute_tool {name}"),
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = %name,
+            gen_ai.tool.call.id = %call.id,
+            gen_ai.tool.type = "function",
+            hookwise.mode = ctx.handler.mode.as_str(),
+            hookwise.tool.outcome = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let content = trace::content() && !span.is_disabled();
+        if content {
+            span.set_attribute(
+                "gen_ai.tool.call.arguments",
+                call.arguments.raw().to_string(),
+            );
+        }
+        let before = transcript.steps.len();
+        let reply = self
+            .call_tool_in_scope(ctx, scoped, call, key, transcript)
+            .instrument(span.clone())
+            .await;
+        // What the call came to is the last step it added to the transcript.
+        let last = transcript.steps[before..].last();
+        let outcome = match &reply {
+            Err(_) => "failed",
+            Ok(_) => last.and_then(|s| s["type"].as_str()).unwrap_or("failed"),
+        };
+        span.record("hookwise.tool.outcome", outcome);
+        if matches!(outcome, "refused" | "tool_error" | "failed") {
+            span.record("error.type", outcome);
+            span.record("otel.status_code", "ERROR");
+        }
+        if content && let Some(step) = last {
+            let result = step.get("result").or_else(|| step.get("error"));
+            if let Some(result) = result {
+                span.set_attribute("gen_ai.tool.call.result", result.to_string());
+            }
+        }
+        reply
+    }
+
+    /// One tool call to the message answering it. Only an upstream outage ends the run.
+    async fn call_tool_in_scope(
         &self,
         ctx: &RunContext<'_>,
         scoped: &ScopedTools,

@@ -125,7 +125,11 @@ async fn ingest(
     };
     let mut outcomes = app
         .store
-        .ingest(vec![IngestItem { event, disposition }])
+        .ingest(vec![IngestItem {
+            event,
+            disposition,
+            trace_context: None,
+        }])
         .await?;
     let outcome = outcomes.pop().context("the store answered no outcome")?;
     Ok(match (ignored, outcome.duplicate, outcome.jobs.len()) {

@@ -191,6 +191,12 @@ pub struct TelemetryConfig {
     /// `/metrics` answers without `api_token` (a scraper on a private network). Off by default:
     /// with an `api_token` set, a scrape sends `Authorization: Bearer <api_token>`.
     pub metrics_public: bool,
+    /// Where to send traces over OTLP/HTTP (protobuf), e.g. `http://127.0.0.1:4318`; the path
+    /// `/v1/traces` is added to a URL without one. Unset: no exporter, no spans recorded.
+    pub otlp_endpoint: Option<String>,
+    /// Put message content on spans: prompts, the model's answers, tool arguments and results.
+    /// Off by default: traces then carry names, ids, timings and token counts only.
+    pub trace_content: bool,
 }
 
 /// `[scheduler]`: defaults suit one replica with a handful of accounts.
@@ -401,6 +407,9 @@ impl Config {
                 )),
             }
         }
+        if let Some(v) = lookup("HOOKWISE_OTLP_ENDPOINT") {
+            self.telemetry.otlp_endpoint = Some(v).filter(|v| !v.is_empty());
+        }
         if let Some(v) = lookup("HOOKWISE_DRAIN_DELAY") {
             match crate::kernel::parse_duration(&v) {
                 Ok(d) => self.drain_delay = d,
@@ -450,6 +459,20 @@ impl Config {
                 "max_body_bytes",
                 "must be greater than 0",
             ));
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint {
+            let valid = endpoint.parse::<http::Uri>().is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+            });
+            if !valid {
+                errors.push(ConfigError::new(
+                    &file,
+                    "telemetry.otlp_endpoint",
+                    format!(
+                        "expected an http:// or https:// URL such as http://127.0.0.1:4318, found {endpoint:?}"
+                    ),
+                ));
+            }
         }
         self.validate_scheduler(&file, &mut errors);
         self.retention.validate(&file, &mut errors);

@@ -3,14 +3,17 @@
 use super::AppState;
 use super::problem::ApiError;
 use crate::store::IngestItem;
+use crate::telemetry::trace::{self, otel_span};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 
 #[derive(Debug, Serialize)]
 pub struct Ack {
@@ -24,28 +27,58 @@ pub async fn receive(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Ack>), ApiError> {
+) -> Response {
     let started = Instant::now();
-    let result = accept(&app, &source_name, query, headers, body).await;
+    let span = otel_span!(
+        "webhook",
+        otel.name = "POST /webhooks/{source}",
+        otel.kind = "server",
+        http.request.method = "POST",
+        http.route = "/webhooks/{source}",
+        hookwise.source = %source_name,
+        hookwise.event_id = tracing::field::Empty,
+        hookwise.outcome = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    trace::continue_from_headers(&span, &headers);
+    let result = accept(&app, &source_name, query, headers, body)
+        .instrument(span.clone())
+        .await;
     // The label is the configured source, or "" for a name no source has (unbounded otherwise).
     let source = if app.sources.contains_key(&source_name) {
         source_name.as_str()
     } else {
         ""
     };
-    match &result {
-        Ok((_, ack)) => {
+    let (outcome, response) = match result {
+        Ok(ack) => {
             app.metrics.ingest_committed(started.elapsed());
-            let outcome = if ack.duplicate {
+            span.record("hookwise.event_id", ack.1.event_id.as_str());
+            let outcome = if ack.1.duplicate {
                 "duplicate"
             } else {
                 "accepted"
             };
-            app.metrics.webhook(source, outcome);
+            (outcome, ack.into_response())
         }
-        Err(e) => app.metrics.webhook(source, e.webhook_outcome()),
+        Err(e) => {
+            let outcome = e.webhook_outcome();
+            span.record("error.type", outcome);
+            (outcome, e.into_response())
+        }
+    };
+    app.metrics.webhook(source, outcome);
+    span.record("hookwise.outcome", outcome);
+    span.record(
+        "http.response.status_code",
+        i64::from(response.status().as_u16()),
+    );
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
     }
-    result
+    response
 }
 
 async fn accept(
@@ -77,7 +110,14 @@ async fn accept(
     // The ack is sent only after the commit: a 2xx always means "stored".
     let disposition = app.routing.decide(&event, &payload);
     drop(payload);
-    let outcome = app.queue.submit(IngestItem { event, disposition }).await?;
+    let outcome = app
+        .queue
+        .submit(IngestItem {
+            event,
+            disposition,
+            trace_context: trace::traceparent(&tracing::Span::current()),
+        })
+        .await?;
     if !outcome.jobs.is_empty() {
         app.jobs_added.notify_one();
     }

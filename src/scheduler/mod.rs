@@ -10,6 +10,7 @@ use crate::handler::{Handler, HandlerSet};
 use crate::kernel::clock::SharedClock;
 use crate::store::{JobFinish, JobRecord, JobWithEvents, SharedStore, StoredEvent};
 use crate::telemetry::metrics::SharedMetrics;
+use crate::telemetry::trace::{self, otel_span};
 use async_trait::async_trait;
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -120,8 +121,12 @@ impl Scheduler {
                                 account = %job.job.account,
                                 attempt = job.job.attempts
                             );
-                            running
-                                .spawn(execute(inner.clone(), job, abort.clone()).instrument(span));
+                            let run = run_span(&job);
+                            running.spawn(
+                                execute(inner.clone(), job, abort.clone())
+                                    .instrument(run)
+                                    .instrument(span),
+                            );
                         }
                         if full {
                             // More may be due: look again as soon as a worker frees up.
@@ -201,6 +206,27 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
 }
 
 /// Runs one claimed job to an outcome, heartbeating its lease meanwhile.
+/// The trace span of one attempt at a job: a child of the request that delivered its first event,
+/// linked to those of the events folded into it.
+fn run_span(claimed: &JobWithEvents) -> tracing::Span {
+    let job = &claimed.job;
+    let span = otel_span!(
+        "run",
+        otel.name = format!("invoke_agent {}", job.handler),
+        gen_ai.operation.name = "invoke_agent",
+        gen_ai.agent.name = %job.handler,
+        hookwise.job.id = job.id.0,
+        hookwise.job.attempt = i64::from(job.attempts),
+        hookwise.account = %job.account,
+        hookwise.job.events = claimed.events.len() as i64,
+        hookwise.job.outcome = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    trace::follow_events(&span, &claimed.events);
+    span
+}
+
 async fn execute(inner: Arc<Inner>, claimed: JobWithEvents, abort: CancellationToken) {
     let job = &claimed.job;
 
@@ -244,7 +270,13 @@ async fn execute(inner: Arc<Inner>, claimed: JobWithEvents, abort: CancellationT
     let ran = |outcome| {
         inner
             .metrics
-            .run_finished(&job.handler, outcome, started.elapsed())
+            .run_finished(&job.handler, outcome, started.elapsed());
+        let span = tracing::Span::current();
+        span.record("hookwise.job.outcome", outcome);
+        if !matches!(outcome, "done" | "deferred" | "released") {
+            span.record("error.type", outcome);
+            span.record("otel.status_code", "ERROR");
+        }
     };
     // A panic in the runner (a tool, the agent) is a failed attempt like any other, retried with
     // backoff: left to unwind, it would end this task with the job still `running`.

@@ -44,6 +44,11 @@ pub const SQLITE: &[Migration] = &[
         name: "job_folds",
         sql: include_str!("migrations/sqlite/0007_job_folds.sql"),
     },
+    Migration {
+        version: 8,
+        name: "trace_context",
+        sql: include_str!("migrations/sqlite/0008_trace_context.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -81,5 +86,10 @@ pub const POSTGRES: &[Migration] = &[
         version: 7,
         name: "job_folds",
         sql: include_str!("migrations/postgres/0007_job_folds.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "trace_context",
+        sql: include_str!("migrations/postgres/0008_trace_context.sql"),
     },
 ];

@@ -28,6 +28,8 @@ use std::sync::Arc;
 pub struct IngestItem {
     pub event: Event,
     pub disposition: Disposition,
+    /// The W3C `traceparent` of the request that delivered it, when traces are exported.
+    pub trace_context: Option<String>,
 }
 
 /// What the ingest transaction does with an event besides storing it.
@@ -276,6 +278,8 @@ pub struct StoredEvent {
     pub status: EventStatus,
     pub status_reason: Option<String>,
     pub payload: String,
+    /// The W3C `traceparent` of the request that delivered it, when traces were exported.
+    pub trace_context: Option<String>,
 }
 
 /// Which events to list, newest first.

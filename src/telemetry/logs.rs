@@ -1,6 +1,7 @@
 //! Log lines as JSON objects, one per line, for log pipelines: the event's fields and those of
 //! every span around it (a job's `job`, `handler` and `account`; a request's `request_id`) side by
-//! side at the top level, so a query for `account = "acme"` finds every line of acme's runs.
+//! side at the top level, so a query for `account = "acme"` finds every line of acme's runs,
+//! and, when traces are exported, the `trace_id` that finds the line's trace.
 
 use serde_json::{Map, Value};
 use std::fmt;
@@ -45,6 +46,11 @@ where
                     line.extend(fields);
                 }
             }
+        }
+        // The trace this line belongs to, when traces are exported (read outside any span's
+        // extensions: the lookup may start the span).
+        if let Some(trace_id) = super::trace::current_trace_id() {
+            line.insert("trace_id".into(), trace_id.into());
         }
         // The event's own fields last: they win over a span's of the same name.
         event.record(&mut Fields(&mut line));

@@ -1,4 +1,5 @@
-//! What hookwise tells its operators about itself: metrics and structured logs.
+//! What hookwise tells its operators about itself: metrics, structured logs and traces.
 
 pub mod logs;
 pub mod metrics;
+pub mod trace;

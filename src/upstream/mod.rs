@@ -18,11 +18,13 @@ use crate::kernel::Secret;
 use crate::kernel::clock::SharedClock;
 use crate::store::{ActionBegin, SharedStore};
 use crate::telemetry::metrics::SharedMetrics;
+use crate::telemetry::trace::otel_span;
 use reqwest::Method;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// One resolved `[accounts.NAME]`: where its API is and how to authenticate.
 #[derive(Debug, Clone)]
@@ -389,14 +391,58 @@ impl Upstream {
         if let Some(body) = &request.body {
             builder = builder.json(body);
         }
-        let answer = async {
+        let span = otel_span!(
+            "upstream",
+            otel.name = request.method.as_str(),
+            otel.kind = "client",
+            http.request.method = request.method.as_str(),
+            url.full = %url,
+            server.address = tracing::field::Empty,
+            hookwise.account = %account.name,
+            hookwise.connector = account.connector.as_str(),
+            hookwise.write = request.write,
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        if !span.is_disabled()
+            && let Some(host) = url
+                .parse::<http::Uri>()
+                .ok()
+                .as_ref()
+                .and_then(|u| u.host())
+        {
+            span.record("server.address", host);
+        }
+        let answer: Result<_, reqwest::Error> = async {
             let response = builder.send().await?;
             let status = response.status().as_u16();
             let headers = response.headers().clone();
             Ok((status, headers, response.text().await?))
         }
+        .instrument(span.clone())
         .await;
         let status = answer.as_ref().ok().map(|(status, _, _)| *status);
+        match &answer {
+            Ok((status, _, _)) => {
+                span.record("http.response.status_code", i64::from(*status));
+                if *status >= 400 {
+                    span.record("error.type", status.to_string());
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    "timeout"
+                } else if e.is_connect() {
+                    "connect"
+                } else {
+                    "transport"
+                };
+                span.record("error.type", kind);
+                span.record("otel.status_code", "ERROR");
+            }
+        }
         self.inner.metrics.upstream_call(
             &account.name,
             account.connector.as_str(),

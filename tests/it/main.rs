@@ -23,5 +23,6 @@ mod runs;
 mod secrets;
 mod store_contract;
 mod support;
+mod traces;
 mod truto;
 mod upstream;

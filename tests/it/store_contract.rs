@@ -211,6 +211,7 @@ pub fn routed(event: Event, routes: Vec<Route>) -> IngestItem {
     IngestItem {
         event,
         disposition: Disposition::Route(routes),
+        trace_context: None,
     }
 }
 

@@ -208,6 +208,7 @@ fn event_from_row(row: &PgRow) -> Result<StoredEvent, sqlx::Error> {
         },
         status_reason: row.try_get("status_reason")?,
         payload: row.try_get("payload")?,
+        trace_context: row.try_get("trace_context")?,
     })
 }
 
@@ -294,9 +295,10 @@ async fn insert_events(
         batch.iter().map(|i| i.disposition.status()).collect();
     let rows: Vec<(i64, String, String)> = sqlx::query_as(
         "INSERT INTO events (source, event_id, kind, account, subject, occurred_at, received_at,
-            actor_kind, actor_id, status, status_reason, payload)
+            actor_kind, actor_id, status, status_reason, payload, trace_context)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-            $6::int8[], $7::int8[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
+            $6::int8[], $7::int8[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+            $13::text[])
          ON CONFLICT (source, event_id) DO NOTHING
          RETURNING seq, source, event_id",
     )
@@ -347,6 +349,12 @@ async fn insert_events(
     .bind(statuses.iter().map(|s| s.0.as_str()).collect::<Vec<_>>())
     .bind(statuses.iter().map(|s| s.1).collect::<Vec<_>>())
     .bind(events.map(|e| e.payload.as_str()).collect::<Vec<_>>())
+    .bind(
+        batch
+            .iter()
+            .map(|i| i.trace_context.as_deref())
+            .collect::<Vec<_>>(),
+    )
     .fetch_all(&mut *conn)
     .await?;
     let mut inserted: std::collections::HashMap<(String, String), i64> = rows
@@ -372,7 +380,16 @@ async fn ingest_batch(
     let mut outcomes = Vec::with_capacity(batch.len());
     // (outcome index, route index, route, account, event seq, now)
     let mut to_route = Vec::new();
-    for (i, (IngestItem { event, disposition }, seq)) in batch.iter().zip(seqs).enumerate() {
+    for (
+        i,
+        (
+            IngestItem {
+                event, disposition, ..
+            },
+            seq,
+        ),
+    ) in batch.iter().zip(seqs).enumerate()
+    {
         // A duplicate changes nothing: its jobs were decided when it first arrived.
         if let (Some(seq), Disposition::Route(routes)) = (seq, disposition) {
             let now = event.received_at.timestamp_millis();

@@ -178,6 +178,7 @@ fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
         },
         status_reason: row.get("status_reason")?,
         payload: row.get("payload")?,
+        trace_context: row.get("trace_context")?,
     })
 }
 
@@ -227,13 +228,19 @@ impl Store for SqliteStore {
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut outcomes = Vec::with_capacity(batch.len());
-            for IngestItem { event, disposition } in &batch {
+            for IngestItem {
+                event,
+                disposition,
+                trace_context,
+            } in &batch
+            {
                 let (status, reason) = disposition.status();
                 let inserted = tx
                     .prepare_cached(
                         "INSERT INTO events (source, event_id, kind, account, subject, occurred_at,
-                            received_at, actor_kind, actor_id, status, status_reason, payload)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                            received_at, actor_kind, actor_id, status, status_reason, payload,
+                            trace_context)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                          ON CONFLICT (source, event_id) DO NOTHING",
                     )?
                     .execute(params![
@@ -249,6 +256,7 @@ impl Store for SqliteStore {
                         status.as_str(),
                         reason,
                         event.payload,
+                        trace_context,
                     ])?;
                 let mut jobs = Vec::new();
                 let mut folded = 0;
@@ -629,6 +637,7 @@ mod tests {
                 payload: "{}".into(),
             },
             disposition: Disposition::Route(Vec::new()),
+            trace_context: None,
         }
     }
 

@@ -9,7 +9,36 @@ contract!(
     routing_creates_a_job_then_debounces_into_it_up_to_the_deadline,
     ignored_and_unrouted_events_are_stored_without_jobs,
     list_events_filters_and_pages_newest_first,
+    each_event_keeps_the_trace_context_of_its_delivery,
 );
+
+/// A run continues the traces of the requests that delivered its job's events, on whichever
+/// replica claims it: the claim hands back each event's `traceparent`, in delivery order.
+async fn each_event_keeps_the_trace_context_of_its_delivery(store: SharedStore) {
+    let first = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let folded = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = vec![route("triage", "t1")];
+    let traced = |id: &str, trace: Option<&str>| IngestItem {
+        trace_context: trace.map(str::to_string),
+        ..routed(event(id, "acme", "t1", T0), r.clone())
+    };
+    store
+        .ingest(vec![traced("e1", Some(first)), traced("e2", None)])
+        .await
+        .unwrap();
+    store
+        .ingest(vec![traced("e3", Some(folded))])
+        .await
+        .unwrap();
+    let claimed = store.claim_jobs("w", T0 + 60_000, 1, 30_000).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let traces: Vec<Option<&str>> = claimed[0]
+        .events
+        .iter()
+        .map(|e| e.trace_context.as_deref())
+        .collect();
+    assert_eq!(traces, [Some(first), None, Some(folded)]);
+}
 
 async fn dedupe_within_and_across_batches(store: SharedStore) {
     let r = vec![route("triage", "t1")];
@@ -80,6 +109,7 @@ async fn outcomes_follow_batch_order(store: SharedStore) {
             IngestItem {
                 event: event("echo", "acme", "t1", T0),
                 disposition: Disposition::Ignore("our own note".into()),
+                trace_context: None,
             },
             routed(event("a", "acme", "t1", T0), vec![route("triage", "t1")]),
             routed(event("lonely", "acme", "t3", T0), vec![]),
@@ -177,6 +207,7 @@ async fn ignored_and_unrouted_events_are_stored_without_jobs(store: SharedStore)
             IngestItem {
                 event: event("echo", "acme", "t1", T0),
                 disposition: Disposition::Ignore("echo of our own note".into()),
+                trace_context: None,
             },
             routed(event("nobody", "acme", "t1", T0), vec![]),
             routed(
