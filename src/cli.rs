@@ -156,7 +156,11 @@ pub fn main() -> ExitCode {
     // The log format and the trace exporter are configuration; a configuration that does not
     // load is reported by the command itself, in plain text.
     let config = Config::load(cli.config.as_deref()).ok();
-    let tracing = match init_tracing(config.as_ref(), runtime.handle()) {
+    // Only `serve` exports traces, and only from a configuration `serve` will accept (it reports
+    // the problems of any other itself).
+    let traced = matches!(cli.command, Command::Serve)
+        && config.as_ref().is_some_and(|c| c.validate().is_ok());
+    let tracing = match init_tracing(config.as_ref(), traced, runtime.handle()) {
         Ok(tracing) => tracing,
         Err(e) => {
             eprintln!("error: cannot start the trace exporter: {e:#}");
@@ -177,10 +181,11 @@ pub fn main() -> ExitCode {
     code
 }
 
-/// Logs to stderr in the configured format and, when `[telemetry] otlp_endpoint` is set, spans
-/// to the OTLP collector.
+/// Logs to stderr in the configured format and, if `traced` and `[telemetry] otlp_endpoint` is
+/// set, spans to the OTLP collector.
 fn init_tracing(
     config: Option<&Config>,
+    traced: bool,
     runtime: &tokio::runtime::Handle,
 ) -> anyhow::Result<Option<crate::telemetry::trace::Tracing>> {
     use tracing_subscriber::layer::SubscriberExt;
@@ -205,12 +210,11 @@ fn init_tracing(
             .boxed(),
     };
     let registry = tracing_subscriber::registry().with(logs.with_filter(filter));
-    let traces = match config {
-        Some(config) => crate::telemetry::trace::layer(&config.telemetry, runtime.clone())?,
-        None => None,
-    };
-    match traces {
-        Some((layer, tracing)) => {
+    let telemetry = config.map(|c| &c.telemetry).filter(|_| traced);
+    match telemetry.and_then(|t| Some((t.otlp_endpoint.as_deref()?, t.trace_content))) {
+        Some((endpoint, content)) => {
+            let (layer, tracing) =
+                crate::telemetry::trace::layer(endpoint, content, runtime.clone())?;
             registry.with(layer).init();
             Ok(Some(tracing))
         }

@@ -223,7 +223,13 @@ fn run_span(claimed: &JobWithEvents) -> tracing::Span {
         error.type = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
-    trace::follow_events(&span, &claimed.events);
+    trace::follow(
+        &span,
+        claimed
+            .events
+            .iter()
+            .filter_map(|e| e.trace_context.as_deref()),
+    );
     span
 }
 

@@ -14,8 +14,6 @@
 //! was folded into the job later, so an event can be followed from arrival to the upstream
 //! write, across replicas.
 
-use crate::config::TelemetryConfig;
-use crate::store::StoredEvent;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
@@ -69,18 +67,17 @@ impl Tracing {
     }
 }
 
-/// The OpenTelemetry layer for `config`, or `None` when no endpoint is configured. The exporter
-/// sends its batches from its own thread through requests run on `runtime`.
+/// The OpenTelemetry layer exporting to `endpoint` (`[telemetry] otlp_endpoint`), with message
+/// content on spans if `content`. The exporter sends its batches from its own thread through
+/// requests run on `runtime`.
 pub fn layer<S>(
-    config: &TelemetryConfig,
+    endpoint: &str,
+    content: bool,
     runtime: tokio::runtime::Handle,
-) -> anyhow::Result<Option<(impl Layer<S> + use<S>, Tracing)>>
+) -> anyhow::Result<(impl Layer<S> + use<S>, Tracing)>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    let Some(endpoint) = &config.otlp_endpoint else {
-        return Ok(None);
-    };
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
@@ -102,7 +99,7 @@ where
         .with_resource(resource.build())
         .build();
     let tracer = provider.tracer("hookwise");
-    CONTENT.store(config.trace_content, Ordering::Relaxed);
+    CONTENT.store(content, Ordering::Relaxed);
     ENABLED.store(true, Ordering::Relaxed);
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
@@ -116,7 +113,7 @@ where
                     && *meta.level() <= tracing::Level::INFO
                     && meta.target().starts_with("hookwise"))
         }));
-    Ok(Some((layer, Tracing { provider })))
+    Ok((layer, Tracing { provider }))
 }
 
 /// The collector's traces URL: a base URL (`http://collector:4318`) gets the OTLP path
@@ -154,15 +151,16 @@ pub fn continue_from_headers(span: &tracing::Span, headers: &http::HeaderMap) {
     }
 }
 
-/// Ties a run's span to the requests that delivered its job's events: the first is its parent,
-/// the others (folded in by debounce) are links.
-pub fn follow_events(span: &tracing::Span, events: &[StoredEvent]) {
+/// Ties a run's span to the requests that delivered its job's events (their stored
+/// `traceparent`s, in delivery order): the first is its parent, the others (folded in by
+/// debounce) are links.
+pub fn follow<'a>(span: &tracing::Span, traceparents: impl IntoIterator<Item = &'a str>) {
     if span.is_disabled() {
         return;
     }
     let propagator = TraceContextPropagator::new();
-    let mut contexts = events.iter().filter_map(|e| {
-        let carrier = HashMap::from([("traceparent".to_string(), e.trace_context.clone()?)]);
+    let mut contexts = traceparents.into_iter().filter_map(|t| {
+        let carrier = HashMap::from([("traceparent".to_string(), t.to_string())]);
         let cx = propagator.extract(&carrier);
         let sc = cx.span().span_context().clone();
         sc.is_valid().then_some((cx, sc))

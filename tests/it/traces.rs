@@ -410,3 +410,29 @@ async fn with_trace_content_on_spans_carry_the_conversation_and_tool_arguments()
             .any(|c| text(c, "gen_ai.output.messages").contains(NOTE_TEXT))
     );
 }
+
+#[test]
+fn check_refuses_an_otlp_endpoint_that_is_not_an_http_url() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hookwise.toml"),
+        "[telemetry]\notlp_endpoint = \"collector:4318\"\n",
+    )
+    .unwrap();
+    for command in ["check", "serve"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hookwise"))
+            .current_dir(dir.path())
+            .arg(command)
+            .env("HOOKWISE_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{command} accepted it");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(
+                "hookwise.toml: key `telemetry.otlp_endpoint`: expected an http:// or https:// URL"
+            ),
+            "{command}: {stderr}"
+        );
+    }
+}
