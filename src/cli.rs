@@ -209,17 +209,22 @@ fn init_tracing(
             .event_format(crate::telemetry::logs::FlatJson)
             .boxed(),
     };
-    let registry = tracing_subscriber::registry().with(logs.with_filter(filter));
     let telemetry = config.map(|c| &c.telemetry).filter(|_| traced);
     match telemetry.and_then(|t| Some((t.otlp_endpoint.as_deref()?, t.trace_content))) {
         Some((endpoint, content)) => {
             let (layer, tracing) =
                 crate::telemetry::trace::layer(endpoint, content, runtime.clone())?;
+            // Each layer its own filter: the exporter's spans are not the logs' level.
+            let registry = tracing_subscriber::registry().with(logs.with_filter(filter));
             registry.with(layer).init();
             Ok(Some(tracing))
         }
         None => {
-            registry.init();
+            // Without an exporter, one global filter: disabled callsites cost the least.
+            tracing_subscriber::registry()
+                .with(logs)
+                .with(filter)
+                .init();
             Ok(None)
         }
     }
@@ -284,8 +289,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
         } => {
             let config = load()?;
-            let store = store::open(&config.store).await?;
-            store.migrate().await?;
+            let store = read_store(&config).await?;
             let events = store
                 .list_events(&EventFilter {
                     source,
@@ -308,24 +312,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Jobs { command } => {
             let config = load()?;
-            let store = store::open(&config.store).await?;
-            store.migrate().await?;
+            let store = read_store(&config).await?;
             jobs(&*store, command).await
         }
         Command::Runs { command } => {
             let config = load()?;
-            let store = store::open(&config.store).await?;
-            store.migrate().await?;
+            let store = read_store(&config).await?;
             runs::run(&*store, command).await
         }
         Command::Approvals { command } => {
             let config = load()?;
-            let store = store::open(&config.store).await?;
-            store.migrate().await?;
+            let store = read_store(&config).await?;
             approvals::run(&config, store, command).await
         }
         Command::Prune { dry_run } => prune::run(&load()?, dry_run).await,
     }
+}
+
+/// The configured store, for a command that reads it: never created by reading, and brought up
+/// to the current schema.
+async fn read_store(config: &Config) -> anyhow::Result<store::SharedStore> {
+    let store = store::open_existing(&config.store).await?;
+    store.migrate().await?;
+    Ok(store)
 }
 
 fn time(ms: i64) -> String {

@@ -24,10 +24,7 @@ pub struct Server {
 
 impl Server {
     pub async fn prepare(config: Config) -> anyhow::Result<Self> {
-        Ok(Self {
-            app: App::assemble(config).await?,
-            runner: None,
-        })
+        Self::prepare_with_clock(config, Options::default().clock).await
     }
 
     pub async fn prepare_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
@@ -35,10 +32,9 @@ impl Server {
             clock,
             ..Options::default()
         };
-        Ok(Self {
-            app: App::assemble_with(config, options).await?,
-            runner: None,
-        })
+        let app = App::assemble_with(config, options).await?;
+        app.store.hold_for_serving().await?;
+        Ok(Self { app, runner: None })
     }
 
     /// The store the service uses.

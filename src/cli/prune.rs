@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub async fn run(config: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
-    let store = store::open(&config.store).await?;
+    let store = store::open_existing(&config.store).await?;
     store.migrate().await?;
     let Some(pruner) = app::pruner(
         &config.retention,

@@ -451,6 +451,12 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Claims the store for this `serve` process. SQLite serves one process (its rate slots live
+    /// in that process's memory), so a second `serve` on the same file is refused; PostgreSQL
+    /// is shared by replicas and claims nothing.
+    async fn hold_for_serving(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Commits a batch in ONE transaction: dedupe on (source, event id), then routing.
     /// Outcomes are in the order of `batch`. Either all are committed or none.
     async fn ingest(&self, batch: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError>;
@@ -617,6 +623,27 @@ pub type SharedStore = Arc<dyn Store>;
 
 /// Opens the store named by a URL: `sqlite://PATH` or `postgres://...` (also `postgresql://`;
 /// `?schema=NAME` keeps the tables in that schema).
+/// Opens an existing store for a command that reads (or prunes) it: a SQLite file that does not
+/// exist is an error naming it, not a new empty store.
+pub async fn open_existing(url: &str) -> Result<SharedStore, StoreError> {
+    if url.starts_with("sqlite:") {
+        let path = sqlite::path_of(url)?;
+        if !path.exists() {
+            return Err(StoreError::Open {
+                url: url.to_string(),
+                reason: format!(
+                    "there is no store at {}: `hookwise serve` or `hookwise migrate` creates it \
+                     (is this the directory, or the --config, you meant?)",
+                    path.display()
+                ),
+            });
+        }
+    }
+    open(url).await
+}
+
+/// Opens the store, creating a SQLite file (not its directory) or the PostgreSQL schema's
+/// tables on first use (`migrate`).
 pub async fn open(url: &str) -> Result<SharedStore, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(url).await?))

@@ -22,6 +22,7 @@ mod rolling_restart;
 mod runs;
 mod secrets;
 mod store_contract;
+mod store_open;
 mod support;
 mod traces;
 mod truto;

@@ -34,6 +34,10 @@ type Work = Box<dyn FnOnce(&mut Connection) + Send>;
 
 pub struct SqliteStore {
     work: mpsc::Sender<Work>,
+    path: PathBuf,
+    /// `PATH.lock`, exclusively locked while this process serves the file (released by the
+    /// kernel when the process ends, however it ends).
+    serving: std::sync::Mutex<Option<std::fs::File>>,
     /// The rate governor's next free slot per (account, budget). In memory: SQLite serves one
     /// process, and a durable commit per upstream call would cost more than the call's slot.
     /// Pauses, which must outlive a restart (a 10-minute penalty), stay in `account_pauses`.
@@ -44,22 +48,29 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database named by `sqlite://PATH` or `sqlite:PATH`.
+    /// Opens (creating if needed) the database named by `sqlite://PATH` or `sqlite:PATH`. The
+    /// directory must exist: a mistyped path is an error, not a new directory tree.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let path = path_of(url)?;
         let open_error = |reason: String| StoreError::Open {
             url: url.to_string(),
             reason,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(open_error(format!(
+                "the directory {} does not exist: create it, or correct the path",
+                dir.display()
+            )));
         }
         let (ready_tx, ready_rx) = oneshot::channel();
         let (work, queue) = mpsc::channel::<Work>();
+        let file = path.clone();
         std::thread::Builder::new()
             .name("hookwise-sqlite".into())
             .spawn(move || {
-                let mut conn = match connect(&path) {
+                let mut conn = match connect(&file) {
                     Ok(conn) => {
                         let _ = ready_tx.send(Ok(()));
                         conn
@@ -81,6 +92,8 @@ impl SqliteStore {
             .map_err(|e| open_error(e.to_string()))?;
         Ok(Self {
             work,
+            path,
+            serving: Default::default(),
             budgets: Default::default(),
             noted_no_vacuum: Default::default(),
         })
@@ -124,7 +137,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("a panic without a message")
 }
 
-fn path_of(url: &str) -> Result<PathBuf, StoreError> {
+pub(super) fn path_of(url: &str) -> Result<PathBuf, StoreError> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -222,6 +235,37 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.call(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
+    }
+
+    async fn hold_for_serving(&self) -> Result<(), StoreError> {
+        let mut name = self.path.clone().into_os_string();
+        name.push(".lock");
+        let lock = PathBuf::from(name);
+        let error = |reason: String| StoreError::Open {
+            url: format!("sqlite://{}", self.path.display()),
+            reason,
+        };
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock)
+            .map_err(|e| error(format!("cannot open {}: {e}", lock.display())))?;
+        match file.try_lock() {
+            Ok(()) => {
+                *self.serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
+                Ok(())
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Err(error(
+                "another `hookwise serve` is already serving this file. SQLite serves one \
+                 process (rate-limit slots live in its memory): stop the other one, or run \
+                 several replicas on PostgreSQL"
+                    .into(),
+            )),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(error(format!("cannot lock {}: {e}", lock.display())))
+            }
+        }
     }
 
     async fn ingest(&self, batch: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError> {
