@@ -115,7 +115,7 @@ async fn accept(
         .submit(IngestItem {
             event,
             disposition,
-            trace_context: trace::traceparent(&tracing::Span::current()),
+            trace_context: trace::current_traceparent(),
         })
         .await?;
     if !outcome.jobs.is_empty() {

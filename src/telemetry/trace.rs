@@ -130,9 +130,13 @@ fn traces_url(endpoint: &str) -> String {
     }
 }
 
-/// The W3C `traceparent` of `span`, when traces are exported and the span is recorded.
-pub fn traceparent(span: &tracing::Span) -> Option<String> {
-    if !enabled() || span.is_disabled() {
+/// The W3C `traceparent` of the current span, when traces are exported and it is recorded.
+pub fn current_traceparent() -> Option<String> {
+    if !enabled() {
+        return None;
+    }
+    let span = tracing::Span::current();
+    if span.is_disabled() {
         return None;
     }
     let mut carrier = HashMap::new();
