@@ -103,6 +103,7 @@ impl ApiError {
             )) => "stale",
             ApiError::Ingress(IngressError::Signature(_)) => "bad_signature",
             ApiError::Ingress(IngressError::UnsupportedMediaType(_)) => "unsupported_media_type",
+            ApiError::Ingress(IngressError::EmptyEventId(_)) => "bad_event_id",
             ApiError::BodyRead(_)
             | ApiError::Ingress(IngressError::InvalidJson(_) | IngressError::Unmappable(_)) => {
                 "bad_body"
@@ -174,6 +175,12 @@ impl IntoResponse for ApiError {
                 StatusCode::BAD_REQUEST,
                 "unrecognized-payload",
                 "Payload is not what this source expects",
+                detail,
+            ),
+            ApiError::Ingress(EmptyEventId(_)) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "empty-event-id",
+                "The event id is empty",
                 detail,
             ),
             ApiError::Conflict(_) => Problem::new(
