@@ -177,7 +177,10 @@ fn init_tracing(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => logs.init(),
+        // Values may come from senders: escaped, so none can forge a line.
+        LogFormat::Text => logs
+            .fmt_fields(crate::telemetry::text::EscapedFields)
+            .init(),
         // One object per line; the fields of the spans around an event (the job's account,
         // handler and job id, a request's id) are flattened into it with the event's own.
         LogFormat::Json => logs

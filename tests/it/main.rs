@@ -12,6 +12,7 @@ mod ingest;
 mod jobs;
 mod layering;
 mod llm;
+mod log_safety;
 mod metrics;
 mod planhat;
 mod prune;
