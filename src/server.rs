@@ -111,6 +111,7 @@ impl Server {
             clock: app.clock,
             max_body_bytes: app.config.max_body_bytes,
             metrics: app.metrics,
+            rejections: crate::http::RejectionLog::new(crate::http::REJECTION_LOG_INTERVAL),
             metrics_public: app.config.telemetry.metrics_public,
             api_token: app.config.api_token.clone(),
             draining: shutdown.draining.clone(),

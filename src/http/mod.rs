@@ -4,7 +4,10 @@
 mod api;
 mod approvals;
 pub mod problem;
+mod rejections;
 mod webhooks;
+
+pub use rejections::{INTERVAL as REJECTION_LOG_INTERVAL, RejectionLog};
 
 use crate::approvals::Approvals;
 use crate::ingress::Source;
@@ -48,6 +51,8 @@ pub struct AppState {
     /// `/metrics` too, unless `metrics_public`).
     pub api_token: Option<crate::kernel::Secret>,
     pub metrics: SharedMetrics,
+    /// Holds back WARN lines for refused unauthenticated webhooks (one per source a minute).
+    pub rejections: rejections::RejectionLog,
     /// `/metrics` answers without the token (`[telemetry] metrics_public`).
     pub metrics_public: bool,
     /// Cancelled when the process begins to shut down: `/readyz` answers 503 from then on, and

@@ -2,6 +2,7 @@
 
 use super::AppState;
 use super::problem::ApiError;
+use crate::ingress::IngressError;
 use crate::store::IngestItem;
 use axum::Json;
 use axum::body::Bytes;
@@ -69,9 +70,7 @@ async fn accept(
 
     let (event, payload) = source
         .accept(&headers, query.as_deref(), &body, app.clock.now())
-        .inspect_err(|e| {
-            tracing::warn!(source = %source.name, error = %e, "webhook rejected");
-        })?;
+        .inspect_err(|e| log_rejection(app, source_name, e))?;
     let (kind, account) = (event.kind.clone(), event.account.clone());
 
     // The ack is sent only after the commit: a 2xx always means "stored".
@@ -103,4 +102,22 @@ async fn accept(
             duplicate: outcome.duplicate,
         }),
     ))
+}
+
+/// Refusals of authenticated requests are each worth a WARN (the sender is misconfigured);
+/// unauthenticated ones are held back to one a minute per source, since anyone can send them.
+fn log_rejection(app: &AppState, source: &str, e: &IngressError) {
+    if !matches!(e, IngressError::Signature(_)) {
+        tracing::warn!(source, error = %e, "webhook rejected");
+        return;
+    }
+    match app.rejections.admit(source) {
+        Some(held_back) => tracing::warn!(
+            source,
+            error = %e,
+            held_back,
+            "webhook rejected: not authenticated; more from this source within a minute are logged at debug"
+        ),
+        None => tracing::debug!(source, error = %e, "webhook rejected: not authenticated"),
+    }
 }

@@ -1,4 +1,5 @@
-//! Logs as a hostile sender meets them: a value cannot forge a line of the text format.
+//! Logs as a hostile sender meets them: a value cannot forge a line of the text format, and a
+//! flood of unsigned requests is one WARN line while every request is counted.
 
 use crate::support::process::{free_port, spawn_hookwise, wait_ready};
 use crate::support::*;
@@ -86,4 +87,42 @@ async fn a_newline_in_an_event_id_cannot_forge_a_log_line() {
         !log.contains("\u{1b}[2K"),
         "the sender's terminal escape is escaped"
     );
+}
+
+#[tokio::test]
+async fn a_flood_of_unsigned_webhooks_logs_one_warning_and_counts_every_one() {
+    let served = serve_with_text_logs().await;
+    let client = reqwest::Client::new();
+    let body = std::fs::read(repo_path("fixtures/planhat/nps_submitted.json")).unwrap();
+    for _ in 0..40 {
+        let response = client
+            .post(format!("{}/webhooks/planhat", served.url))
+            .header("content-type", "application/json")
+            .header("x-hookwise-token", "not-the-token")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let metrics = client
+        .get(format!("{}/metrics", served.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "hookwise_webhooks_received_total{source=\"planhat\",outcome=\"bad_signature\"} 40"
+        ),
+        "{metrics}"
+    );
+    let log = log_has(&served.log, "not authenticated").await;
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("webhook rejected"))
+        .count();
+    assert_eq!(warnings, 1, "{log}");
 }
