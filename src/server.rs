@@ -121,10 +121,13 @@ impl Server {
             tracing::warn!(%addr, "no api_token is set and the address is not loopback: anyone who can reach /api/ can read events and send approved writes");
         }
         tracing::info!(%addr, store = %store::redact(&app.config.store), "hookwise listening");
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown.stop.cancelled_owned())
-            .await
-            .context("serving HTTP")?;
+        crate::http::serve(
+            listener,
+            router(state),
+            &app.config.http,
+            shutdown.stop.clone(),
+        )
+        .await;
         // The router (and with it the last queue handle) is gone: the writer drains and stops.
         writer.await.context("ingest writer")?;
         if let Some(scheduler) = scheduler {

@@ -5,9 +5,11 @@ mod api;
 mod approvals;
 pub mod problem;
 mod rejections;
+mod serve;
 mod webhooks;
 
 pub use rejections::{INTERVAL as REJECTION_LOG_INTERVAL, RejectionLog};
+pub use serve::serve;
 
 use crate::approvals::Approvals;
 use crate::ingress::Source;

@@ -4,6 +4,7 @@
 mod agent;
 mod api;
 mod approvals;
+mod boundary;
 mod crash;
 mod drain;
 mod handlers;
