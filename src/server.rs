@@ -110,6 +110,7 @@ impl Server {
             store: app.store,
             clock: app.clock,
             max_body_bytes: app.config.max_body_bytes,
+            body_read_timeout: app.config.http.body_read_timeout,
             metrics: app.metrics,
             rejections: crate::http::RejectionLog::new(crate::http::REJECTION_LOG_INTERVAL),
             metrics_public: app.config.telemetry.metrics_public,

@@ -7,6 +7,10 @@ use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
 
+/// The longest a request may take to be answered once its headers are read (a store that does
+/// not answer): the request body must be read well within it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
@@ -15,6 +19,9 @@ pub struct HttpConfig {
     /// alike. The connection is then closed without an answer.
     #[serde(deserialize_with = "duration")]
     pub header_read_timeout: Duration,
+    /// How long a request body may take to arrive in full; a slower one gets 408.
+    #[serde(deserialize_with = "duration")]
+    pub body_read_timeout: Duration,
     /// Connections served at once; further ones wait in the listen backlog until one closes.
     pub max_connections: usize,
 }
@@ -23,6 +30,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(15),
+            body_read_timeout: Duration::from_secs(20),
             max_connections: 1024,
         }
     }
@@ -30,11 +38,22 @@ impl Default for HttpConfig {
 
 impl HttpConfig {
     pub(super) fn validate(&self, file: &Path, errors: &mut Vec<ConfigError>) {
-        if self.header_read_timeout.is_zero() {
+        for (key, d) in [
+            ("http.header_read_timeout", self.header_read_timeout),
+            ("http.body_read_timeout", self.body_read_timeout),
+        ] {
+            if d.is_zero() {
+                errors.push(ConfigError::new(file, key, "must be greater than 0"));
+            }
+        }
+        if self.body_read_timeout >= REQUEST_TIMEOUT {
             errors.push(ConfigError::new(
                 file,
-                "http.header_read_timeout",
-                "must be greater than 0",
+                "http.body_read_timeout",
+                format!(
+                    "must be shorter than the {}s a whole request may take",
+                    REQUEST_TIMEOUT.as_secs()
+                ),
             ));
         }
         if self.max_connections == 0 {

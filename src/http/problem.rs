@@ -65,6 +65,12 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("cannot read the request body: {0}")]
     BodyRead(String),
+    /// The client sent its body too slowly (`[http] body_read_timeout`).
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
+    /// The request as a whole took too long (a store that does not answer): nothing was stored.
+    #[error("the request took too long; nothing was stored, retry")]
+    Timeout,
     #[error(transparent)]
     Ingress(#[from] IngressError),
     #[error("the store is unavailable: {0}")]
@@ -98,6 +104,7 @@ impl ApiError {
         match self {
             ApiError::UnknownSource(_) => "unknown_source",
             ApiError::PayloadTooLarge(_) => "too_large",
+            ApiError::BodyTimeout(_) => "timeout",
             ApiError::Ingress(IngressError::Signature(
                 VerifyError::Stale(_) | VerifyError::Future(_),
             )) => "stale",
@@ -141,10 +148,27 @@ impl IntoResponse for ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return response;
             }
-            ApiError::PayloadTooLarge(_) => Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload-too-large",
-                "Payload too large",
+            // The body was not read (in full): the connection cannot carry another request.
+            ApiError::PayloadTooLarge(_) => {
+                return closing(Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload-too-large",
+                    "Payload too large",
+                    detail,
+                ));
+            }
+            ApiError::BodyTimeout(_) => {
+                return closing(Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body-timeout",
+                    "Request body too slow",
+                    detail,
+                ));
+            }
+            ApiError::Timeout => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "Request took too long",
                 detail,
             ),
             ApiError::BodyRead(_) => Problem::new(
@@ -241,4 +265,13 @@ impl IntoResponse for ApiError {
         };
         problem.into_response()
     }
+}
+
+/// `problem` with `Connection: close`: for refusals made before the body was read in full.
+fn closing(problem: Problem) -> Response {
+    let mut response = problem.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }

@@ -1,12 +1,12 @@
 //! `POST /webhooks/{source}`: verify, normalize, commit, then acknowledge.
 
 use super::AppState;
+use super::extract::read_body;
 use super::problem::ApiError;
 use crate::ingress::IngressError;
 use crate::store::IngestItem;
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
@@ -24,7 +24,7 @@ pub async fn receive(
     Path(source_name): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<Ack>), ApiError> {
     let started = Instant::now();
     let result = accept(&app, &source_name, query, headers, body).await;
@@ -54,19 +54,18 @@ async fn accept(
     source_name: &str,
     query: Option<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<Ack>), ApiError> {
     let source = app
         .sources
         .get(source_name)
         .ok_or_else(|| ApiError::UnknownSource(source_name.to_owned()))?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(app.max_body_bytes)
-        } else {
-            ApiError::BodyRead(e.body_text())
-        }
-    })?;
+    let body = read_body(&headers, body, app.max_body_bytes, app.body_read_timeout)
+        .await
+        .inspect_err(|e| {
+            // The client's doing (slow, or too much): worth a line, not an alarm.
+            tracing::info!(source = %source.name, error = %e, "webhook body refused");
+        })?;
 
     let (event, payload) = source
         .accept(&headers, query.as_deref(), &body, app.clock.now())

@@ -1,13 +1,14 @@
-//! The HTTP boundary as a careless or hostile client meets it: slow headers, idle and surplus
-//! connections. Slow clients are raw TCP, the timeouts set to a second or so by configuration, so
-//! each test is bounded to a few seconds.
+//! The HTTP boundary as a careless or hostile client meets it: slow and oversized bodies, slow
+//! headers, idle and surplus connections. Slow clients are raw TCP,
+//! the timeouts set to a second or so by configuration, so each test is bounded to a few seconds.
 
 use crate::support::*;
+use serde_json::Value;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const FAST_HTTP: &str = "[http]\nheader_read_timeout = \"1s\"\n";
+const FAST_HTTP: &str = "[http]\nheader_read_timeout = \"1s\"\nbody_read_timeout = \"1s\"\n";
 
 async fn spawn_fast(extra: &str) -> TestApp {
     TestApp::spawn_with(Options {
@@ -38,6 +39,125 @@ async fn read_until_closed(stream: &mut tokio::net::tcp::OwnedReadHalf, limit: D
         }
     }
     String::from_utf8_lossy(&received).into_owned()
+}
+
+/// The JSON body of a raw HTTP/1.1 response (not chunked: problems are sent whole).
+fn body_of(response: &str) -> Value {
+    let (_, body) = response.split_once("\r\n\r\n").expect("a whole response");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"))
+}
+
+async fn metric(app: &TestApp, series: &str) -> Option<f64> {
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_slow_body_gets_408_problem_json_and_is_counted() {
+    let app = spawn_fast("").await;
+    let body = ticket(7);
+    let signed = app
+        .source("happyfox")
+        .verifier
+        .sign(&body, "msg-slow", app.now());
+    let mut head = format!(
+        "POST /webhooks/happyfox HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in signed.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let (mut reader, mut writer) = TcpStream::connect(addr(&app)).await.unwrap().into_split();
+    let started = Instant::now();
+    writer.write_all(head.as_bytes()).await.unwrap();
+    // One byte every 100 ms: the whole body would take seconds.
+    let dribble = tokio::spawn(async move {
+        for byte in body {
+            if writer.write_all(&[byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let response = read_until_closed(&mut reader, Duration::from_secs(5)).await;
+    dribble.abort();
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("content-type: application/problem+json"),
+        "{response}"
+    );
+    assert_eq!(
+        body_of(&response)["type"],
+        "urn:hookwise:problem:body-timeout"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "not before body_read_timeout"
+    );
+    assert_eq!(app.count_events().await, 0);
+    assert_eq!(
+        metric(
+            &app,
+            "hookwise_webhooks_received_total{source=\"happyfox\",outcome=\"timeout\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_gets_413_at_once_without_100_continue() {
+    // Timeouts at their defaults (20 s for a body): an answer within 2 s is not a timeout.
+    let app = TestApp::spawn().await;
+    let limit = app.config.max_body_bytes;
+    for (name, head, sent) in [
+        (
+            "ten gigabytes declared, a little sent",
+            "Content-Length: 10000000000\r\n".to_string(),
+            vec![b'{'; 1000],
+        ),
+        (
+            "Expect: 100-continue",
+            format!("Content-Length: {}\r\nExpect: 100-continue\r\n", limit * 8),
+            vec![],
+        ),
+    ] {
+        let (mut reader, mut writer) = TcpStream::connect(addr(&app)).await.unwrap().into_split();
+        writer
+            .write_all(
+                format!(
+                    "POST /webhooks/happyfox HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{head}\r\n"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        writer.write_all(&sent).await.unwrap();
+        let response = read_until_closed(&mut reader, Duration::from_secs(2)).await;
+        assert!(response.starts_with("HTTP/1.1 413"), "{name}: {response}");
+        assert!(!response.contains("100 Continue"), "{name}: {response}");
+        assert_eq!(
+            body_of(&response)["type"],
+            "urn:hookwise:problem:payload-too-large",
+            "{name}"
+        );
+    }
+    assert_eq!(app.count_events().await, 0);
+    app.stop().await;
 }
 
 #[tokio::test]
