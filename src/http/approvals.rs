@@ -6,13 +6,13 @@
 //! a rejection, why (`"reason"`): there is no authentication yet to say who is calling.
 
 use super::AppState;
-use super::extract::read_body;
+use super::extract::{Path, Query, read_body};
 use super::problem::ApiError;
 use crate::approvals::DecideError;
 use crate::store::{Approval, ApprovalFilter, ApprovalState};
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;

@@ -1,11 +1,44 @@
-//! Request bodies are read by `read_body`, which refuses a declared length over the limit before
-//! reading anything and bounds the time the whole body may take.
+//! Extractors whose refusals are problems: axum's `Query` and `Path` answer a bad value with
+//! `400 text/plain`; these wrap them and answer with the problem type of `ApiError`. Request
+//! bodies are read by `read_body`, which refuses a declared length over the limit before reading
+//! anything and bounds the time the whole body may take.
 
 use super::problem::ApiError;
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, header};
+use axum::extract::FromRequestParts;
+use axum::http::{HeaderMap, header, request::Parts};
 use futures::StreamExt;
+use serde::de::DeserializeOwned;
 use std::time::Duration;
+
+/// The query string as `T`; unknown keys and bad values are `invalid-query` problems.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| ApiError::InvalidQuery(e.body_text()))
+    }
+}
+
+/// The path parameters as `T`; a value that does not parse (`/api/jobs/abc`, an id past `i64`)
+/// is an `invalid-path` problem.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e| ApiError::InvalidPath(e.body_text()))
+    }
+}
 
 /// Reads a whole request body of at most `limit` bytes within `timeout`. A declared
 /// `Content-Length` over the limit is refused before a byte is read (so `Expect: 100-continue`

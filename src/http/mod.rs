@@ -98,6 +98,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::NotFound })
+        // After every route: it is set on the routes present.
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state.clone())
         // Outermost first: while draining, every response (even a timeout) closes its connection;
         // every response carries the request id, and the trace span has it too; the timeout

@@ -54,10 +54,17 @@ impl IntoResponse for Problem {
 /// Every way a request can fail, each with one status and one problem type.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// Made by `ApiError::unknown_source`, which caps the name: it is echoed back.
     #[error("no source named {0:?} is configured")]
     UnknownSource(String),
     #[error("not found")]
     NotFound,
+    #[error("this route does not answer that method")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("{0}")]
+    InvalidPath(String),
     /// `/api/` needs `Authorization: Bearer <api_token>` and the request had none or another.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -97,7 +104,21 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// The most of a source name a 404 echoes back, in characters.
+const ECHOED_NAME_CHARS: usize = 64;
+
 impl ApiError {
+    /// A request for a source no configuration has; `name` is echoed in the problem, cut to a
+    /// few dozen characters (a path can be many kilobytes).
+    pub fn unknown_source(name: &str) -> Self {
+        let mut chars = name.chars();
+        let mut echoed: String = chars.by_ref().take(ECHOED_NAME_CHARS).collect();
+        if chars.next().is_some() {
+            echoed.push('…');
+        }
+        ApiError::UnknownSource(echoed)
+    }
+
     /// The `outcome` label of `hookwise_webhooks_received_total` for a refused webhook.
     pub fn webhook_outcome(&self) -> &'static str {
         use crate::ingress::verify::VerifyError;
@@ -148,6 +169,24 @@ impl IntoResponse for ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return response;
             }
+            ApiError::MethodNotAllowed => Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                detail,
+            ),
+            ApiError::InvalidQuery(_) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-query",
+                "Invalid query string",
+                detail,
+            ),
+            ApiError::InvalidPath(_) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-path",
+                "Invalid path parameter",
+                detail,
+            ),
             // The body was not read (in full): the connection cannot carry another request.
             ApiError::PayloadTooLarge(_) => {
                 return closing(Problem::new(

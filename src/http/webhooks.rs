@@ -7,8 +7,9 @@ use crate::ingress::IngressError;
 use crate::store::IngestItem;
 use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,12 +22,22 @@ pub struct Ack {
 
 pub async fn receive(
     State(app): State<Arc<AppState>>,
-    Path(source_name): Path<String>,
+    source_name: Result<Path<String>, PathRejection>,
+    uri: Uri,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Ack>), ApiError> {
     let started = Instant::now();
+    // A name that is not UTF-8 once decoded (`%FF`) is no source's name: named as sent.
+    let source_name = match source_name {
+        Ok(Path(name)) => name,
+        Err(_) => uri
+            .path()
+            .strip_prefix("/webhooks/")
+            .unwrap_or_default()
+            .to_owned(),
+    };
     let result = accept(&app, &source_name, query, headers, body).await;
     // The label is the configured source, or "" for a name no source has (unbounded otherwise).
     let source = if app.sources.contains_key(&source_name) {
@@ -59,7 +70,7 @@ async fn accept(
     let source = app
         .sources
         .get(source_name)
-        .ok_or_else(|| ApiError::UnknownSource(source_name.to_owned()))?;
+        .ok_or_else(|| ApiError::unknown_source(source_name))?;
     let body = read_body(&headers, body, app.max_body_bytes, app.body_read_timeout)
         .await
         .inspect_err(|e| {

@@ -1,8 +1,9 @@
 //! The HTTP boundary as a careless or hostile client meets it: slow and oversized bodies, slow
-//! headers, idle and surplus connections. Slow clients are raw TCP,
+//! headers, idle and surplus connections, bad paths and query strings. Slow clients are raw TCP,
 //! the timeouts set to a second or so by configuration, so each test is bounded to a few seconds.
 
 use crate::support::*;
+use reqwest::StatusCode;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -157,6 +158,128 @@ async fn a_declared_length_over_the_limit_gets_413_at_once_without_100_continue(
         );
     }
     assert_eq!(app.count_events().await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn source_names_that_are_no_source_get_404_problems_that_echo_little() {
+    let app = TestApp::spawn().await;
+    let long = "a".repeat(40_000);
+    for path in ["%FF", "%C0%AE%C0%AE", long.as_str()] {
+        let (status, problem) = read(
+            app.client
+                .post(format!("{}/webhooks/{path}", app.url))
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let shown = &path[..path.len().min(20)];
+        assert_eq!(status, StatusCode::NOT_FOUND, "{shown}: {problem}");
+        assert_eq!(
+            problem["type"], "urn:hookwise:problem:unknown-source",
+            "{shown}"
+        );
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.len() < 200, "{shown}: echoed {} bytes", detail.len());
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_refusal_is_a_problem_with_a_stable_type() {
+    let app = TestApp::spawn().await;
+    let base = &app.url;
+    let big = vec![b' '; 3 * 1024 * 1024];
+    let cases: Vec<(&str, reqwest::RequestBuilder, StatusCode, &str)> = vec![
+        (
+            "negative limit",
+            app.client.get(format!("{base}/api/events?limit=-1")),
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+        ),
+        (
+            "before not a number",
+            app.client.get(format!("{base}/api/jobs?before=x")),
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+        ),
+        (
+            "unknown query key",
+            app.client.get(format!("{base}/api/runs?colour=red")),
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+        ),
+        (
+            "job id not a number",
+            app.client.get(format!("{base}/api/jobs/abc")),
+            StatusCode::BAD_REQUEST,
+            "invalid-path",
+        ),
+        (
+            "job id past i64",
+            app.client
+                .get(format!("{base}/api/jobs/99999999999999999999")),
+            StatusCode::BAD_REQUEST,
+            "invalid-path",
+        ),
+        (
+            "retry of a bad id",
+            app.client.post(format!("{base}/api/jobs/abc/retry")),
+            StatusCode::BAD_REQUEST,
+            "invalid-path",
+        ),
+        (
+            "approval id",
+            app.client.get(format!("{base}/api/approvals/x")),
+            StatusCode::BAD_REQUEST,
+            "invalid-path",
+        ),
+        (
+            "3 MB decision",
+            app.client
+                .post(format!("{base}/api/approvals/1/approve"))
+                .body(big),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+        ),
+        (
+            "GET a webhook",
+            app.client.get(format!("{base}/webhooks/happyfox")),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+        ),
+        (
+            "DELETE a job",
+            app.client.delete(format!("{base}/api/jobs/1")),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+        ),
+        (
+            "no such route",
+            app.client.get(format!("{base}/nowhere")),
+            StatusCode::NOT_FOUND,
+            "not-found",
+        ),
+    ];
+    for (name, request, status, kind) in cases {
+        let response = request.send().await.unwrap();
+        let allow = response.headers().get("allow").cloned();
+        let (got, problem) = read(response).await;
+        assert_eq!(got, status, "{name}: {problem}");
+        assert_eq!(problem["_problem"], true, "{name}: {problem}");
+        assert_eq!(
+            problem["type"],
+            format!("urn:hookwise:problem:{kind}"),
+            "{name}"
+        );
+        assert_eq!(problem["status"], status.as_u16(), "{name}");
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            assert!(allow.is_some(), "{name}: 405 names the allowed methods");
+        }
+    }
     app.stop().await;
 }
 
