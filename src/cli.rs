@@ -198,8 +198,10 @@ fn init_tracing(
         .add_directive(format!("{}=off", crate::telemetry::trace::TARGET).parse()?);
     let format = config.map(|c| c.log_format).unwrap_or(LogFormat::Text);
     let logs = match format {
+        // Values may come from senders: escaped, so none can forge a line.
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .fmt_fields(crate::telemetry::text::EscapedFields)
             .boxed(),
         // One object per line; the fields of the spans around an event (the job's account,
         // handler and job id, a request's id) are flattened into it with the event's own.

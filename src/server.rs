@@ -106,7 +106,9 @@ impl Server {
             store: app.store,
             clock: app.clock,
             max_body_bytes: app.config.max_body_bytes,
+            body_read_timeout: app.config.http.body_read_timeout,
             metrics: app.metrics,
+            rejections: crate::http::RejectionLog::new(crate::http::REJECTION_LOG_INTERVAL),
             metrics_public: app.config.telemetry.metrics_public,
             api_token: app.config.api_token.clone(),
             draining: shutdown.draining.clone(),
@@ -116,10 +118,13 @@ impl Server {
             tracing::warn!(%addr, "no api_token is set and the address is not loopback: anyone who can reach /api/ can read events and send approved writes");
         }
         tracing::info!(%addr, store = %store::redact(&app.config.store), "hookwise listening");
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown.stop.cancelled_owned())
-            .await
-            .context("serving HTTP")?;
+        crate::http::serve(
+            listener,
+            router(state),
+            &app.config.http,
+            shutdown.stop.clone(),
+        )
+        .await;
         // The router (and with it the last queue handle) is gone: the writer drains and stops.
         writer.await.context("ingest writer")?;
         if let Some(scheduler) = scheduler {

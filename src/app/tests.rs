@@ -310,3 +310,30 @@ fn drain_delay_defaults_to_5s_and_mistakes_name_the_key() {
     let err = Config::load_with(Some(&path), &lookup("5 seconds")).unwrap_err();
     assert_eq!(err.0[0].key, "HOOKWISE_DRAIN_DELAY");
 }
+
+#[test]
+fn http_limits_have_defaults_and_mistakes_name_the_key() {
+    use std::time::Duration;
+    let http = Config::default().http;
+    assert_eq!(http.header_read_timeout, Duration::from_secs(15));
+    assert_eq!(http.body_read_timeout, Duration::from_secs(20));
+    assert_eq!(http.max_connections, 1024);
+    let c = parse("[http]\nheader_read_timeout = \"2s\"\nmax_connections = 10\n").unwrap();
+    assert_eq!(c.http.header_read_timeout, Duration::from_secs(2));
+    assert_eq!(c.http.max_connections, 10);
+    assert_eq!(
+        keys(parse(
+            "[http]\nheader_read_timeout = \"0s\"\nbody_read_timeout = \"30s\"\nmax_connections = 0\n"
+        )),
+        vec![
+            "http.header_read_timeout",
+            "http.body_read_timeout",
+            "http.max_connections"
+        ]
+    );
+    assert_eq!(
+        keys(parse("[http]\nidle = \"1s\"\n")),
+        vec!["http.idle"],
+        "unknown keys are errors"
+    );
+}

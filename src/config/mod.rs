@@ -4,10 +4,12 @@
 //! start-up failures tell the user exactly what to fix.
 
 mod env;
+pub mod http;
 pub mod llm;
 pub mod retention;
 
 use crate::kernel::{ConfigError, ConfigErrors, Secret};
+pub use http::HttpConfig;
 pub use retention::RetentionConfig;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
@@ -41,6 +43,8 @@ pub struct Config {
     /// elsewhere. A second signal ends it early.
     #[serde(deserialize_with = "duration")]
     pub drain_delay: std::time::Duration,
+    /// Timeouts and the connection cap of the HTTP server.
+    pub http: HttpConfig,
     /// How jobs are claimed, retried and shut down.
     pub scheduler: SchedulerConfig,
     /// The LLM provider that runs handlers; without it jobs wait as `pending`.
@@ -68,6 +72,7 @@ impl Default for Config {
             sources: BTreeMap::new(),
             accounts: BTreeMap::new(),
             drain_delay: std::time::Duration::from_secs(5),
+            http: HttpConfig::default(),
             scheduler: SchedulerConfig::default(),
             llm: None,
             telemetry: TelemetryConfig::default(),
@@ -461,7 +466,7 @@ impl Config {
             ));
         }
         if let Some(endpoint) = &self.telemetry.otlp_endpoint {
-            let valid = endpoint.parse::<http::Uri>().is_ok_and(|u| {
+            let valid = endpoint.parse::<::http::Uri>().is_ok_and(|u| {
                 matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
             });
             if !valid {
@@ -476,6 +481,7 @@ impl Config {
         }
         self.validate_scheduler(&file, &mut errors);
         self.retention.validate(&file, &mut errors);
+        self.http.validate(&file, &mut errors);
         if errors.is_empty() {
             Ok(())
         } else {

@@ -3,13 +3,14 @@
 //! service to a private address (the default listen address is loopback).
 
 use super::AppState;
+use super::extract::{Path, Query};
 use super::problem::ApiError;
 use crate::store::{
     EventFilter, JobFilter, JobId, JobRecord, JobState, JobWithEvents, RetryResult, RunFilter,
     StoredEvent, StoredRun,
 };
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use std::sync::Arc;

@@ -6,17 +6,22 @@
 //! a rejection, why (`"reason"`): there is no authentication yet to say who is calling.
 
 use super::AppState;
+use super::extract::{Path, Query, read_body};
 use super::problem::ApiError;
 use crate::approvals::DecideError;
 use crate::store::{Approval, ApprovalFilter, ApprovalState};
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
 const MAX_LIMIT: u32 = 1000;
+
+/// A decision's body is a name and a reason: anything near this is not one.
+const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Who decided, when the body does not say.
 const DEFAULT_DECIDER: &str = "api";
@@ -85,8 +90,10 @@ pub struct RejectBody {
 pub async fn approve(
     State(app): State<Arc<AppState>>,
     Path(id): Path<i64>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<Approval>, ApiError> {
+    let body = read_body(&headers, body, MAX_BODY_BYTES, app.body_read_timeout).await?;
     let body: ApproveBody = optional_json(&body)?;
     let by = decider(body.by)?;
     let approval = app.approvals.approve(id, &by).await?;
@@ -103,8 +110,10 @@ pub async fn approve(
 pub async fn reject(
     State(app): State<Arc<AppState>>,
     Path(id): Path<i64>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<Approval>, ApiError> {
+    let body = read_body(&headers, body, MAX_BODY_BYTES, app.body_read_timeout).await?;
     let body: RejectBody = optional_json(&body)?;
     let by = decider(body.by)?;
     let reason = body.reason.filter(|r| !r.trim().is_empty());

@@ -3,8 +3,14 @@
 
 mod api;
 mod approvals;
+mod extract;
 pub mod problem;
+mod rejections;
+mod serve;
 mod webhooks;
+
+pub use rejections::{INTERVAL as REJECTION_LOG_INTERVAL, RejectionLog};
+pub use serve::serve;
 
 use crate::approvals::Approvals;
 use crate::ingress::Source;
@@ -14,8 +20,8 @@ use crate::store::SharedStore;
 use crate::store::batcher::IngestQueue;
 use crate::telemetry::metrics::{self, SharedMetrics};
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{Request, StatusCode};
+use axum::extract::State;
+use axum::http::Request;
 use axum::routing::{get, post};
 use problem::ApiError;
 use std::collections::HashMap;
@@ -28,7 +34,6 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 /// What every request handler can reach.
@@ -44,10 +49,14 @@ pub struct AppState {
     /// Sends approved writes with this process's tools.
     pub approvals: Approvals,
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive (`[http] body_read_timeout`): 408 after.
+    pub body_read_timeout: Duration,
     /// When set, every `/api/` request must carry `Authorization: Bearer <token>` (and
     /// `/metrics` too, unless `metrics_public`).
     pub api_token: Option<crate::kernel::Secret>,
     pub metrics: SharedMetrics,
+    /// Holds back WARN lines for refused unauthenticated webhooks (one per source a minute).
+    pub rejections: rejections::RejectionLog,
     /// `/metrics` answers without the token (`[telemetry] metrics_public`).
     pub metrics_public: bool,
     /// Cancelled when the process begins to shut down: `/readyz` answers 503 from then on, and
@@ -56,7 +65,6 @@ pub struct AppState {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let body_limit = state.max_body_bytes;
     // The admin API reads everything stored and can send approved writes: behind the token when
     // one is configured. Webhooks authenticate by signature, health checks need nothing.
     let api = Router::new()
@@ -84,19 +92,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
     };
     Router::new()
-        .route(
-            "/webhooks/{source}",
-            post(webhooks::receive).layer(DefaultBodyLimit::max(body_limit)),
-        )
+        .route("/webhooks/{source}", post(webhooks::receive))
         .merge(api)
         .merge(metrics)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::NotFound })
+        // After every route: it is set on the routes present.
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state.clone())
         // Outermost first: while draining, every response (even a timeout) closes its connection;
         // every response carries the request id, and the trace span has it too; the timeout
-        // bounds a request stuck behind a wedged store.
+        // bounds a request stuck behind a wedged store (the body's own, shorter timeout is the
+        // handler's: a slow client is answered 408 before this).
         .layer(
             ServiceBuilder::new()
                 .layer(axum::middleware::from_fn_with_state(
@@ -113,11 +121,19 @@ pub fn router(state: Arc<AppState>) -> Router {
                         .unwrap_or_default();
                     tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), request_id = id)
                 }))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Duration::from_secs(30),
-                )),
+                .layer(axum::middleware::from_fn(request_timeout)),
         )
+}
+
+/// Answers a request still running after `REQUEST_TIMEOUT` with a 503 problem; its handler is
+/// dropped (an ingest that had not committed stores nothing).
+async fn request_timeout(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    tokio::time::timeout(crate::config::http::REQUEST_TIMEOUT, next.run(request))
+        .await
+        .map_err(|_| ApiError::Timeout)
 }
 
 /// Request ids unique within the process; a caller's own `x-request-id` is kept.

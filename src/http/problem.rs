@@ -54,10 +54,17 @@ impl IntoResponse for Problem {
 /// Every way a request can fail, each with one status and one problem type.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// Made by `ApiError::unknown_source`, which caps the name: it is echoed back.
     #[error("no source named {0:?} is configured")]
     UnknownSource(String),
     #[error("not found")]
     NotFound,
+    #[error("this route does not answer that method")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("{0}")]
+    InvalidPath(String),
     /// `/api/` needs `Authorization: Bearer <api_token>` and the request had none or another.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -65,6 +72,12 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("cannot read the request body: {0}")]
     BodyRead(String),
+    /// The client sent its body too slowly (`[http] body_read_timeout`).
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
+    /// The request as a whole took too long (a store that does not answer): nothing was stored.
+    #[error("the request took too long; nothing was stored, retry")]
+    Timeout,
     #[error(transparent)]
     Ingress(#[from] IngressError),
     #[error("the store is unavailable: {0}")]
@@ -91,18 +104,34 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// The most of a source name a 404 echoes back, in characters.
+const ECHOED_NAME_CHARS: usize = 64;
+
 impl ApiError {
+    /// A request for a source no configuration has; `name` is echoed in the problem, cut to a
+    /// few dozen characters (a path can be many kilobytes).
+    pub fn unknown_source(name: &str) -> Self {
+        let mut chars = name.chars();
+        let mut echoed: String = chars.by_ref().take(ECHOED_NAME_CHARS).collect();
+        if chars.next().is_some() {
+            echoed.push('…');
+        }
+        ApiError::UnknownSource(echoed)
+    }
+
     /// The `outcome` label of `hookwise_webhooks_received_total` for a refused webhook.
     pub fn webhook_outcome(&self) -> &'static str {
         use crate::ingress::verify::VerifyError;
         match self {
             ApiError::UnknownSource(_) => "unknown_source",
             ApiError::PayloadTooLarge(_) => "too_large",
+            ApiError::BodyTimeout(_) => "timeout",
             ApiError::Ingress(IngressError::Signature(
                 VerifyError::Stale(_) | VerifyError::Future(_),
             )) => "stale",
             ApiError::Ingress(IngressError::Signature(_)) => "bad_signature",
             ApiError::Ingress(IngressError::UnsupportedMediaType(_)) => "unsupported_media_type",
+            ApiError::Ingress(IngressError::EmptyEventId(_)) => "bad_event_id",
             ApiError::BodyRead(_)
             | ApiError::Ingress(IngressError::InvalidJson(_) | IngressError::Unmappable(_)) => {
                 "bad_body"
@@ -140,10 +169,45 @@ impl IntoResponse for ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return response;
             }
-            ApiError::PayloadTooLarge(_) => Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload-too-large",
-                "Payload too large",
+            ApiError::MethodNotAllowed => Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                detail,
+            ),
+            ApiError::InvalidQuery(_) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-query",
+                "Invalid query string",
+                detail,
+            ),
+            ApiError::InvalidPath(_) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-path",
+                "Invalid path parameter",
+                detail,
+            ),
+            // The body was not read (in full): the connection cannot carry another request.
+            ApiError::PayloadTooLarge(_) => {
+                return closing(Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload-too-large",
+                    "Payload too large",
+                    detail,
+                ));
+            }
+            ApiError::BodyTimeout(_) => {
+                return closing(Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body-timeout",
+                    "Request body too slow",
+                    detail,
+                ));
+            }
+            ApiError::Timeout => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "Request took too long",
                 detail,
             ),
             ApiError::BodyRead(_) => Problem::new(
@@ -174,6 +238,12 @@ impl IntoResponse for ApiError {
                 StatusCode::BAD_REQUEST,
                 "unrecognized-payload",
                 "Payload is not what this source expects",
+                detail,
+            ),
+            ApiError::Ingress(EmptyEventId(_)) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "empty-event-id",
+                "The event id is empty",
                 detail,
             ),
             ApiError::Conflict(_) => Problem::new(
@@ -234,4 +304,13 @@ impl IntoResponse for ApiError {
         };
         problem.into_response()
     }
+}
+
+/// `problem` with `Connection: close`: for refusals made before the body was read in full.
+fn closing(problem: Problem) -> Response {
+    let mut response = problem.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }

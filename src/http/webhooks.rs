@@ -1,14 +1,16 @@
 //! `POST /webhooks/{source}`: verify, normalize, commit, then acknowledge.
 
 use super::AppState;
+use super::extract::read_body;
 use super::problem::ApiError;
+use crate::ingress::IngressError;
 use crate::store::IngestItem;
 use crate::telemetry::trace::{self, otel_span};
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::sync::Arc;
@@ -23,12 +25,22 @@ pub struct Ack {
 
 pub async fn receive(
     State(app): State<Arc<AppState>>,
-    Path(source_name): Path<String>,
+    source_name: Result<Path<String>, PathRejection>,
+    uri: Uri,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let started = Instant::now();
+    // A name that is not UTF-8 once decoded (`%FF`) is no source's name: named as sent.
+    let source_name = match source_name {
+        Ok(Path(name)) => name,
+        Err(_) => uri
+            .path()
+            .strip_prefix("/webhooks/")
+            .unwrap_or_default()
+            .to_owned(),
+    };
     let span = otel_span!(
         "webhook",
         otel.name = "POST /webhooks/{source}",
@@ -86,25 +98,22 @@ async fn accept(
     source_name: &str,
     query: Option<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<Ack>), ApiError> {
     let source = app
         .sources
         .get(source_name)
-        .ok_or_else(|| ApiError::UnknownSource(source_name.to_owned()))?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(app.max_body_bytes)
-        } else {
-            ApiError::BodyRead(e.body_text())
-        }
-    })?;
+        .ok_or_else(|| ApiError::unknown_source(source_name))?;
+    let body = read_body(&headers, body, app.max_body_bytes, app.body_read_timeout)
+        .await
+        .inspect_err(|e| {
+            // The client's doing (slow, or too much): worth a line, not an alarm.
+            tracing::info!(source = %source.name, error = %e, "webhook body refused");
+        })?;
 
     let (event, payload) = source
         .accept(&headers, query.as_deref(), &body, app.clock.now())
-        .inspect_err(|e| {
-            tracing::warn!(source = %source.name, error = %e, "webhook rejected");
-        })?;
+        .inspect_err(|e| log_rejection(app, source_name, e))?;
     let (kind, account) = (event.kind.clone(), event.account.clone());
 
     // The ack is sent only after the commit: a 2xx always means "stored".
@@ -143,4 +152,22 @@ async fn accept(
             duplicate: outcome.duplicate,
         }),
     ))
+}
+
+/// Refusals of authenticated requests are each worth a WARN (the sender is misconfigured);
+/// unauthenticated ones are held back to one a minute per source, since anyone can send them.
+fn log_rejection(app: &AppState, source: &str, e: &IngressError) {
+    if !matches!(e, IngressError::Signature(_)) {
+        tracing::warn!(source, error = %e, "webhook rejected");
+        return;
+    }
+    match app.rejections.admit(source) {
+        Some(held_back) => tracing::warn!(
+            source,
+            error = %e,
+            held_back,
+            "webhook rejected: not authenticated; more from this source within a minute are logged at debug"
+        ),
+        None => tracing::debug!(source, error = %e, "webhook rejected: not authenticated"),
+    }
 }

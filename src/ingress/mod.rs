@@ -50,6 +50,10 @@ pub enum IngressError {
     InvalidJson(String),
     #[error("{0}")]
     Unmappable(String),
+    /// The request names its event id, and the name is empty: stored, it would make every later
+    /// event with an empty id a duplicate of this one.
+    #[error("{0}")]
+    EmptyEventId(String),
 }
 
 impl Source {
@@ -311,22 +315,40 @@ impl Source {
             })?,
         };
 
-        // The sender's own delivery id wins: it is what stays the same across its retries.
-        let header_id = self
-            .id_header
-            .as_ref()
-            .and_then(|h| headers.get(h))
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_string);
-        let pointer_id = self
-            .id_pointer
-            .as_deref()
-            .and_then(|p| payload.pointer(p))
-            .and_then(id_string);
+        // The sender's own delivery id wins: it is what stays the same across its retries. An
+        // id that is given but blank is refused, wherever it comes from.
+        let empty = |what: String| IngressError::EmptyEventId(format!("{what} is empty"));
+        let header_id = match self.id_header.as_ref().map(|h| (h, headers.get(h))) {
+            Some((h, Some(v))) => Some(
+                v.to_str()
+                    .ok()
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| empty(format!("the event id header {h}")))?
+                    .to_string(),
+            ),
+            _ => None,
+        };
+        let message_id = match verified.message_id() {
+            Some(id) if id.trim().is_empty() => {
+                return Err(empty(format!(
+                    "the delivery id of scheme {}",
+                    self.scheme.as_str()
+                )));
+            }
+            id => id.map(str::to_string),
+        };
+        let pointer_id = match self.id_pointer.as_deref() {
+            Some(p) => match payload.pointer(p) {
+                Some(Value::String(s)) if s.trim().is_empty() => {
+                    return Err(empty(format!("the event id at {p}")));
+                }
+                value => value.and_then(id_string),
+            },
+            None => None,
+        };
         let id = header_id
-            .or_else(|| verified.message_id().map(str::to_string))
+            .or(message_id)
             .or(pointer_id)
             .or(normalized.id)
             .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(body))));

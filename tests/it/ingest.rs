@@ -2,7 +2,7 @@
 
 use crate::support::*;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn an_acked_event_is_already_in_the_sqlite_file() {
@@ -348,6 +348,61 @@ async fn bad_requests_get_clear_statuses_and_store_nothing() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     assert_eq!(app.count_events().await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_event_id_is_refused_wherever_it_comes_from_and_nothing_is_stored() {
+    let app = TestApp::spawn_with(Options {
+        extra_config: "[sources.shop]\nkind = \"generic\"\nscheme = \"header-token\"\n\
+                       secrets = [\"shop-token\"]\naccount = \"acme\"\nevent = \"order\"\n\
+                       subject_pointer = \"/order\"\nid_header = \"X-Event-Id\"\n"
+            .into(),
+        ..Options::default()
+    })
+    .await;
+    let expect_refused = |what: &str, (status, problem): (StatusCode, Value)| {
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {problem}");
+        assert_eq!(problem["_problem"], true, "{what}");
+        assert_eq!(
+            problem["type"], "urn:hookwise:problem:empty-event-id",
+            "{what}: {problem}"
+        );
+    };
+    // Standard Webhooks: the signed webhook-id.
+    expect_refused("webhook-id", app.send("happyfox", &ticket(1), "").await);
+    // GitHub: X-GitHub-Delivery (not signed, but still the id when sent).
+    let push = br#"{"repository": "acme/widgets"}"#;
+    expect_refused("x-github-delivery", app.send("gh", push, "").await);
+    // id_pointer: a blank string where the id should be.
+    let invoice =
+        json!({"id": "  ", "type": "invoice.paid", "data": {"object": {"customer": "cus_1"}}});
+    expect_refused(
+        "id_pointer",
+        app.send("billing", invoice.to_string().as_bytes(), "x")
+            .await,
+    );
+    // id_header: present and blank.
+    let shop = |id: &'static str| {
+        app.client
+            .post(format!("{}/webhooks/shop", app.url))
+            .header("content-type", "application/json")
+            .header("x-hookwise-token", "shop-token")
+            .header("x-event-id", id)
+            .body(r#"{"order": "o-1"}"#)
+    };
+    expect_refused("id_header", read(shop(" ").send().await.unwrap()).await);
+    assert_eq!(app.count_events().await, 0);
+
+    // The same requests with an id are stored.
+    let (status, ack) = read(shop("evt-1").send().await.unwrap()).await;
+    assert_eq!(
+        (status, &ack["event_id"]),
+        (StatusCode::ACCEPTED, &json!("evt-1"))
+    );
+    let (status, _) = app.send("happyfox", &ticket(1), "msg-1").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(app.count_events().await, 2);
     app.stop().await;
 }
 

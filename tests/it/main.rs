@@ -4,6 +4,7 @@
 mod agent;
 mod api;
 mod approvals;
+mod boundary;
 mod crash;
 mod drain;
 mod handlers;
@@ -12,6 +13,7 @@ mod ingest;
 mod jobs;
 mod layering;
 mod llm;
+mod log_safety;
 mod metrics;
 mod planhat;
 mod prune;
