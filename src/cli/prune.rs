@@ -10,6 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub async fn run(config: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
+    if !config.retention.enabled {
+        bail!(
+            "retention is disabled in {} ([retention] enabled = false): nothing is pruned",
+            config.file_label().display()
+        );
+    }
     let store = store::open_existing(&config.store).await?;
     store.migrate().await?;
     let Some(pruner) = app::pruner(
@@ -18,10 +24,7 @@ pub async fn run(config: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
         Arc::new(SystemClock),
         Default::default(),
     ) else {
-        bail!(
-            "retention is disabled in {} ([retention] enabled = false): nothing is pruned",
-            config.file_label().display()
-        );
+        bail!("retention is disabled: nothing is pruned");
     };
     let report = if dry_run {
         pruner.dry_run().await?
