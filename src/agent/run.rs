@@ -305,7 +305,7 @@ impl AgentRunner {
         }
         let before = transcript.steps.len();
         let reply = self
-            .call_tool_in_scope(ctx, scoped, call, key, transcript)
+            .call_tool_in_scope(ctx, scoped, call, name, key, transcript)
             .instrument(span.clone())
             .await;
         // What the call came to is the last step it added to the transcript.
@@ -334,10 +334,10 @@ impl AgentRunner {
         ctx: &RunContext<'_>,
         scoped: &ScopedTools,
         call: &ToolCall,
+        name: String,
         key: String,
         transcript: &mut Transcript,
     ) -> Result<Message, RunError> {
-        let name = dotted(&call.name);
         let Some(entry) = scoped.get(&call.name) else {
             let reason = format!("no tool named {name} is available to this handler");
             transcript.push(

@@ -65,15 +65,15 @@ pub async fn receive(
         ""
     };
     let (outcome, response) = match result {
-        Ok(ack) => {
+        Ok((status, Json(ack))) => {
             app.metrics.ingest_committed(started.elapsed());
-            span.record("hookwise.event_id", ack.1.event_id.as_str());
-            let outcome = if ack.1.duplicate {
+            span.record("hookwise.event_id", ack.event_id.as_str());
+            let outcome = if ack.duplicate {
                 "duplicate"
             } else {
                 "accepted"
             };
-            (outcome, ack.into_response())
+            (outcome, (status, Json(ack)).into_response())
         }
         Err(e) => {
             let outcome = e.webhook_outcome();

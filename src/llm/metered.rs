@@ -77,20 +77,22 @@ impl LlmProvider for Metered {
             Ok(c) => {
                 span.record("gen_ai.usage.input_tokens", c.usage.input_tokens as i64);
                 span.record("gen_ai.usage.output_tokens", c.usage.output_tokens as i64);
-                let reason = match &c.finish {
-                    Finish::Stop => "stop",
-                    Finish::ToolCalls => "tool_calls",
-                    Finish::Length => "length",
-                    Finish::Other(other) => other.as_str(),
-                };
-                span.set_attribute(
-                    "gen_ai.response.finish_reasons",
-                    opentelemetry::Value::Array(
-                        vec![opentelemetry::StringValue::from(reason.to_string())].into(),
-                    ),
-                );
-                if trace::content() && !span.is_disabled() {
-                    span.set_attribute("gen_ai.output.messages", json(&[&c.message]));
+                if !span.is_disabled() {
+                    let reason = match &c.finish {
+                        Finish::Stop => "stop",
+                        Finish::ToolCalls => "tool_calls",
+                        Finish::Length => "length",
+                        Finish::Other(other) => other.as_str(),
+                    };
+                    span.set_attribute(
+                        "gen_ai.response.finish_reasons",
+                        opentelemetry::Value::Array(
+                            vec![opentelemetry::StringValue::from(reason.to_string())].into(),
+                        ),
+                    );
+                    if trace::content() {
+                        span.set_attribute("gen_ai.output.messages", json(&[&c.message]));
+                    }
                 }
                 ("", Some((c.usage.input_tokens, c.usage.output_tokens)))
             }

@@ -2,10 +2,9 @@
 //! only reads never creates an empty store; and a second `serve` on one SQLite file is refused,
 //! since SQLite serves a single process.
 
-use crate::support::process::{free_port, spawn_hookwise};
+use crate::support::process::{free_port, spawn_hookwise, wait_ready};
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 fn hookwise(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hookwise"))
@@ -120,13 +119,9 @@ async fn a_second_serve_on_the_same_sqlite_file_is_refused() {
 }
 
 async fn ready(port: u16) {
-    let started = Instant::now();
-    while reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(started.elapsed() < Duration::from_secs(20), "no server");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready(
+        &reqwest::Client::new(),
+        &format!("http://127.0.0.1:{port}/readyz"),
+    )
+    .await;
 }

@@ -5,7 +5,7 @@
 
 use crate::support::fake_happyfox::FakeHappyfox;
 use crate::support::fake_llm::{FakeLlm, openai_calls, openai_text};
-use crate::support::process::{Proc, free_port};
+use crate::support::process::{free_port, spawn_hookwise_with, wait_ready};
 use crate::support::*;
 use axum::body::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind};
 use prost::Message;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -155,21 +155,17 @@ deadline = "30s"
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
-    let mut server = Proc(
-        Command::new(env!("CARGO_BIN_EXE_hookwise"))
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("HOOKWISE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("HOOKWISE_DRAIN_DELAY", "0s")
-            .env("HOOKWISE_LOG_FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+    let mut server = spawn_hookwise_with(
+        &config,
+        port,
+        &dir.join("serve.log"),
+        &[
+            ("HOOKWISE_DRAIN_DELAY", "0s"),
+            ("HOOKWISE_LOG_FORMAT", "json"),
+        ],
     );
-    wait_ready(port, &dir.join("serve.log")).await;
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    wait_ready(&reqwest::Client::new(), &ready).await;
 
     let replay = Command::new(env!("CARGO_BIN_EXE_hookwise"))
         .arg("--config")
@@ -223,24 +219,6 @@ async fn job_done(db: &Path) -> bool {
         .await
         .unwrap();
     jobs.len() == 1 && jobs[0].state == hookwise::store::JobState::Done
-}
-
-async fn wait_ready(port: u16, log: &Path) {
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    while client
-        .get(format!("http://127.0.0.1:{port}/readyz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no server: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,6 +59,12 @@ pub fn free_port() -> u16 {
 
 /// `hookwise --config CONFIG serve` on a loopback port, logging to `log` at `HOOKWISE_LOG=level`.
 pub fn spawn_hookwise(config: &Path, port: u16, log: &Path, level: &str) -> Proc {
+    spawn_hookwise_with(config, port, log, &[("HOOKWISE_LOG", level)])
+}
+
+/// `hookwise --config CONFIG serve` on a loopback port with more environment (`HOOKWISE_*`
+/// settings that cannot follow the config's tables), logging to `log`.
+pub fn spawn_hookwise_with(config: &Path, port: u16, log: &Path, env: &[(&str, &str)]) -> Proc {
     let log = std::fs::File::options()
         .create(true)
         .append(true)
@@ -70,7 +76,7 @@ pub fn spawn_hookwise(config: &Path, port: u16, log: &Path, level: &str) -> Proc
             .arg(config)
             .arg("serve")
             .env("HOOKWISE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("HOOKWISE_LOG", level)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
