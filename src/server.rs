@@ -110,12 +110,20 @@ impl Server {
             metrics: app.metrics,
             rejections: crate::http::RejectionLog::new(crate::http::REJECTION_LOG_INTERVAL),
             metrics_public: app.config.telemetry.metrics_public,
-            api_token: app.config.api_token.clone(),
+            access: crate::http::access::AdminAccess::new(
+                app.config.api_token.clone(),
+                app.config.http.admin_access == crate::config::http::AdminAccessFrom::Anywhere,
+            ),
+            handlers: app.handlers.clone(),
+            warnings: app.config.warnings().iter().map(ToString::to_string).collect(),
             draining: shutdown.draining.clone(),
         });
         let addr = listener.local_addr()?;
         if app.config.api_token.is_none() && !addr.ip().is_loopback() {
-            tracing::warn!(%addr, "no api_token is set and the address is not loopback: anyone who can reach /api/ can read events and send approved writes");
+            match app.config.http.admin_access {
+                crate::config::http::AdminAccessFrom::Loopback => tracing::info!(%addr, "no api_token is set: /api/ and /ui answer only requests from this machine"),
+                crate::config::http::AdminAccessFrom::Anywhere => tracing::warn!(%addr, "no api_token is set and [http] admin_access = \"anywhere\": anyone who can reach /api/ or /ui can read events and send approved writes"),
+            }
         }
         tracing::info!(%addr, store = %store::redact(&app.config.store), "hookwise listening");
         crate::http::serve(

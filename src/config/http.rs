@@ -24,6 +24,19 @@ pub struct HttpConfig {
     pub body_read_timeout: Duration,
     /// Connections served at once; further ones wait in the listen backlog until one closes.
     pub max_connections: usize,
+    /// Who may use `/api/` and `/ui` while no `api_token` is set: `loopback` (requests from
+    /// this machine that no proxy forwarded, the default) or `anywhere` (a trusted network).
+    /// With a token set, the token decides and this is not consulted.
+    pub admin_access: AdminAccessFrom,
+}
+
+/// `[http] admin_access`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminAccessFrom {
+    #[default]
+    Loopback,
+    Anywhere,
 }
 
 impl Default for HttpConfig {
@@ -32,6 +45,7 @@ impl Default for HttpConfig {
             header_read_timeout: Duration::from_secs(15),
             body_read_timeout: Duration::from_secs(20),
             max_connections: 1024,
+            admin_access: AdminAccessFrom::Loopback,
         }
     }
 }

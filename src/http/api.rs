@@ -37,6 +37,7 @@ pub async fn list_events(
         kind: q.kind,
         before_seq: q.before,
         limit: q.limit.unwrap_or(50).min(MAX_LIMIT),
+        ..EventFilter::default()
     };
     Ok(Json(app.store.list_events(&filter).await?))
 }

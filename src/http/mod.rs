@@ -1,12 +1,14 @@
-//! The HTTP surface: webhook ingestion, health, and the `/api/` routes (events, jobs, runs,
-//! approvals).
+//! The HTTP surface: webhook ingestion, health, the `/api/` routes (events, jobs, runs,
+//! approvals) and the `/ui` dashboard.
 
+pub mod access;
 mod api;
 mod approvals;
 mod extract;
 pub mod problem;
 mod rejections;
 mod serve;
+mod ui;
 mod webhooks;
 
 pub use rejections::{INTERVAL as REJECTION_LOG_INTERVAL, RejectionLog};
@@ -51,9 +53,13 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// How long a request body may take to arrive (`[http] body_read_timeout`): 408 after.
     pub body_read_timeout: Duration,
-    /// When set, every `/api/` request must carry `Authorization: Bearer <token>` (and
-    /// `/metrics` too, unless `metrics_public`).
-    pub api_token: Option<crate::kernel::Secret>,
+    /// Who may use `/api/`, `/ui` and (unless `metrics_public`) `/metrics`: the token, or this
+    /// machine only without one.
+    pub access: access::AdminAccess,
+    /// The loaded handlers, for the dashboard.
+    pub handlers: Arc<crate::handler::HandlerSet>,
+    /// Valid but doubtful configuration, shown on the dashboard's handlers page.
+    pub warnings: Vec<String>,
     pub metrics: SharedMetrics,
     /// Holds back WARN lines for refused unauthenticated webhooks (one per source a minute).
     pub rejections: rejections::RejectionLog,
@@ -82,6 +88,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             require_api_token,
         ));
+    let ui = ui::routes(state.clone());
     let metrics = Router::new().route("/metrics", get(metrics));
     let metrics = if state.metrics_public {
         metrics
@@ -94,6 +101,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/webhooks/{source}", post(webhooks::receive))
         .merge(api)
+        .merge(ui)
         .merge(metrics)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -195,25 +203,17 @@ async fn close_when_draining(
     response
 }
 
-/// Lets an `/api/` request through when no token is configured or it carries the token.
+/// Lets an `/api/` (or `/metrics`) request through by `AdminAccess::admit_api`: the bearer
+/// token when one is configured, else only from this machine; never a cross-site state change.
 async fn require_api_token(
     State(app): State<Arc<AppState>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Result<axum::response::Response, ApiError> {
-    use subtle::ConstantTimeEq;
-    if let Some(token) = &app.api_token {
-        let given = request
-            .headers()
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(ApiError::Unauthorized(
-                "send Authorization: Bearer <api_token>",
-            ))?;
-        if !bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
-            return Err(ApiError::Unauthorized("the API token does not match"));
-        }
-    }
+    app.access.admit_api(
+        request.method(),
+        request.headers(),
+        access::peer(request.extensions()),
+    )?;
     Ok(next.run(request).await)
 }

@@ -68,6 +68,13 @@ pub enum ApiError {
     /// `/api/` needs `Authorization: Bearer <api_token>` and the request had none or another.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// The request is refused whoever sends it as it is: `slug` says why (`loopback-only`: no
+    /// `api_token` and not from this machine; `cross-site`: a state change from another site).
+    #[error("{detail}")]
+    Forbidden {
+        slug: &'static str,
+        detail: String,
+    },
     #[error("body larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error("cannot read the request body: {0}")]
@@ -168,6 +175,9 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return response;
+            }
+            ApiError::Forbidden { slug, .. } => {
+                Problem::new(StatusCode::FORBIDDEN, slug, "Forbidden", detail)
             }
             ApiError::MethodNotAllowed => Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -9,6 +9,8 @@
 
 use crate::config::HttpConfig;
 use axum::Router;
+use axum::extract::ConnectInfo;
+use tower::ServiceExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
@@ -43,7 +45,7 @@ pub async fn serve(
         };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     on_accept_error(e).await;
                     continue;
@@ -51,7 +53,14 @@ pub async fn serve(
             },
             _ = stop.cancelled() => break,
         };
-        let service = TowerToHyperService::new(router.clone());
+        let (stream, peer) = stream;
+        // The peer address, for the admin surface's "this machine only" rule.
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut request: axum::http::Request<_>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        ));
         let (builder, stop) = (builder.clone(), stop.clone());
         connections.spawn(async move {
             let _slot = slot;

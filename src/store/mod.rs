@@ -288,9 +288,140 @@ pub struct EventFilter {
     pub source: Option<String>,
     pub account: Option<String>,
     pub kind: Option<String>,
+    pub subject: Option<String>,
+    pub status: Option<EventStatus>,
+    /// Only events received at or after this time (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Only events received before this time (Unix ms).
+    pub until_ms: Option<i64>,
     /// Only events with a smaller `seq` (paging backwards).
     pub before_seq: Option<i64>,
     pub limit: u32,
+}
+
+/// An event and the jobs it started or joined.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventWithJobs {
+    pub event: StoredEvent,
+    pub jobs: Vec<JobRecord>,
+}
+
+/// What the dashboard's overview shows, read in one call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Overview {
+    /// Every account with a pending, running or dead job, a pause, or a reserved call slot.
+    pub accounts: Vec<AccountQueue>,
+    /// Runs started since the overview's `since`, per handler and outcome.
+    pub handlers: Vec<HandlerRuns>,
+    /// The most recent runs that did not end `done` (nor are `running`), newest first.
+    pub failures: Vec<RunSummary>,
+}
+
+/// One account's queue and rate-limit state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AccountQueue {
+    pub account: String,
+    pub pending: i64,
+    pub running: i64,
+    pub dead: i64,
+    /// The earliest `run_at` of its pending jobs.
+    pub next_run_at_ms: Option<i64>,
+    /// Set while the upstream told it to wait: until when, and what said so.
+    pub paused_until_ms: Option<i64>,
+    pub pause_reason: Option<String>,
+    /// The rate governor's next free call slot per bucket (a slot in the future means calls are
+    /// booked until then); only slots still ahead of now.
+    pub call_slots: Vec<CallSlot>,
+}
+
+/// How far ahead one rate bucket of an account is booked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallSlot {
+    pub bucket: String,
+    pub next_free_ms: i64,
+}
+
+/// Runs of one handler with one outcome in the overview's window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HandlerRuns {
+    pub handler: String,
+    pub outcome: String,
+    pub runs: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+}
+
+/// A run without its transcript.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    pub id: i64,
+    pub job: JobId,
+    pub handler: String,
+    pub account: String,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub started_at_ms: i64,
+}
+
+/// The rows both stores read for the overview.
+pub(crate) struct OverviewRows {
+    /// (account, state, jobs) for pending, running and dead jobs.
+    pub counts: Vec<(String, String, i64)>,
+    /// (account, earliest pending run_at).
+    pub next_runs: Vec<(String, i64)>,
+    /// (account, paused_until, reason) for pauses still in force.
+    pub pauses: Vec<(String, i64, String)>,
+    /// (account, bucket, next free slot) for slots still ahead of now.
+    pub slots: Vec<(String, String, i64)>,
+    pub handlers: Vec<HandlerRuns>,
+    pub failures: Vec<RunSummary>,
+}
+
+impl OverviewRows {
+    /// Folds the per-account rows into one `AccountQueue` per account, sorted by name.
+    pub(crate) fn into_overview(self) -> Overview {
+        let mut rows: std::collections::BTreeMap<String, AccountQueue> = Default::default();
+        for (account, state, n) in self.counts {
+            let a = rows.entry(account.clone()).or_insert_with(|| named(account));
+            match JobState::parse(&state) {
+                Some(JobState::Pending) => a.pending = n,
+                Some(JobState::Running) => a.running = n,
+                Some(JobState::Dead) => a.dead = n,
+                _ => {}
+            }
+        }
+        for (account, at) in self.next_runs {
+            rows.entry(account.clone())
+                .or_insert_with(|| named(account))
+                .next_run_at_ms = Some(at);
+        }
+        for (account, until, reason) in self.pauses {
+            let a = rows.entry(account.clone()).or_insert_with(|| named(account));
+            a.paused_until_ms = Some(until);
+            a.pause_reason = Some(reason);
+        }
+        for (account, bucket, next_free_ms) in self.slots {
+            rows.entry(account.clone())
+                .or_insert_with(|| named(account))
+                .call_slots
+                .push(CallSlot {
+                    bucket,
+                    next_free_ms,
+                });
+        }
+        Overview {
+            accounts: rows.into_values().collect(),
+            handlers: self.handlers,
+            failures: self.failures,
+        }
+    }
+}
+
+fn named(account: String) -> AccountQueue {
+    AccountQueue {
+        account,
+        ..AccountQueue::default()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -466,6 +597,8 @@ pub trait Store: Send + Sync + 'static {
         id: &EventId,
     ) -> Result<Option<StoredEvent>, StoreError>;
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError>;
+    /// One event by its `seq`, with the jobs it started or joined.
+    async fn get_event_with_jobs(&self, seq: i64) -> Result<Option<EventWithJobs>, StoreError>;
 
     /// Reaps expired leases, then leases up to `limit` due jobs to `owner`: never two running
     /// jobs of one account, across every process sharing the store.
@@ -496,6 +629,14 @@ pub trait Store: Send + Sync + 'static {
     /// The queue for the metrics: jobs per account in `QUEUE_STATES`, how long the oldest due
     /// pending job has waited at `now_ms`, pending approvals. The same for every replica.
     async fn queue_gauges(&self, now_ms: i64) -> Result<QueueGauges, StoreError>;
+    /// The dashboard's overview at `now_ms`: every account's queue and rate state, runs started
+    /// since `since_ms` per handler and outcome, and the last `failures` runs that failed.
+    async fn overview(
+        &self,
+        now_ms: i64,
+        since_ms: i64,
+        failures: u32,
+    ) -> Result<Overview, StoreError>;
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;
     async fn get_job(&self, id: JobId) -> Result<Option<JobWithEvents>, StoreError>;
     /// Dead → pending (attempts reset), for a person who fixed the cause.

@@ -6,6 +6,7 @@ mod api;
 mod approvals;
 mod boundary;
 mod crash;
+mod dashboard;
 mod drain;
 mod handlers;
 mod happyfox;

@@ -6,6 +6,7 @@
 //! `cargo test postgres` runs every PostgreSQL variant.
 
 mod approvals;
+mod dashboard;
 mod ingest;
 mod jobs;
 mod replicas;

@@ -445,6 +445,18 @@ pub async fn get(conn: &mut PgConnection, id: JobId) -> Result<Option<JobWithEve
     Ok(load(conn, &[id]).await?.pop())
 }
 
+/// The jobs an event started or joined, oldest first.
+pub async fn of_event(conn: &mut PgConnection, seq: i64) -> Result<Vec<JobRecord>, StoreError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {JOB_COLUMNS} FROM jobs j
+         WHERE j.id IN (SELECT job_id FROM job_events WHERE event_seq = $1) ORDER BY j.id"
+    )))
+    .bind(seq)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.iter().map(job_from_row).collect::<Result<_, _>>()?)
+}
+
 pub async fn list(
     conn: &mut PgConnection,
     filter: &JobFilter,

@@ -15,6 +15,7 @@
 
 mod approvals;
 mod jobs;
+mod overview;
 mod retention;
 mod runs;
 mod upstream;
@@ -22,7 +23,7 @@ mod upstream;
 use super::migrate::{Migration, POSTGRES};
 use super::{
     ActionBegin, Approval, ApprovalCreated, ApprovalFilter, Decided, Decision, Disposition,
-    EventFilter, EventStatus, Execution, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId,
+    EventFilter, EventStatus, EventWithJobs, Execution, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId,
     JobRecord, JobWithEvents, NewApproval, PrunePolicy, PruneReport, RetryResult, RunFilter,
     RunRecord, Store, StoreError, StoredAction, StoredEvent, StoredRun, redact,
 };
@@ -467,6 +468,9 @@ impl Store for PostgresStore {
             "SELECT * FROM events
              WHERE ($1::text IS NULL OR source = $1) AND ($2::text IS NULL OR account = $2)
                AND ($3::text IS NULL OR kind = $3) AND ($4::bigint IS NULL OR seq < $4)
+               AND ($6::text IS NULL OR subject = $6) AND ($7::text IS NULL OR status = $7)
+               AND ($8::bigint IS NULL OR received_at >= $8)
+               AND ($9::bigint IS NULL OR received_at < $9)
              ORDER BY seq DESC LIMIT $5",
         )
         .bind(&filter.source)
@@ -474,9 +478,18 @@ impl Store for PostgresStore {
         .bind(&filter.kind)
         .bind(filter.before_seq)
         .bind(crate::store::page_limit(filter.limit))
+        .bind(&filter.subject)
+        .bind(filter.status.map(EventStatus::as_str))
+        .bind(filter.since_ms)
+        .bind(filter.until_ms)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(event_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn get_event_with_jobs(&self, seq: i64) -> Result<Option<EventWithJobs>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        overview::event_with_jobs(&mut conn, seq).await
     }
 
     async fn claim_jobs(
@@ -525,6 +538,16 @@ impl Store for PostgresStore {
     async fn queue_gauges(&self, now_ms: i64) -> Result<crate::store::QueueGauges, StoreError> {
         let mut conn = self.pool.acquire().await?;
         jobs::queue_gauges(&mut conn, now_ms).await
+    }
+
+    async fn overview(
+        &self,
+        now_ms: i64,
+        since_ms: i64,
+        failures: u32,
+    ) -> Result<crate::store::Overview, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        overview::overview(&mut conn, now_ms, since_ms, failures).await
     }
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {

@@ -348,6 +348,18 @@ pub fn get(conn: &Connection, id: JobId) -> Result<Option<JobWithEvents>, StoreE
     exists.map(|_| with_events(conn, id)).transpose()
 }
 
+/// The jobs an event started or joined, oldest first.
+pub fn of_event(conn: &Connection, seq: i64) -> Result<Vec<JobRecord>, StoreError> {
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs j
+             WHERE j.id IN (SELECT job_id FROM job_events WHERE event_seq = ?1) ORDER BY j.id"
+        ))?
+        .query_map([seq], job_from_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 pub fn list(conn: &Connection, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
     let rows = conn
         .prepare_cached(&format!(

@@ -10,6 +10,7 @@
 
 mod approvals;
 mod jobs;
+mod overview;
 mod retention;
 mod runs;
 mod upstream;
@@ -17,7 +18,7 @@ mod upstream;
 use super::migrate::{Migration, SQLITE};
 use super::{
     ActionBegin, Approval, ApprovalCreated, ApprovalFilter, Decided, Decision, Disposition,
-    EventFilter, EventStatus, Execution, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId,
+    EventFilter, EventStatus, EventWithJobs, Execution, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId,
     JobRecord, JobWithEvents, NewApproval, PrunePolicy, PruneReport, RetryResult, RunFilter,
     RunRecord, Store, StoreError, StoredAction, StoredEvent, StoredRun,
 };
@@ -355,6 +356,8 @@ impl Store for SqliteStore {
                 "SELECT * FROM events
                  WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR account = ?2)
                    AND (?3 IS NULL OR kind = ?3) AND (?4 IS NULL OR seq < ?4)
+                   AND (?6 IS NULL OR subject = ?6) AND (?7 IS NULL OR status = ?7)
+                   AND (?8 IS NULL OR received_at >= ?8) AND (?9 IS NULL OR received_at < ?9)
                  ORDER BY seq DESC LIMIT ?5",
             )?;
             let rows = stmt.query_map(
@@ -363,13 +366,22 @@ impl Store for SqliteStore {
                     filter.account,
                     filter.kind,
                     filter.before_seq,
-                    crate::store::page_limit(filter.limit)
+                    crate::store::page_limit(filter.limit),
+                    filter.subject,
+                    filter.status.map(EventStatus::as_str),
+                    filter.since_ms,
+                    filter.until_ms,
                 ],
                 event_from_row,
             )?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
+    }
+
+    async fn get_event_with_jobs(&self, seq: i64) -> Result<Option<EventWithJobs>, StoreError> {
+        self.call(move |conn| overview::event_with_jobs(conn, seq))
+            .await
     }
 
     async fn claim_jobs(
@@ -423,6 +435,24 @@ impl Store for SqliteStore {
 
     async fn queue_gauges(&self, now_ms: i64) -> Result<crate::store::QueueGauges, StoreError> {
         self.call(move |conn| jobs::queue_gauges(conn, now_ms))
+            .await
+    }
+
+    async fn overview(
+        &self,
+        now_ms: i64,
+        since_ms: i64,
+        failures: u32,
+    ) -> Result<crate::store::Overview, StoreError> {
+        // The call slots live in this process's memory, not in the database.
+        let slots = {
+            let budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+            budgets
+                .iter()
+                .map(|((account, bucket), next)| (account.clone(), bucket.clone(), *next))
+                .collect()
+        };
+        self.call(move |conn| overview::overview(conn, slots, now_ms, since_ms, failures))
             .await
     }
 

@@ -106,6 +106,11 @@ impl FakeLlm {
         self.script.lock().unwrap().received.clone()
     }
 
+    /// Adds a reply after the scripted ones (what a retried run will be told).
+    pub fn push(&self, reply: Reply) {
+        self.script.lock().unwrap().replies.push_back(reply);
+    }
+
     /// Scripted replies nobody asked for: a test that expects no retry checks this stayed full.
     pub fn unused(&self) -> usize {
         self.script.lock().unwrap().replies.len()
