@@ -10,7 +10,7 @@ use crate::app::{Plan, build_sources};
 use crate::config::{Config, LogFormat};
 use crate::fixture::Fixture;
 use crate::ingress::Source;
-use crate::kernel::ConfigErrors;
+use crate::kernel::ConfigError;
 use crate::store::{self, EventFilter};
 use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand};
@@ -154,8 +154,8 @@ pub fn main() -> ExitCode {
         }
     };
     // The log format and the trace exporter are configuration; a configuration that does not
-    // load is reported by the command itself, in plain text.
-    let config = Config::load(cli.config.as_deref()).ok();
+    // load is reported by the command itself, in plain text. Secrets play no part in either.
+    let config = Config::load_for_reading(cli.config.as_deref()).ok();
     // Only `serve` exports traces, and only from a configuration `serve` will accept (it reports
     // the problems of any other itself).
     let traced = matches!(cli.command, Command::Serve)
@@ -234,6 +234,9 @@ fn init_tracing(
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let load = || Config::load(cli.config.as_deref()).map_err(|e| anyhow!("{e}"));
+    // Commands that only read, migrate or prune the store use no secret: `${VAR}`s may be unset.
+    let load_for_reading =
+        || Config::load_for_reading(cli.config.as_deref()).map_err(|e| anyhow!("{e}"));
     match cli.command {
         Command::Serve => {
             crate::serve(load()?).await?;
@@ -241,7 +244,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check => Ok(check(cli.config.as_deref())),
         Command::Migrate => {
-            let config = load()?;
+            let config = load_for_reading()?;
             let store = store::open(&config.store).await?;
             store.migrate().await?;
             println!("store {} is up to date", store::redact(&config.store));
@@ -290,7 +293,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     json,
                 },
         } => {
-            let config = load()?;
+            let config = load_for_reading()?;
             let store = read_store(&config).await?;
             let events = store
                 .list_events(&EventFilter {
@@ -313,21 +316,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs { command } => {
-            let config = load()?;
+            let config = load_for_reading()?;
             let store = read_store(&config).await?;
             jobs(&*store, command).await
         }
         Command::Runs { command } => {
-            let config = load()?;
+            let config = load_for_reading()?;
             let store = read_store(&config).await?;
             runs::run(&*store, command).await
         }
         Command::Approvals { command } => {
-            let config = load()?;
+            // Approving sends the write, with the accounts' credentials.
+            let config = match command {
+                approvals::ApprovalsCommand::Approve { .. } => load()?,
+                _ => load_for_reading()?,
+            };
             let store = read_store(&config).await?;
             approvals::run(&config, store, command).await
         }
-        Command::Prune { dry_run } => prune::run(&load()?, dry_run).await,
+        Command::Prune { dry_run } => prune::run(&load_for_reading()?, dry_run).await,
     }
 }
 
@@ -481,46 +488,67 @@ async fn jobs(store: &dyn store::Store, command: JobsCommand) -> anyhow::Result<
     }
 }
 
-/// Assembles everything `serve` would, without starting anything, printing every problem.
+/// Assembles everything `serve` would, without starting anything, printing every problem: those
+/// of the configuration file and, with what of it reads, those of the sources, accounts, `[llm]`
+/// and handler files, each once.
 fn check(config_path: Option<&Path>) -> ExitCode {
-    let report = |errors: &ConfigErrors| {
-        for e in &errors.0 {
-            eprintln!("{e}");
+    let loaded = Config::load_all(
+        config_path,
+        &|name| std::env::var(name).ok(),
+        crate::config::Secrets::Required,
+    );
+    let mut problems = loaded.problems;
+    let Some(config) = loaded.config else {
+        return report(&problems);
+    };
+    let plan = match Plan::check(&config) {
+        Ok(plan) => Some(plan),
+        Err(errors) => {
+            for e in errors.0 {
+                if !problems.contains(&e) {
+                    problems.push(e);
+                }
+            }
+            None
         }
-        eprintln!("{} problem(s) found", errors.0.len());
-        ExitCode::FAILURE
     };
-    let config = match Config::load(config_path) {
-        Ok(config) => config,
-        Err(errors) => return report(&errors),
+    let warnings = match &plan {
+        Some(plan) => plan.warnings.clone(),
+        None => config.warnings(),
     };
-    for warning in config.warnings() {
+    for warning in warnings {
         eprintln!("warning: {warning}");
     }
-    match Plan::check(&config) {
-        Ok(plan) => {
-            println!(
-                "{}: ok ({} sources, {} accounts)",
-                config.file_label().display(),
-                plan.sources.len(),
-                plan.accounts.len()
-            );
-            if config.handlers_dir.exists() {
-                println!(
-                    "{}: ok ({} handlers)",
-                    config.handlers_dir.display(),
-                    plan.handlers.len()
-                );
-            } else {
-                println!(
-                    "{}: no such directory; no handlers will run",
-                    config.handlers_dir.display()
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(errors) => report(&errors),
+    let Some(plan) = plan.filter(|_| problems.is_empty()) else {
+        return report(&problems);
+    };
+    println!(
+        "{}: ok ({} sources, {} accounts)",
+        config.file_label().display(),
+        plan.sources.len(),
+        plan.accounts.len()
+    );
+    if config.handlers_dir.exists() {
+        println!(
+            "{}: ok ({} handlers)",
+            config.handlers_dir.display(),
+            plan.handlers.len()
+        );
+    } else {
+        println!(
+            "{}: no such directory; no handlers will run",
+            config.handlers_dir.display()
+        );
     }
+    ExitCode::SUCCESS
+}
+
+fn report(problems: &[ConfigError]) -> ExitCode {
+    for e in problems {
+        eprintln!("{e}");
+    }
+    eprintln!("{} problem(s) found", problems.len());
+    ExitCode::FAILURE
 }
 
 fn source_for(config: &Config, fixture: &Fixture, name: Option<&str>) -> anyhow::Result<Source> {

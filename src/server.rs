@@ -197,9 +197,16 @@ impl Shutdown {
 /// Binds `config.listen` and serves until SIGINT/SIGTERM: the first signal drains for
 /// `drain_delay`, a second one during the drain stops at once.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.listen)
+    // A host name is resolved here, so `localhost:8080` works as it does for any client.
+    let listener = TcpListener::bind((config.listen.host.as_str(), config.listen.port))
         .await
-        .with_context(|| format!("binding {}", config.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} ({})",
+                config.listen,
+                config.origin("listen")
+            )
+        })?;
     let drain_delay = config.drain_delay;
     let server = Server::prepare(config).await?;
     // Only now: until here a signal ends the process at once (nothing was accepted yet), even
