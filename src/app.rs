@@ -287,9 +287,11 @@ impl App {
             (plan.handlers, plan.router) = route(&config, handlers);
         }
         let url = options.store.as_deref().unwrap_or(&config.store);
-        let store = store::open(url)
-            .await
-            .with_context(|| format!("opening store {}", store::redact(url)))?;
+        let store = store::open(url).await.map_err(|e| match e {
+            // Names the store (redacted) already.
+            store::StoreError::Open { .. } => anyhow::Error::new(e),
+            e => anyhow::Error::new(e).context(format!("opening store {}", store::redact(url))),
+        })?;
         store.migrate().await.context("migrating the store")?;
         let metrics: SharedMetrics = Arc::new(Metrics::new());
         let upstream = Upstream::new(
