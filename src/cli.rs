@@ -14,6 +14,7 @@ use crate::kernel::ConfigError;
 use crate::store::{self, EventFilter};
 use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -201,6 +202,8 @@ fn init_tracing(
         // Values may come from senders: escaped, so none can forge a line.
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            // Colour codes are for a terminal; in a file or a pipe they are noise.
+            .with_ansi(std::io::stderr().is_terminal())
             .fmt_fields(crate::telemetry::text::EscapedFields)
             .boxed(),
         // One object per line; the fields of the spans around an event (the job's account,
