@@ -40,7 +40,13 @@ pub enum Command {
     Check,
     /// Create or upgrade the store's schema, then exit.
     Migrate,
-    /// Print the headers a sender would add to deliver FIXTURE to a source.
+    /// Print the headers a sender would add to deliver FIXTURE to a source, and (on stderr) a
+    /// curl command that delivers it to the configured `listen` address.
+    #[command(
+        after_help = "The body must be sent byte for byte: use curl --data-binary @FILE, \
+        never -d @FILE (which strips newlines and breaks the signature). `hookwise replay` signs \
+        and sends in one step."
+    )]
     Sign {
         /// Source name (default: the fixture's directory name).
         #[arg(long)]
@@ -263,12 +269,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let source = source_for(&config, &fixture, source.as_deref())?;
             let id = id.unwrap_or_else(|| fixture.stable_id());
             let (headers, signed) = fixture.sign(&source, &id, chrono::Utc::now().timestamp());
-            for (name, value) in headers {
+            for (name, value) in &headers {
                 println!("{name}: {value}");
             }
-            if let Some((param, value)) = signed.query {
+            if let Some((param, value)) = &signed.query {
                 println!("# append to the URL: ?{param}={value}");
             }
+            // On stderr, so stdout stays the headers alone for scripts.
+            eprintln!(
+                "# to deliver it (the body byte for byte, hence --data-binary):\n{}",
+                curl_line(
+                    &config,
+                    &source,
+                    &fixture.path,
+                    &headers,
+                    signed.query.as_ref()
+                )
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay {
@@ -572,6 +589,35 @@ fn source_for(config: &Config, fixture: &Fixture, name: Option<&str>) -> anyhow:
             fixture.path.display()
         )
     })
+}
+
+/// A curl command that POSTs the fixture at `body` with `headers` to the configured server.
+fn curl_line(
+    config: &Config,
+    source: &Source,
+    body: &Path,
+    headers: &[(String, String)],
+    query: Option<&(String, String)>,
+) -> String {
+    // Single quotes keep everything literal in a POSIX shell; a quote inside is closed, escaped
+    // and reopened.
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut url = format!("http://{}/webhooks/{}", config.listen, source.name);
+    if let Some((param, value)) = query {
+        let mut parsed = reqwest::Url::parse(&url).expect("a valid URL");
+        parsed.query_pairs_mut().append_pair(param, value);
+        url = parsed.to_string();
+    }
+    let mut line = format!(
+        "curl --data-binary {}",
+        quote(&format!("@{}", body.display()))
+    );
+    for (name, value) in headers {
+        line.push_str(&format!(" -H {}", quote(&format!("{name}: {value}"))));
+    }
+    line.push(' ');
+    line.push_str(&quote(&url));
+    line
 }
 
 /// The delivery id a fixture is signed with: stable, like a sender's retry, or a fresh one.
