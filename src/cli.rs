@@ -75,6 +75,10 @@ pub enum Command {
         /// With --local: every handler runs in dry-run mode (writes recorded, not sent).
         #[arg(long, requires = "local")]
         dry_run: bool,
+        /// With --local: only verify and route each fixture (no store, no [llm] needed), and
+        /// print which handlers it starts and why the others do not.
+        #[arg(long, requires = "local", conflicts_with = "dry_run")]
+        no_llm: bool,
         #[arg(required = true)]
         fixtures: Vec<PathBuf>,
     },
@@ -167,7 +171,13 @@ pub fn main() -> ExitCode {
     // the problems of any other itself).
     let traced = matches!(cli.command, Command::Serve)
         && config.as_ref().is_some_and(|c| c.validate().is_ok());
-    let tracing = match init_tracing(config.as_ref(), traced, runtime.handle()) {
+    // `replay --local` prints transcripts: the scratch store's migrations and the assembly's
+    // INFO lines would only interleave with them.
+    let level = match cli.command {
+        Command::Replay { local: true, .. } => "warn",
+        _ => "info",
+    };
+    let tracing = match init_tracing(config.as_ref(), traced, level, runtime.handle()) {
         Ok(tracing) => tracing,
         Err(e) => {
             eprintln!("error: cannot start the trace exporter: {e:#}");
@@ -188,11 +198,13 @@ pub fn main() -> ExitCode {
     code
 }
 
-/// Logs to stderr in the configured format and, if `traced` and `[telemetry] otlp_endpoint` is
+/// Logs to stderr in the configured format (at `level` unless HOOKWISE_LOG or RUST_LOG say
+/// otherwise; coloured only on a terminal) and, if `traced` and `[telemetry] otlp_endpoint` is
 /// set, spans to the OTLP collector.
 fn init_tracing(
     config: Option<&Config>,
     traced: bool,
+    level: &str,
     runtime: &tokio::runtime::Handle,
 ) -> anyhow::Result<Option<crate::telemetry::trace::Tracing>> {
     use tracing_subscriber::layer::SubscriberExt;
@@ -200,7 +212,7 @@ fn init_tracing(
     use tracing_subscriber::{EnvFilter, Layer};
     let filter = EnvFilter::try_from_env("HOOKWISE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .unwrap_or_else(|_| EnvFilter::new(level))
         // Spans made for the trace exporter carry attributes for a trace viewer, not for logs.
         .add_directive(format!("{}=off", crate::telemetry::trace::TARGET).parse()?);
     let format = config.map(|c| c.log_format).unwrap_or(LogFormat::Text);
@@ -294,12 +306,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             new_id,
             local,
             dry_run,
+            no_llm,
             fixtures,
         } => {
             let config = load()?;
             if local {
-                return local::replay_local(&config, source.as_deref(), new_id, dry_run, &fixtures)
-                    .await;
+                return local::replay_local(
+                    &config,
+                    source.as_deref(),
+                    new_id,
+                    dry_run,
+                    no_llm,
+                    &fixtures,
+                )
+                .await;
             }
             let base = url.unwrap_or_else(|| format!("http://{}", config.listen));
             replay(&config, &base, source.as_deref(), new_id, &fixtures).await

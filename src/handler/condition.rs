@@ -82,6 +82,13 @@ pub struct Condition {
     regex: Option<Regex>,
 }
 
+/// As a handler file would say it: `/ticket/priority in ["High","Urgent"]`.
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {}", self.pointer, self.op, self.value)
+    }
+}
+
 impl Condition {
     /// `value` may be `None` only for `exists`.
     pub fn new(pointer: &str, op: Op, value: Option<Value>) -> Result<Condition, String> {
