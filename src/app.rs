@@ -44,6 +44,8 @@ pub struct Plan {
     pub router: Arc<EventRouter>,
     pub llm: Option<Llm>,
     pub accounts: Vec<Account>,
+    /// Valid but doubtful, each with file and key: `check` prints them, `serve` logs them.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl Plan {
@@ -93,8 +95,12 @@ impl Plan {
             None => None,
         };
 
+        let mut warnings = config.warnings();
         let handlers = match load_handlers(&config.handlers_dir) {
-            Ok(handlers) => handlers,
+            Ok(handlers) => {
+                check_tools(&handlers, &mut errors, &mut warnings);
+                handlers
+            }
             Err(mut e) => {
                 errors.append(&mut e);
                 Vec::new()
@@ -111,7 +117,61 @@ impl Plan {
             router,
             llm,
             accounts,
+            warnings,
         })
+    }
+}
+
+/// Handlers' `agent.tools` against the connectors' tools: a name its connector does not have is
+/// an error (it could never run). A name of no connector is only a warning, since an application
+/// may register tools of its own (`Server::with_tools`).
+fn check_tools(
+    handlers: &[handler::Handler],
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
+) {
+    for handler in handlers {
+        for (i, tool) in handler.agent.tools.iter().enumerate() {
+            let key = format!("agent.tools[{i}]");
+            if let Some(message) = connectors::unknown_tool(tool) {
+                errors.push(ConfigError::new(&handler.file, key, message));
+            } else if tool
+                .split_once('.')
+                .is_none_or(|(c, _)| connectors::find(c).is_none())
+            {
+                warnings.push(ConfigError::new(
+                    &handler.file,
+                    key,
+                    format!("{tool:?} is not a tool of any connector; it exists only if the application registers it"),
+                ));
+            }
+        }
+    }
+}
+
+/// Handlers' tools of connectors known only at run time (`truto.*`) that no account offered at
+/// start-up: logged, not refused, since an account may only be unreachable for now.
+fn warn_unoffered_tools(handlers: &HandlerSet, tools: &ToolRegistry) {
+    for handler in handlers.iter() {
+        for tool in &handler.agent.tools {
+            let Some((prefix, _)) = tool.split_once('.') else {
+                continue;
+            };
+            let runtime_only = connectors::find(prefix).is_some_and(|c| c.tool_names().is_none());
+            if !runtime_only || tools.names().any(|n| n == tool) {
+                continue;
+            }
+            let offered = tools
+                .names()
+                .filter(|n| n.split_once('.').is_some_and(|(c, _)| c == prefix));
+            let hint = crate::kernel::did_you_mean(tool, offered);
+            tracing::warn!(
+                handler = %handler.name,
+                file = %handler.file.display(),
+                tool = %tool,
+                "no {prefix} account offers this tool{hint}; the handler's runs go without it"
+            );
+        }
     }
 }
 
@@ -216,7 +276,7 @@ impl App {
     /// theirs over the network).
     pub async fn assemble_with(config: Config, options: Options) -> anyhow::Result<App> {
         let mut plan = Plan::check(&config)?;
-        for warning in config.warnings() {
+        for warning in &plan.warnings {
             tracing::warn!("{warning}");
         }
         if options.dry_run {
@@ -227,9 +287,11 @@ impl App {
             (plan.handlers, plan.router) = route(&config, handlers);
         }
         let url = options.store.as_deref().unwrap_or(&config.store);
-        let store = store::open(url)
-            .await
-            .with_context(|| format!("opening store {}", store::redact(url)))?;
+        let store = store::open(url).await.map_err(|e| match e {
+            // Names the store (redacted) already.
+            store::StoreError::Open { .. } => anyhow::Error::new(e),
+            e => anyhow::Error::new(e).context(format!("opening store {}", store::redact(url))),
+        })?;
         store.migrate().await.context("migrating the store")?;
         let metrics: SharedMetrics = Arc::new(Metrics::new());
         let upstream = Upstream::new(
@@ -242,6 +304,7 @@ impl App {
         let tools = connectors::build_registry(&upstream)
             .await
             .map_err(|e| anyhow::anyhow!("loading tools: {e}"))?;
+        warn_unoffered_tools(&plan.handlers, &tools);
         if let (Some(llm), Some(cfg)) = (&mut plan.llm, &config.llm) {
             tracing::info!(provider = cfg.provider.as_str(), model = %cfg.model, "LLM provider configured");
             llm.provider = Arc::new(Metered::new(

@@ -10,10 +10,11 @@ use crate::app::{Plan, build_sources};
 use crate::config::{Config, LogFormat};
 use crate::fixture::Fixture;
 use crate::ingress::Source;
-use crate::kernel::ConfigErrors;
+use crate::kernel::ConfigError;
 use crate::store::{self, EventFilter};
 use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -39,7 +40,13 @@ pub enum Command {
     Check,
     /// Create or upgrade the store's schema, then exit.
     Migrate,
-    /// Print the headers a sender would add to deliver FIXTURE to a source.
+    /// Print the headers a sender would add to deliver FIXTURE to a source, and (on stderr) a
+    /// curl command that delivers it to the configured `listen` address.
+    #[command(
+        after_help = "The body must be sent byte for byte: use curl --data-binary @FILE, \
+        never -d @FILE (which strips newlines and breaks the signature). `hookwise replay` signs \
+        and sends in one step."
+    )]
     Sign {
         /// Source name (default: the fixture's directory name).
         #[arg(long)]
@@ -68,6 +75,10 @@ pub enum Command {
         /// With --local: every handler runs in dry-run mode (writes recorded, not sent).
         #[arg(long, requires = "local")]
         dry_run: bool,
+        /// With --local: only verify and route each fixture (no store, no [llm] needed), and
+        /// print which handlers it starts and why the others do not.
+        #[arg(long, requires = "local", conflicts_with = "dry_run")]
+        no_llm: bool,
         #[arg(required = true)]
         fixtures: Vec<PathBuf>,
     },
@@ -154,13 +165,19 @@ pub fn main() -> ExitCode {
         }
     };
     // The log format and the trace exporter are configuration; a configuration that does not
-    // load is reported by the command itself, in plain text.
-    let config = Config::load(cli.config.as_deref()).ok();
+    // load is reported by the command itself, in plain text. Secrets play no part in either.
+    let config = Config::load_for_reading(cli.config.as_deref()).ok();
     // Only `serve` exports traces, and only from a configuration `serve` will accept (it reports
     // the problems of any other itself).
     let traced = matches!(cli.command, Command::Serve)
         && config.as_ref().is_some_and(|c| c.validate().is_ok());
-    let tracing = match init_tracing(config.as_ref(), traced, runtime.handle()) {
+    // `replay --local` prints transcripts: the scratch store's migrations and the assembly's
+    // INFO lines would only interleave with them.
+    let level = match cli.command {
+        Command::Replay { local: true, .. } => "warn",
+        _ => "info",
+    };
+    let tracing = match init_tracing(config.as_ref(), traced, level, runtime.handle()) {
         Ok(tracing) => tracing,
         Err(e) => {
             eprintln!("error: cannot start the trace exporter: {e:#}");
@@ -181,11 +198,13 @@ pub fn main() -> ExitCode {
     code
 }
 
-/// Logs to stderr in the configured format and, if `traced` and `[telemetry] otlp_endpoint` is
+/// Logs to stderr in the configured format (at `level` unless HOOKWISE_LOG or RUST_LOG say
+/// otherwise; coloured only on a terminal) and, if `traced` and `[telemetry] otlp_endpoint` is
 /// set, spans to the OTLP collector.
 fn init_tracing(
     config: Option<&Config>,
     traced: bool,
+    level: &str,
     runtime: &tokio::runtime::Handle,
 ) -> anyhow::Result<Option<crate::telemetry::trace::Tracing>> {
     use tracing_subscriber::layer::SubscriberExt;
@@ -193,7 +212,7 @@ fn init_tracing(
     use tracing_subscriber::{EnvFilter, Layer};
     let filter = EnvFilter::try_from_env("HOOKWISE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .unwrap_or_else(|_| EnvFilter::new(level))
         // Spans made for the trace exporter carry attributes for a trace viewer, not for logs.
         .add_directive(format!("{}=off", crate::telemetry::trace::TARGET).parse()?);
     let format = config.map(|c| c.log_format).unwrap_or(LogFormat::Text);
@@ -201,6 +220,8 @@ fn init_tracing(
         // Values may come from senders: escaped, so none can forge a line.
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            // Colour codes are for a terminal; in a file or a pipe they are noise.
+            .with_ansi(std::io::stderr().is_terminal())
             .fmt_fields(crate::telemetry::text::EscapedFields)
             .boxed(),
         // One object per line; the fields of the spans around an event (the job's account,
@@ -234,6 +255,9 @@ fn init_tracing(
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let load = || Config::load(cli.config.as_deref()).map_err(|e| anyhow!("{e}"));
+    // Commands that only read, migrate or prune the store use no secret: `${VAR}`s may be unset.
+    let load_for_reading =
+        || Config::load_for_reading(cli.config.as_deref()).map_err(|e| anyhow!("{e}"));
     match cli.command {
         Command::Serve => {
             crate::serve(load()?).await?;
@@ -241,7 +265,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check => Ok(check(cli.config.as_deref())),
         Command::Migrate => {
-            let config = load()?;
+            let config = load_for_reading()?;
             let store = store::open(&config.store).await?;
             store.migrate().await?;
             println!("store {} is up to date", store::redact(&config.store));
@@ -257,12 +281,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let source = source_for(&config, &fixture, source.as_deref())?;
             let id = id.unwrap_or_else(|| fixture.stable_id());
             let (headers, signed) = fixture.sign(&source, &id, chrono::Utc::now().timestamp());
-            for (name, value) in headers {
+            for (name, value) in &headers {
                 println!("{name}: {value}");
             }
-            if let Some((param, value)) = signed.query {
+            if let Some((param, value)) = &signed.query {
                 println!("# append to the URL: ?{param}={value}");
             }
+            // On stderr, so stdout stays the headers alone for scripts.
+            eprintln!(
+                "# to deliver it (the body byte for byte, hence --data-binary):\n{}",
+                curl_line(
+                    &config,
+                    &source,
+                    &fixture.path,
+                    &headers,
+                    signed.query.as_ref()
+                )
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay {
@@ -271,12 +306,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             new_id,
             local,
             dry_run,
+            no_llm,
             fixtures,
         } => {
             let config = load()?;
             if local {
-                return local::replay_local(&config, source.as_deref(), new_id, dry_run, &fixtures)
-                    .await;
+                return local::replay_local(
+                    &config,
+                    source.as_deref(),
+                    new_id,
+                    dry_run,
+                    no_llm,
+                    &fixtures,
+                )
+                .await;
             }
             let base = url.unwrap_or_else(|| format!("http://{}", config.listen));
             replay(&config, &base, source.as_deref(), new_id, &fixtures).await
@@ -290,7 +333,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     json,
                 },
         } => {
-            let config = load()?;
+            let config = load_for_reading()?;
             let store = read_store(&config).await?;
             let events = store
                 .list_events(&EventFilter {
@@ -313,21 +356,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs { command } => {
-            let config = load()?;
+            let config = load_for_reading()?;
             let store = read_store(&config).await?;
             jobs(&*store, command).await
         }
         Command::Runs { command } => {
-            let config = load()?;
+            let config = load_for_reading()?;
             let store = read_store(&config).await?;
             runs::run(&*store, command).await
         }
         Command::Approvals { command } => {
-            let config = load()?;
+            // Approving sends the write, with the accounts' credentials.
+            let config = match command {
+                approvals::ApprovalsCommand::Approve { .. } => load()?,
+                _ => load_for_reading()?,
+            };
             let store = read_store(&config).await?;
             approvals::run(&config, store, command).await
         }
-        Command::Prune { dry_run } => prune::run(&load()?, dry_run).await,
+        Command::Prune { dry_run } => prune::run(&load_for_reading()?, dry_run).await,
     }
 }
 
@@ -481,46 +528,67 @@ async fn jobs(store: &dyn store::Store, command: JobsCommand) -> anyhow::Result<
     }
 }
 
-/// Assembles everything `serve` would, without starting anything, printing every problem.
+/// Assembles everything `serve` would, without starting anything, printing every problem: those
+/// of the configuration file and, with what of it reads, those of the sources, accounts, `[llm]`
+/// and handler files, each once.
 fn check(config_path: Option<&Path>) -> ExitCode {
-    let report = |errors: &ConfigErrors| {
-        for e in &errors.0 {
-            eprintln!("{e}");
+    let loaded = Config::load_all(
+        config_path,
+        &|name| std::env::var(name).ok(),
+        crate::config::Secrets::Required,
+    );
+    let mut problems = loaded.problems;
+    let Some(config) = loaded.config else {
+        return report(&problems);
+    };
+    let plan = match Plan::check(&config) {
+        Ok(plan) => Some(plan),
+        Err(errors) => {
+            for e in errors.0 {
+                if !problems.contains(&e) {
+                    problems.push(e);
+                }
+            }
+            None
         }
-        eprintln!("{} problem(s) found", errors.0.len());
-        ExitCode::FAILURE
     };
-    let config = match Config::load(config_path) {
-        Ok(config) => config,
-        Err(errors) => return report(&errors),
+    let warnings = match &plan {
+        Some(plan) => plan.warnings.clone(),
+        None => config.warnings(),
     };
-    for warning in config.warnings() {
+    for warning in warnings {
         eprintln!("warning: {warning}");
     }
-    match Plan::check(&config) {
-        Ok(plan) => {
-            println!(
-                "{}: ok ({} sources, {} accounts)",
-                config.file_label().display(),
-                plan.sources.len(),
-                plan.accounts.len()
-            );
-            if config.handlers_dir.exists() {
-                println!(
-                    "{}: ok ({} handlers)",
-                    config.handlers_dir.display(),
-                    plan.handlers.len()
-                );
-            } else {
-                println!(
-                    "{}: no such directory; no handlers will run",
-                    config.handlers_dir.display()
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(errors) => report(&errors),
+    let Some(plan) = plan.filter(|_| problems.is_empty()) else {
+        return report(&problems);
+    };
+    println!(
+        "{}: ok ({} sources, {} accounts)",
+        config.file_label().display(),
+        plan.sources.len(),
+        plan.accounts.len()
+    );
+    if config.handlers_dir.exists() {
+        println!(
+            "{}: ok ({} handlers)",
+            config.handlers_dir.display(),
+            plan.handlers.len()
+        );
+    } else {
+        println!(
+            "{}: no such directory; no handlers will run",
+            config.handlers_dir.display()
+        );
     }
+    ExitCode::SUCCESS
+}
+
+fn report(problems: &[ConfigError]) -> ExitCode {
+    for e in problems {
+        eprintln!("{e}");
+    }
+    eprintln!("{} problem(s) found", problems.len());
+    ExitCode::FAILURE
 }
 
 fn source_for(config: &Config, fixture: &Fixture, name: Option<&str>) -> anyhow::Result<Source> {
@@ -541,6 +609,35 @@ fn source_for(config: &Config, fixture: &Fixture, name: Option<&str>) -> anyhow:
             fixture.path.display()
         )
     })
+}
+
+/// A curl command that POSTs the fixture at `body` with `headers` to the configured server.
+fn curl_line(
+    config: &Config,
+    source: &Source,
+    body: &Path,
+    headers: &[(String, String)],
+    query: Option<&(String, String)>,
+) -> String {
+    // Single quotes keep everything literal in a POSIX shell; a quote inside is closed, escaped
+    // and reopened.
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut url = format!("http://{}/webhooks/{}", config.listen, source.name);
+    if let Some((param, value)) = query {
+        let mut parsed = reqwest::Url::parse(&url).expect("a valid URL");
+        parsed.query_pairs_mut().append_pair(param, value);
+        url = parsed.to_string();
+    }
+    let mut line = format!(
+        "curl --data-binary {}",
+        quote(&format!("@{}", body.display()))
+    );
+    for (name, value) in headers {
+        line.push_str(&format!(" -H {}", quote(&format!("{name}: {value}"))));
+    }
+    line.push(' ');
+    line.push_str(&quote(&url));
+    line
 }
 
 /// The delivery id a fixture is signed with: stable, like a sender's retry, or a fresh one.

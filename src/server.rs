@@ -68,9 +68,8 @@ impl Server {
         let app = self.app;
         let (queue, writer) = IngestQueue::start(app.store.clone(), app.metrics.clone());
         let runner = self.runner.or_else(|| app.job_runner());
-        if app.sources.is_empty() {
-            tracing::warn!("no [sources] configured: every webhook will get 404");
-        }
+        let addr = listener.local_addr()?;
+        log_summary(&app, addr);
         let (jobs_added, scheduler) = match runner {
             Some(runner) => {
                 let scheduler = Scheduler::new(
@@ -89,7 +88,7 @@ impl Server {
             }
             None => {
                 tracing::warn!(
-                    "no [llm] is configured: events are stored and jobs wait as `pending` until one is"
+                    "no [llm] is configured: events are stored and jobs wait as `pending` until one is (see the [llm] example in hookwise.toml)"
                 );
                 (Arc::new(Notify::new()), None)
             }
@@ -115,14 +114,22 @@ impl Server {
                 app.config.http.admin_access == crate::config::http::AdminAccessFrom::Anywhere,
             ),
             handlers: app.handlers.clone(),
-            warnings: app.config.warnings().iter().map(ToString::to_string).collect(),
+            warnings: app
+                .config
+                .warnings()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             draining: shutdown.draining.clone(),
         });
-        let addr = listener.local_addr()?;
         if app.config.api_token.is_none() && !addr.ip().is_loopback() {
             match app.config.http.admin_access {
-                crate::config::http::AdminAccessFrom::Loopback => tracing::info!(%addr, "no api_token is set: /api/ and /ui answer only requests from this machine"),
-                crate::config::http::AdminAccessFrom::Anywhere => tracing::warn!(%addr, "no api_token is set and [http] admin_access = \"anywhere\": anyone who can reach /api/ or /ui can read events and send approved writes"),
+                crate::config::http::AdminAccessFrom::Loopback => {
+                    tracing::info!(%addr, "no api_token is set: /api/ and /ui answer only requests from this machine")
+                }
+                crate::config::http::AdminAccessFrom::Anywhere => {
+                    tracing::warn!(%addr, "no api_token is set and [http] admin_access = \"anywhere\": anyone who can reach /api/ or /ui can read events and send approved writes")
+                }
             }
         }
         tracing::info!(%addr, store = %store::redact(&app.config.store), "hookwise listening");
@@ -144,6 +151,49 @@ impl Server {
         tracing::info!("hookwise stopped");
         Ok(())
     }
+}
+
+/// What this process serves, said once at start-up: each source's URL, each handler with its
+/// tools, and the tools there are (whether an LLM runs them is logged beside).
+fn log_summary(app: &App, addr: std::net::SocketAddr) {
+    if app.sources.is_empty() {
+        tracing::warn!("no [sources] configured: every webhook will get 404");
+    }
+    let mut sources: Vec<_> = app.sources.values().collect();
+    sources.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+    for source in sources {
+        tracing::info!(
+            source = %source.name,
+            kind = source.adapter.kind(),
+            scheme = source.scheme.as_str(),
+            "serving webhooks: POST http://{addr}/webhooks/{}",
+            source.name
+        );
+    }
+    if app.handlers.is_empty() {
+        tracing::warn!(dir = %app.config.handlers_dir.display(), "no handlers loaded: events are stored, no job is created");
+    }
+    for handler in app.handlers.iter() {
+        let on: Vec<String> = handler.on.iter().map(ToString::to_string).collect();
+        tracing::info!(
+            handler = %handler.name,
+            mode = %handler.mode,
+            enabled = handler.enabled,
+            on = %on.join(", "),
+            tools = %handler.agent.tools.join(", "),
+            "handler loaded"
+        );
+    }
+    let mut per_connector = std::collections::BTreeMap::<&str, usize>::new();
+    for name in app.tools.names() {
+        let connector = name.split_once('.').map_or(name, |(c, _)| c);
+        *per_connector.entry(connector).or_default() += 1;
+    }
+    let counts: Vec<String> = per_connector
+        .iter()
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
+    tracing::info!(tools = %counts.join(", "), "tools available to handlers");
 }
 
 /// How a running server is told to stop, in two steps. Draining: `/readyz` answers 503 so load
@@ -205,9 +255,16 @@ impl Shutdown {
 /// Binds `config.listen` and serves until SIGINT/SIGTERM: the first signal drains for
 /// `drain_delay`, a second one during the drain stops at once.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.listen)
+    // A host name is resolved here, so `localhost:8080` works as it does for any client.
+    let listener = TcpListener::bind((config.listen.host.as_str(), config.listen.port))
         .await
-        .with_context(|| format!("binding {}", config.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} ({})",
+                config.listen,
+                config.origin("listen")
+            )
+        })?;
     let drain_delay = config.drain_delay;
     let server = Server::prepare(config).await?;
     // Only now: until here a signal ends the process at once (nothing was accepted yet), even

@@ -4,11 +4,14 @@
 //! a re-run. Then every job the fixtures created runs at once, debounce waits ignored, through
 //! the real `AgentRunner` with the configured `[llm]` and tools, one job at a time (so never two
 //! of one account), and each run's transcript is printed as `hookwise runs show` prints it.
+//!
+//! With `--no-llm` only the first half runs, without a store: each fixture verified and routed,
+//! and for each handler whether the event starts it or why not.
 
 use super::runs::transcript;
 use super::source_for;
 use crate::agent::run::AgentRunner;
-use crate::app::{App, Options};
+use crate::app::{App, Options, Plan};
 use crate::config::Config;
 use crate::fixture::Fixture;
 use crate::scheduler::{JobRunner, RunContext};
@@ -25,12 +28,18 @@ pub async fn replay_local(
     source_name: Option<&str>,
     new_id: bool,
     dry_run: bool,
+    no_llm: bool,
     paths: &[PathBuf],
 ) -> anyhow::Result<ExitCode> {
+    if no_llm {
+        return route_only(config, source_name, new_id, paths);
+    }
     if config.llm.is_none() {
         bail!(
             "replay --local runs handlers with the configured LLM, but {} has no [llm] table; \
-             add one (provider, model, base_url, api_key: see the README's configuration reference)",
+             add one (provider, model, base_url, api_key: see the README's configuration reference \
+             and the example in hookwise.toml), or pass --no-llm to see only which handlers each \
+             fixture starts",
             config.file_label().display()
         );
     }
@@ -85,16 +94,86 @@ pub async fn replay_local(
     })
 }
 
-/// Signs one fixture like `replay` does, accepts it like `POST /webhooks/{source}` does, and
-/// stores it with its jobs. Returns what happened, for the user.
-async fn ingest(
-    app: &App,
+/// `--no-llm`: every fixture verified and routed as the server would, nothing stored, nothing
+/// run, no LLM needed; for each, the handlers it starts, and why each other one does not.
+fn route_only(
+    config: &Config,
+    source_name: Option<&str>,
+    new_id: bool,
+    paths: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let plan = Plan::check(config)?;
+    let mut refused = 0;
+    for path in paths {
+        let (event, payload) = match accept(config, source_name, new_id, path) {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                refused += 1;
+                println!("{} -> refused: {e:#}", path.display());
+                continue;
+            }
+        };
+        println!(
+            "{} -> event {} ({}, account {}, subject {})",
+            path.display(),
+            event.id,
+            event.kind,
+            event.account,
+            event.subject
+        );
+        let routes = match plan.router.decide(&event, &payload) {
+            Disposition::Ignore(reason) => {
+                println!("  ignored: {reason}");
+                continue;
+            }
+            Disposition::Route(routes) => routes,
+        };
+        for route in &routes {
+            let debounce = if route.period_ms > 0 {
+                format!(
+                    ", after {}s without a newer event (at most {}s after the first)",
+                    route.period_ms / 1000,
+                    route.max_wait_ms / 1000
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "  starts {} for subject {}{debounce}",
+                route.handler, route.subject
+            );
+        }
+        for handler in plan.handlers.iter() {
+            if let Some(why) = handler.mismatch(&event.kind, &payload) {
+                println!("  not {}: {why}", handler.name);
+            }
+        }
+        if routes.is_empty() {
+            println!("  no handler starts: the event would be stored as unrouted");
+        }
+    }
+    if plan.handlers.is_empty() {
+        println!(
+            "\nno handlers are loaded from {}",
+            config.handlers_dir.display()
+        );
+    }
+    if refused > 0 {
+        println!("{refused} of {} fixture(s) were refused", paths.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Signs one fixture like `replay` does and accepts it like `POST /webhooks/{source}` does.
+fn accept(
+    config: &Config,
     source_name: Option<&str>,
     new_id: bool,
     path: &Path,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(crate::kernel::event::Event, serde_json::Value)> {
     let fixture = Fixture::load(path)?;
-    let source = source_for(&app.config, &fixture, source_name)?;
+    let source = source_for(config, &fixture, source_name)?;
     let id = super::delivery_id(&fixture, new_id);
     let now = chrono::Utc::now();
     let (headers, signed) = fixture.sign(&source, &id, now.timestamp());
@@ -113,7 +192,18 @@ async fn ingest(
         url.query_pairs_mut().append_pair(param, value);
         url.query().unwrap_or_default().to_string()
     });
-    let (event, payload) = source.accept(&map, query.as_deref(), &fixture.body, now)?;
+    Ok(source.accept(&map, query.as_deref(), &fixture.body, now)?)
+}
+
+/// Accepts one fixture (`accept`) and stores it with its jobs. Returns what happened, for the
+/// user.
+async fn ingest(
+    app: &App,
+    source_name: Option<&str>,
+    new_id: bool,
+    path: &Path,
+) -> anyhow::Result<String> {
+    let (event, payload) = accept(&app.config, source_name, new_id, path)?;
     let disposition = app.router.decide(&event, &payload);
     let what = format!(
         "event {} ({}, account {}, subject {})",

@@ -166,13 +166,13 @@ fn write_step(out: &mut String, n: usize, step: &Value) {
             }
             let calls = step.get("tool_calls").and_then(Value::as_array);
             for c in calls.into_iter().flatten() {
-                let _ = writeln!(
+                let _ = write!(
                     out,
-                    "       -> calls {} [{}] {}",
+                    "       -> calls {} [{}]",
                     text(c, "name"),
-                    text(c, "id"),
-                    shorten(&text(c, "arguments"))
+                    text(c, "id")
                 );
+                arguments(out, &text(c, "arguments"), "            ");
             }
         }
         "tool_result" => {
@@ -196,14 +196,39 @@ fn write_step(out: &mut String, n: usize, step: &Value) {
                 Some(id) if !id.is_null() => format!(", approval {id}"),
                 _ => String::new(),
             };
-            let _ = writeln!(
+            let _ = write!(
                 out,
-                "{n:>3}. NOT SENT ({mode}{held}): would call {name} [{call}] {}",
-                shorten(&text(step, "arguments"))
+                "{n:>3}. NOT SENT ({mode}{held}): would call {name} [{call}]"
             );
+            arguments(out, &text(step, "arguments"), "       ");
         }
         _ => {
             let _ = writeln!(out, "{n:>3}. {}", shorten(&step.to_string()));
+        }
+    }
+}
+
+/// A tool call's arguments after its line: an object one `key: value` per line below it (strings
+/// as text, so a note's HTML or a reply reads as written), anything else on the same line.
+fn arguments(out: &mut String, raw: &str, indent: &str) {
+    let Ok(Value::Object(args)) = serde_json::from_str::<Value>(raw) else {
+        let _ = writeln!(out, " {}", shorten(raw));
+        return;
+    };
+    let _ = writeln!(out);
+    for (key, value) in &args {
+        let value = match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let mut lines = shorten(&value)
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+            .into_iter();
+        let _ = writeln!(out, "{indent}{key}: {}", lines.next().unwrap_or_default());
+        for line in lines {
+            let _ = writeln!(out, "{indent}  {line}");
         }
     }
 }
@@ -303,12 +328,14 @@ mod tests {
             "steps (9):",
             "  1. system prompt\n       You triage.\n",
             "       Ticket 7\n       was updated\n",
-            "       -> calls get_ticket [c1] {\"id\":7}",
+            "       -> calls get_ticket [c1]\n            id: 7\n",
             "  4. result of get_ticket [c1]\n       {\"status\":\"open\"}",
             "  5. ERROR from get_user [c2]\n       404",
             "  6. REFUSED delete_ticket [c3]",
-            "  7. NOT SENT (dry-run): would call add_note [c4] {\"text\":\"hi\"}",
-            "  8. NOT SENT (approve, approval 12): would call add_note [c5] {\"text\":\"ok?\"}",
+            "  7. NOT SENT (dry-run): would call add_note [c4]",
+            "       text: hi",
+            "  8. NOT SENT (approve, approval 12): would call add_note [c5]",
+            "       text: ok?",
             "  9. {\"type\":\"novel\",\"x\":1}",
         ] {
             assert!(text.contains(expected), "{expected:?} in\n{text}");

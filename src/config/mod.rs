@@ -5,15 +5,17 @@
 
 mod env;
 pub mod http;
+mod listen;
 pub mod llm;
 pub mod retention;
+mod strict;
 
 use crate::kernel::{ConfigError, ConfigErrors, Secret};
 pub use http::HttpConfig;
+pub use listen::Listen;
 pub use retention::RetentionConfig;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The file `serve` and the other commands read when `--config` is not given, if it exists.
@@ -22,8 +24,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "hookwise.toml";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address the HTTP server binds.
-    pub listen: SocketAddr,
+    /// Address the HTTP server binds: `HOST:PORT`, HOST an IP address or a name.
+    pub listen: Listen,
     /// `sqlite://path` (embedded default) or `postgres://...` (several replicas; `?schema=NAME`
     /// keeps the tables in that schema).
     pub store: String,
@@ -59,12 +61,37 @@ pub struct Config {
     /// Where this configuration came from; None for built-in defaults.
     #[serde(skip)]
     pub file: Option<PathBuf>,
+    /// The keys a `HOOKWISE_*` variable set, with the variable: a problem with such a key is
+    /// the variable's, not the file's.
+    #[serde(skip)]
+    pub from_env: BTreeMap<&'static str, &'static str>,
+}
+
+/// Whether a command needs the secrets `${VAR}` references stand for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// `serve`, `check` and every command that verifies or sends: an unset variable is an error.
+    Required,
+    /// Commands that only read or prune the store: an unset variable (other than in `store`)
+    /// becomes "", a value they never use.
+    Unused,
+}
+
+/// What loading found: the configuration as far as it reads (every key in error left at its
+/// default, a table missing a required key left out) and every problem, each once.
+pub struct Loaded {
+    /// None when nothing could be read: the file is missing or not TOML.
+    pub config: Option<Config>,
+    pub problems: Vec<ConfigError>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen: Listen {
+                host: "127.0.0.1".into(),
+                port: 8080,
+            },
             store: "sqlite://hookwise.db".into(),
             handlers_dir: PathBuf::from("handlers"),
             max_body_bytes: 1024 * 1024,
@@ -79,6 +106,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             retention: RetentionConfig::default(),
             file: None,
+            from_env: BTreeMap::new(),
         }
     }
 }
@@ -307,11 +335,27 @@ impl Config {
         Self::load_with(path, &|name| std::env::var(name).ok())
     }
 
+    /// As `load`, for a command that never uses the secrets `${VAR}` references stand for (it
+    /// reads or prunes the store): their variables need not be set.
+    pub fn load_for_reading(path: Option<&Path>) -> Result<Self, ConfigErrors> {
+        Self::load_all(path, &|name| std::env::var(name).ok(), Secrets::Unused).into_result()
+    }
+
     /// As `load`, with the environment given: tests use this instead of mutating the process env.
     pub fn load_with(
         path: Option<&Path>,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigErrors> {
+        Self::load_all(path, lookup, Secrets::Required).into_result()
+    }
+
+    /// Loads as far as the file reads, collecting every problem instead of stopping at the
+    /// first: `hookwise check` goes on to check the rest with what it gets.
+    pub fn load_all(
+        path: Option<&Path>,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        secrets: Secrets,
+    ) -> Loaded {
         let path = match path {
             Some(p) => Some(p.to_path_buf()),
             None => {
@@ -319,17 +363,23 @@ impl Config {
                 default.exists().then_some(default)
             }
         };
-        let mut config = match &path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| {
-                    ConfigErrors(vec![ConfigError::new(p, "", format!("cannot read: {e}"))])
-                })?;
-                Self::parse(p, &text, lookup)?
-            }
-            None => Config::default(),
+        let mut loaded = match &path {
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(text) => Self::parse_all(p, &text, lookup, secrets),
+                Err(e) => Loaded {
+                    config: None,
+                    problems: vec![ConfigError::new(p, "", format!("cannot read: {e}"))],
+                },
+            },
+            None => Loaded {
+                config: Some(Config::default()),
+                problems: Vec::new(),
+            },
         };
-        config.apply_env(lookup)?;
-        Ok(config)
+        if let Some(config) = &mut loaded.config {
+            config.apply_env(lookup, &mut loaded.problems);
+        }
+        loaded
     }
 
     /// Parses TOML text as if read from `file`.
@@ -338,93 +388,116 @@ impl Config {
         text: &str,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigErrors> {
-        let mut value: toml::Value = toml::from_str(text).map_err(|e| {
-            let at = e
-                .span()
-                .map(|s| {
-                    let line = text[..s.start].matches('\n').count() + 1;
-                    format!(" (line {line})")
-                })
-                .unwrap_or_default();
-            ConfigErrors(vec![ConfigError::new(
-                file,
-                "",
-                format!("not valid TOML{at}: {}", e.message()),
-            )])
-        })?;
-        let mut errors = Vec::new();
-        env::substitute(file, &mut value, lookup, &mut errors);
-        if !errors.is_empty() {
-            return Err(ConfigErrors(errors));
-        }
-        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
-            let key = e.path().to_string();
-            let key = if key == "." { String::new() } else { key };
-            ConfigErrors(vec![ConfigError::new(
-                file,
-                key,
-                e.into_inner().to_string(),
-            )])
-        })?;
-        config.file = Some(file.to_path_buf());
-        Ok(config)
+        Self::parse_all(file, text, lookup, Secrets::Required).into_result()
     }
 
-    fn apply_env(&mut self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigErrors> {
-        let origin = PathBuf::from("environment");
-        let mut errors = Vec::new();
-        if let Some(v) = lookup("HOOKWISE_LISTEN") {
-            match v.parse() {
-                Ok(addr) => self.listen = addr,
-                Err(_) => errors.push(ConfigError::new(
-                    &origin,
-                    "HOOKWISE_LISTEN",
-                    format!("expected an address like 127.0.0.1:8080, found {v:?}"),
-                )),
+    fn parse_all(
+        file: &Path,
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        secrets: Secrets,
+    ) -> Loaded {
+        let mut value: toml::Value = match toml::from_str(text) {
+            Ok(value) => value,
+            Err(e) => {
+                let at = e
+                    .span()
+                    .map(|s| {
+                        let line = text[..s.start].matches('\n').count() + 1;
+                        format!(" (line {line})")
+                    })
+                    .unwrap_or_default();
+                let message = format!("not valid TOML{at}: {}", e.message().trim_end());
+                return Loaded {
+                    config: None,
+                    problems: vec![ConfigError::new(file, "", message)],
+                };
             }
+        };
+        let mut problems = Vec::new();
+        env::substitute(file, &mut value, lookup, secrets, &mut problems);
+        let (mut config, mut more) = strict::deserialize_all::<Config>(file, value);
+        problems.append(&mut more);
+        if let Some(config) = &mut config {
+            config.file = Some(file.to_path_buf());
+        }
+        Loaded { config, problems }
+    }
+
+    fn apply_env(
+        &mut self,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        errors: &mut Vec<ConfigError>,
+    ) {
+        if let Some(v) = lookup("HOOKWISE_LISTEN") {
+            match Listen::parse(&v) {
+                Ok(addr) => self.listen = addr,
+                Err(e) => errors.push(ConfigError::env("HOOKWISE_LISTEN", e)),
+            }
+            self.from_env.insert("listen", "HOOKWISE_LISTEN");
         }
         if let Some(v) = lookup("HOOKWISE_STORE") {
             self.store = v;
+            self.from_env.insert("store", "HOOKWISE_STORE");
         }
         if let Some(v) = lookup("HOOKWISE_HANDLERS_DIR") {
             self.handlers_dir = PathBuf::from(v);
+            self.from_env
+                .insert("handlers_dir", "HOOKWISE_HANDLERS_DIR");
         }
         if let Some(v) = lookup("HOOKWISE_API_TOKEN") {
             self.api_token = Some(Secret::new(v));
+            self.from_env.insert("api_token", "HOOKWISE_API_TOKEN");
         }
         if let Some(v) = lookup("HOOKWISE_MAX_BODY_BYTES") {
             match v.parse() {
                 Ok(n) => self.max_body_bytes = n,
-                Err(_) => errors.push(ConfigError::new(
-                    &origin,
+                Err(_) => errors.push(ConfigError::env(
                     "HOOKWISE_MAX_BODY_BYTES",
                     format!("expected a number of bytes, found {v:?}"),
                 )),
             }
+            self.from_env
+                .insert("max_body_bytes", "HOOKWISE_MAX_BODY_BYTES");
         }
         if let Some(v) = lookup("HOOKWISE_LOG_FORMAT") {
             match LogFormat::parse(&v) {
                 Some(format) => self.log_format = format,
-                None => errors.push(ConfigError::new(
-                    &origin,
+                None => errors.push(ConfigError::env(
                     "HOOKWISE_LOG_FORMAT",
                     format!("expected text or json, found {v:?}"),
                 )),
             }
+            self.from_env.insert("log_format", "HOOKWISE_LOG_FORMAT");
         }
         if let Some(v) = lookup("HOOKWISE_OTLP_ENDPOINT") {
             self.telemetry.otlp_endpoint = Some(v).filter(|v| !v.is_empty());
+            self.from_env
+                .insert("telemetry.otlp_endpoint", "HOOKWISE_OTLP_ENDPOINT");
         }
         if let Some(v) = lookup("HOOKWISE_DRAIN_DELAY") {
             match crate::kernel::parse_duration(&v) {
                 Ok(d) => self.drain_delay = d,
-                Err(e) => errors.push(ConfigError::new(&origin, "HOOKWISE_DRAIN_DELAY", e)),
+                Err(e) => errors.push(ConfigError::env("HOOKWISE_DRAIN_DELAY", e)),
             }
+            self.from_env.insert("drain_delay", "HOOKWISE_DRAIN_DELAY");
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigErrors(errors))
+    }
+
+    /// A problem with `key`, blamed on the `HOOKWISE_*` variable that set it, else the file.
+    pub fn problem(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        match self.from_env.get(key) {
+            Some(var) => ConfigError::env(*var, message),
+            None => ConfigError::new(self.file_label(), key, message),
+        }
+    }
+
+    /// Where `key`'s value came from, for messages outside the checks: "hookwise.toml: key
+    /// `listen`", "environment variable HOOKWISE_LISTEN" or "defaults: key `listen`".
+    pub fn origin(&self, key: &str) -> String {
+        match self.from_env.get(key) {
+            Some(var) => format!("environment variable {var}"),
+            None => format!("{}: key `{key}`", self.file_label().display()),
         }
     }
 
@@ -438,8 +511,7 @@ impl Config {
             || self.store.starts_with("postgres://")
             || self.store.starts_with("postgresql://"))
         {
-            errors.push(ConfigError::new(
-                &file,
+            errors.push(self.problem(
                 "store",
                 format!(
                     "expected sqlite://PATH or postgres://..., found {:?}",
@@ -452,26 +524,20 @@ impl Config {
             .as_ref()
             .is_some_and(|t| t.expose().len() < 16)
         {
-            errors.push(ConfigError::new(
-                &file,
+            errors.push(self.problem(
                 "api_token",
                 "too short: use at least 16 characters (e.g. openssl rand -hex 32)",
             ));
         }
         if self.max_body_bytes == 0 {
-            errors.push(ConfigError::new(
-                &file,
-                "max_body_bytes",
-                "must be greater than 0",
-            ));
+            errors.push(self.problem("max_body_bytes", "must be greater than 0"));
         }
         if let Some(endpoint) = &self.telemetry.otlp_endpoint {
             let valid = endpoint.parse::<::http::Uri>().is_ok_and(|u| {
                 matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
             });
             if !valid {
-                errors.push(ConfigError::new(
-                    &file,
+                errors.push(self.problem(
                     "telemetry.otlp_endpoint",
                     format!(
                         "expected an http:// or https:// URL such as http://127.0.0.1:4318, found {endpoint:?}"
@@ -534,5 +600,15 @@ impl Config {
         self.file
             .clone()
             .unwrap_or_else(|| PathBuf::from("defaults"))
+    }
+}
+
+impl Loaded {
+    /// The configuration, if it loaded without a problem; else every problem.
+    pub fn into_result(self) -> Result<Config, ConfigErrors> {
+        match self.config {
+            Some(config) if self.problems.is_empty() => Ok(config),
+            _ => Err(ConfigErrors(self.problems)),
+        }
     }
 }

@@ -31,6 +31,9 @@ pub trait Connector: Send + Sync + 'static {
     fn webhooks(&self) -> Option<&'static dyn Adapter> {
         None
     }
+    /// The names of the tools `register_tools` adds, when they are known without asking the
+    /// vendor; None when only its accounts know them at run time (Truto lists each account's).
+    fn tool_names(&self) -> Option<Vec<&'static str>>;
     /// Adds its tools for the configured accounts.
     async fn register_tools(
         &self,
@@ -65,10 +68,15 @@ pub fn adapter(kind: &str) -> Result<&'static dyn Adapter, String> {
             .chain(ALL.iter().filter_map(|c| c.webhooks()))
     };
     all().find(|a| a.kind() == kind).ok_or_else(|| {
-        format!(
-            "unknown kind {kind:?}; expected one of {}",
-            names(all().map(|a| a.kind()))
-        )
+        let hint = crate::kernel::did_you_mean(kind, all().map(|a| a.kind()));
+        if hint.is_empty() {
+            format!(
+                "unknown kind {kind:?}; expected one of {}",
+                names(all().map(|a| a.kind()))
+            )
+        } else {
+            format!("unknown kind {kind:?}{hint}")
+        }
     })
 }
 
@@ -96,14 +104,18 @@ pub fn resolve_account(
     account: &AccountConfig,
 ) -> Result<Account, Vec<(String, String)>> {
     let Some(connector) = find(&account.connector) else {
-        return Err(vec![(
-            "connector".into(),
+        let kinds = || ALL.iter().map(|c| c.kind().as_str());
+        let hint = crate::kernel::did_you_mean(&account.connector, kinds());
+        let message = if hint.is_empty() {
             format!(
                 "unknown connector {:?}; expected one of {}",
                 account.connector,
-                names(ALL.iter().map(|c| c.kind().as_str()))
-            ),
-        )]);
+                names(kinds())
+            )
+        } else {
+            format!("unknown connector {:?}{hint}", account.connector)
+        };
+        return Err(vec![("connector".into(), message)]);
     };
     let profile = connector.profile();
     let mut problems = connector.check_account(account);
@@ -139,6 +151,28 @@ pub async fn build_registry(upstream: &Upstream) -> Result<ToolRegistry, String>
         connector.register_tools(&mut registry, upstream).await?;
     }
     Ok(registry)
+}
+
+/// The problem with a handler's tool name, if it cannot exist: its connector's tools are known
+/// and it is not one of them, or it names no connector but nearly one ("hapyfox.get_ticket").
+/// A name of no connector at all is left to the application's own registry (`Server::with_tools`).
+pub fn unknown_tool(name: &str) -> Option<String> {
+    let prefix = name.split_once('.').map_or(name, |(c, _)| c);
+    let Some(connector) = find(prefix) else {
+        let kinds = ALL.iter().map(|c| c.kind().as_str());
+        return crate::kernel::closest(prefix, kinds)
+            .map(|kind| format!("no connector {prefix:?}; did you mean `{kind}`?"));
+    };
+    let known = connector.tool_names()?;
+    if known.contains(&name) {
+        return None;
+    }
+    let all = ALL.iter().filter_map(|c| c.tool_names()).flatten();
+    let hint = match crate::kernel::closest(name, all) {
+        Some(tool) => format!("; did you mean `{tool}`?"),
+        None => format!("; the {prefix} tools are {}", known.join(", ")),
+    };
+    Some(format!("unknown tool {name:?}{hint}"))
 }
 
 /// Whether a secret is set and not empty (an unset `${VAR}` substitutes as "").

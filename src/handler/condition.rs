@@ -82,7 +82,7 @@ pub struct Condition {
     regex: Option<Regex>,
 }
 
-/// `pointer op value`, as a person would write it in the handler file.
+/// As a handler file would say it: `/ticket/priority in ["High","Urgent"]`.
 impl fmt::Display for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} {}", self.pointer, self.op, self.value)

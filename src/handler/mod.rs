@@ -76,6 +76,24 @@ impl Handler {
             && self.when.iter().all(|c| c.holds(payload))
     }
 
+    /// Why this handler does not react to an event of this kind with this payload; None when
+    /// it does (`replay --local --no-llm` tells a handler author which test failed).
+    pub fn mismatch(&self, kind: &str, payload: &serde_json::Value) -> Option<String> {
+        if !self.enabled {
+            return Some("disabled (enabled = false)".into());
+        }
+        if !self.on.iter().any(|p| p.matches(kind)) {
+            let on: Vec<String> = self.on.iter().map(ToString::to_string).collect();
+            return Some(format!("kind {kind} is not in on = [{}]", on.join(", ")));
+        }
+        let (i, failed) = self
+            .when
+            .iter()
+            .enumerate()
+            .find(|(_, c)| !c.holds(payload))?;
+        Some(format!("when[{i}] does not hold: {failed}"))
+    }
+
     /// The subject part of the debounce key for this event.
     ///
     /// A missing or null pointer target falls back to the subject, so an event without the

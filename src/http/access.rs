@@ -63,7 +63,12 @@ impl AdminAccess {
 
     /// The admission rule for `/api/` and `/metrics`: a cross-site state change is refused; then
     /// the bearer token when one is configured, else the request must come from this machine.
-    pub fn admit_api(&self, method: &Method, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<(), ApiError> {
+    pub fn admit_api(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Result<(), ApiError> {
         refuse_cross_site(method, headers)?;
         match &self.token {
             Some(token) => {
@@ -84,7 +89,11 @@ impl AdminAccess {
     }
 
     /// Without a token: from this machine, or from anywhere when so configured.
-    pub fn admit_without_token(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<(), ApiError> {
+    pub fn admit_without_token(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Result<(), ApiError> {
         if self.anywhere || from_this_machine(headers, peer) {
             Ok(())
         } else {
@@ -107,7 +116,10 @@ impl AdminAccess {
     /// A new session cookie value: its expiry and a MAC over it.
     pub fn new_session(&self, now_ms: i64) -> String {
         let expires = now_ms + SESSION_TTL_MS;
-        format!("{expires}.{}", hex::encode(self.mac(&[b"session", expires.to_string().as_bytes()])))
+        format!(
+            "{expires}.{}",
+            hex::encode(self.mac(&[b"session", expires.to_string().as_bytes()]))
+        )
     }
 
     /// Whether a session cookie value was made by `new_session` (here or on a replica with the
@@ -134,7 +146,8 @@ impl AdminAccess {
     }
 
     fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes a key of any length");
+        let mut mac =
+            HmacSha256::new_from_slice(&self.key).expect("HMAC takes a key of any length");
         for part in parts {
             mac.update(part);
             mac.update(&[0]);
@@ -190,7 +203,9 @@ pub fn refuse_cross_site(method: &Method, headers: &HeaderMap) -> Result<(), Api
             .strip_prefix("http://")
             .or_else(|| origin.strip_prefix("https://"));
         if authority != Some(host) || host.is_empty() {
-            return Err(refused(format!("Origin {origin:?} is not this host ({host:?})")));
+            return Err(refused(format!(
+                "Origin {origin:?} is not this host ({host:?})"
+            )));
         }
     }
     Ok(())
@@ -271,9 +286,15 @@ mod tests {
         assert!(refuse_cross_site(&post, &headers(&[("sec-fetch-site", "same-origin")])).is_ok());
         assert!(refuse_cross_site(&post, &headers(&[("sec-fetch-site", "cross-site")])).is_err());
         assert!(refuse_cross_site(&post, &headers(&[("sec-fetch-site", "same-site")])).is_err());
-        let same = headers(&[("origin", "http://127.0.0.1:8080"), ("host", "127.0.0.1:8080")]);
+        let same = headers(&[
+            ("origin", "http://127.0.0.1:8080"),
+            ("host", "127.0.0.1:8080"),
+        ]);
         assert!(refuse_cross_site(&post, &same).is_ok());
-        let other = headers(&[("origin", "http://evil.example"), ("host", "127.0.0.1:8080")]);
+        let other = headers(&[
+            ("origin", "http://evil.example"),
+            ("host", "127.0.0.1:8080"),
+        ]);
         assert!(refuse_cross_site(&post, &other).is_err());
         assert!(refuse_cross_site(&post, &headers(&[("origin", "null"), ("host", "h")])).is_err());
         assert!(refuse_cross_site(&Method::GET, &other).is_ok());

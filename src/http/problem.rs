@@ -71,10 +71,7 @@ pub enum ApiError {
     /// The request is refused whoever sends it as it is: `slug` says why (`loopback-only`: no
     /// `api_token` and not from this machine; `cross-site`: a state change from another site).
     #[error("{detail}")]
-    Forbidden {
-        slug: &'static str,
-        detail: String,
-    },
+    Forbidden { slug: &'static str, detail: String },
     #[error("body larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error("cannot read the request body: {0}")]

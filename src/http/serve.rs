@@ -10,7 +10,6 @@
 use crate::config::HttpConfig;
 use axum::Router;
 use axum::extract::ConnectInfo;
-use tower::ServiceExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
@@ -20,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 
 /// Serves `router` on `listener` until `stop` is cancelled, then waits for every connection to
 /// finish its request in flight.

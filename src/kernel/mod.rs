@@ -9,7 +9,7 @@ pub mod event;
 mod kinds;
 mod secret;
 
-pub use diagnostic::{ConfigError, ConfigErrors};
+pub use diagnostic::{ConfigError, ConfigErrors, ENVIRONMENT, closest, did_you_mean};
 pub use duration::parse_duration;
 pub use kinds::ConnectorKind;
 pub use secret::Secret;

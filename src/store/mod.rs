@@ -382,7 +382,9 @@ impl OverviewRows {
     pub(crate) fn into_overview(self) -> Overview {
         let mut rows: std::collections::BTreeMap<String, AccountQueue> = Default::default();
         for (account, state, n) in self.counts {
-            let a = rows.entry(account.clone()).or_insert_with(|| named(account));
+            let a = rows
+                .entry(account.clone())
+                .or_insert_with(|| named(account));
             match JobState::parse(&state) {
                 Some(JobState::Pending) => a.pending = n,
                 Some(JobState::Running) => a.running = n,
@@ -396,7 +398,9 @@ impl OverviewRows {
                 .next_run_at_ms = Some(at);
         }
         for (account, until, reason) in self.pauses {
-            let a = rows.entry(account.clone()).or_insert_with(|| named(account));
+            let a = rows
+                .entry(account.clone())
+                .or_insert_with(|| named(account));
             a.paused_until_ms = Some(until);
             a.pause_reason = Some(reason);
         }

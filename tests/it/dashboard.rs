@@ -68,7 +68,11 @@ pub async fn scene(top_config: &str) -> Scene {
     let mut second: serde_json::Value = serde_json::from_slice(&webhook).unwrap();
     second["id"] = json!(143);
     let (status, _) = app
-        .send("happyfox", &serde_json::to_vec(&second).unwrap(), "msg-dash-143")
+        .send(
+            "happyfox",
+            &serde_json::to_vec(&second).unwrap(),
+            "msg-dash-143",
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let dead = finished(&app, 2).await;
@@ -104,8 +108,23 @@ async fn finished(app: &TestApp, n: usize) -> JobId {
         if done.len() >= n {
             return done[0].id;
         }
-        assert!(start.elapsed() < WAIT, "{n} jobs did not finish in {WAIT:?}");
+        assert!(
+            start.elapsed() < WAIT,
+            "{n} jobs did not finish in {WAIT:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A form post as a browser sends it (reqwest's own `form` is not compiled in).
+trait FormBody {
+    fn form_body(self, pairs: &[(&str, &str)]) -> Self;
+}
+
+impl FormBody for reqwest::RequestBuilder {
+    fn form_body(self, pairs: &[(&str, &str)]) -> Self {
+        self.header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(pairs).unwrap())
     }
 }
 
@@ -153,7 +172,10 @@ async fn without_a_token_the_dashboard_and_the_api_answer_only_this_machine() {
     forwarded.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
     let (status, html) = page(&client, &format!("{}/ui", app.url), forwarded.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert!(html.contains("api_token"), "the page says what to do: {html}");
+    assert!(
+        html.contains("api_token"),
+        "the page says what to do: {html}"
+    );
     let response = client
         .get(format!("{}/api/events", app.url))
         .headers(forwarded.clone())
@@ -194,7 +216,11 @@ async fn with_a_token_the_dashboard_asks_for_it_once_and_keeps_a_strict_session_
     })
     .await;
     let client = client();
-    let response = client.get(format!("{}/ui/jobs?state=dead", app.url)).send().await.unwrap();
+    let response = client
+        .get(format!("{}/ui/jobs?state=dead", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         response.headers()[LOCATION],
@@ -207,7 +233,7 @@ async fn with_a_token_the_dashboard_asks_for_it_once_and_keeps_a_strict_session_
     let login = |token: &str| {
         client
             .post(format!("{}/ui/login", app.url))
-            .form(&[("token", token), ("next", "/ui/jobs?state=dead")])
+            .form_body(&[("token", token), ("next", "/ui/jobs?state=dead")])
             .send()
     };
     let wrong = login("not-the-token").await.unwrap();
@@ -221,7 +247,10 @@ async fn with_a_token_the_dashboard_asks_for_it_once_and_keeps_a_strict_session_
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
         assert!(cookie.contains(attribute), "{attribute} in {cookie}");
     }
-    assert!(!cookie.contains(TOKEN), "the cookie is not the token itself");
+    assert!(
+        !cookie.contains(TOKEN),
+        "the cookie is not the token itself"
+    );
     let session = cookie.split(';').next().unwrap().to_string();
 
     let mut with_session = HeaderMap::new();
@@ -272,16 +301,29 @@ async fn every_page_shows_the_scene() {
         "failed 1",
         "fake: unscripted request",
     ] {
-        assert!(overview.contains(expected), "{expected:?} on the overview:\n{overview}");
+        assert!(
+            overview.contains(expected),
+            "{expected:?} on the overview:\n{overview}"
+        );
     }
     let events = get("/ui/events?source=happyfox&status=routed").await;
-    assert_eq!(events.matches("happyfox.ticket.created").count(), 2, "{events}");
+    assert_eq!(
+        events.matches("happyfox.ticket.created").count(),
+        2,
+        "{events}"
+    );
     let none = get("/ui/events?status=ignored").await;
     assert!(none.contains("No events match."));
 
     let event = get("/ui/events/1").await;
-    assert!(event.contains("#BL00000142"), "the payload, pretty-printed: {event}");
-    assert!(event.contains(&format!(r#"href="/ui/jobs/{}""#, s.handled)), "{event}");
+    assert!(
+        event.contains("#BL00000142"),
+        "the payload, pretty-printed: {event}"
+    );
+    assert!(
+        event.contains(&format!(r#"href="/ui/jobs/{}""#, s.handled)),
+        "{event}"
+    );
 
     let job = get(&format!("/ui/jobs/{}", s.handled)).await;
     for expected in [
@@ -293,11 +335,17 @@ async fn every_page_shows_the_scene() {
         &format!(r#"href="/ui/approvals/{}""#, s.approval),
         "A note awaits approval.",
     ] {
-        assert!(job.contains(expected), "{expected:?} in the transcript:\n{job}");
+        assert!(
+            job.contains(expected),
+            "{expected:?} in the transcript:\n{job}"
+        );
     }
 
     let dead = get("/ui/dead").await;
-    assert!(dead.contains(&format!(r#"data-job="{}""#, s.dead)), "{dead}");
+    assert!(
+        dead.contains(&format!(r#"data-job="{}""#, s.dead)),
+        "{dead}"
+    );
     assert!(!dead.contains(&format!(r#"data-job="{}""#, s.handled)));
 
     let approvals = get("/ui/approvals").await;
@@ -322,7 +370,12 @@ async fn every_page_shows_the_scene() {
         .await
         .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    assert!(bad.text().await.unwrap().contains("expected pending, running"));
+    assert!(
+        bad.text()
+            .await
+            .unwrap()
+            .contains("expected pending, running")
+    );
     s.app.stop().await;
 }
 
@@ -334,11 +387,16 @@ async fn state_changes_need_the_pages_csrf_token_and_refuse_other_sites() {
     let token = csrf(&html);
     let retry = format!("{}/ui/jobs/{}/retry", s.app.url, s.dead);
 
-    let none = client.post(&retry).form(&[("x", "1")]).send().await.unwrap();
+    let none = client
+        .post(&retry)
+        .form_body(&[("x", "1")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(none.status(), StatusCode::FORBIDDEN);
     let wrong = client
         .post(&retry)
-        .form(&[("csrf", "00ff")])
+        .form_body(&[("csrf", "00ff")])
         .send()
         .await
         .unwrap();
@@ -346,7 +404,7 @@ async fn state_changes_need_the_pages_csrf_token_and_refuse_other_sites() {
     let cross = client
         .post(&retry)
         .header("origin", "http://evil.example")
-        .form(&[("csrf", token.as_str())])
+        .form_body(&[("csrf", token.as_str())])
         .send()
         .await
         .unwrap();
@@ -354,7 +412,7 @@ async fn state_changes_need_the_pages_csrf_token_and_refuse_other_sites() {
     let fetch_cross = client
         .post(&retry)
         .header("sec-fetch-site", "cross-site")
-        .form(&[("csrf", token.as_str())])
+        .form_body(&[("csrf", token.as_str())])
         .send()
         .await
         .unwrap();
@@ -369,13 +427,17 @@ async fn state_changes_need_the_pages_csrf_token_and_refuse_other_sites() {
     let (status, body) = read(api).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["type"], "urn:hookwise:problem:cross-site");
-    assert_eq!(job_state(&s.app, s.dead).await, JobState::Dead, "nothing changed");
+    assert_eq!(
+        job_state(&s.app, s.dead).await,
+        JobState::Dead,
+        "nothing changed"
+    );
 
     s.llm.push(openai_text("Handled on retry."));
     let ok = client
         .post(&retry)
         .header("origin", &s.app.url)
-        .form(&[("csrf", token.as_str())])
+        .form_body(&[("csrf", token.as_str())])
         .send()
         .await
         .unwrap();
@@ -395,7 +457,10 @@ async fn retrying_every_dead_job_of_a_filter_says_how_many_first() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("Retry <strong>1</strong> dead job (handler hf-approve)"), "{html}");
+    assert!(
+        html.contains("Retry <strong>1</strong> dead job (handler hf-approve)"),
+        "{html}"
+    );
     let (_, none) = page(
         &client,
         &format!("{}/ui/dead/retry?account=nobody", s.app.url),
@@ -407,7 +472,11 @@ async fn retrying_every_dead_job_of_a_filter_says_how_many_first() {
     s.llm.push(openai_text("Handled on retry."));
     let response = client
         .post(format!("{}/ui/dead/retry", s.app.url))
-        .form(&[("csrf", token.as_str()), ("handler", "hf-approve"), ("expected", "1")])
+        .form_body(&[
+            ("csrf", token.as_str()),
+            ("handler", "hf-approve"),
+            ("expected", "1"),
+        ])
         .send()
         .await
         .unwrap();
@@ -422,12 +491,17 @@ async fn retrying_every_dead_job_of_a_filter_says_how_many_first() {
 async fn approving_from_the_dashboard_sends_the_note_once_and_shows_the_outcome() {
     let s = scene("").await;
     let client = client();
-    let (_, html) = page(&client, &format!("{}/ui/approvals", s.app.url), HeaderMap::new()).await;
+    let (_, html) = page(
+        &client,
+        &format!("{}/ui/approvals", s.app.url),
+        HeaderMap::new(),
+    )
+    .await;
     let token = csrf(&html);
     let approve = || {
         client
             .post(format!("{}/ui/approvals/{}/approve", s.app.url, s.approval))
-            .form(&[("csrf", token.as_str())])
+            .form_body(&[("csrf", token.as_str())])
             .send()
     };
     let response = approve().await.unwrap();
@@ -443,7 +517,17 @@ async fn approving_from_the_dashboard_sends_the_note_once_and_shows_the_outcome(
     // A second click (a stale page) changes nothing and says why.
     let again = approve().await.unwrap();
     assert_eq!(again.status(), StatusCode::CONFLICT);
-    assert!(again.text().await.unwrap().contains("only a pending approval"));
-    assert_eq!(s.happyfox.writes().len(), 1, "HappyFox received the note once");
+    assert!(
+        again
+            .text()
+            .await
+            .unwrap()
+            .contains("only a pending approval")
+    );
+    assert_eq!(
+        s.happyfox.writes().len(),
+        1,
+        "HappyFox received the note once"
+    );
     s.app.stop().await;
 }

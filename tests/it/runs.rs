@@ -99,7 +99,7 @@ async fn a_recorded_run_shows_in_the_cli_and_the_api() {
         "steps (6):",
         "system prompt",
         "event context",
-        "-> calls get_ticket [c1] {\"id\":7}",
+        "-> calls get_ticket [c1]\n            id: 7\n",
         "result of get_ticket [c1]",
         "more characters; --json shows all",
         "REFUSED close_ticket [c2]",

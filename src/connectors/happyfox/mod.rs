@@ -6,6 +6,23 @@
 //! bot identity writes need, and the cached reference lists that write schemas are built from.
 //! Facts and their confidence: `reference/happyfox.md`; user-facing notes: README, "HappyFox tools".
 
+/// Declares a module's tools once, each with its name: `tools` builds them over a client,
+/// `NAMES` lists them without one (`hookwise check` compares handlers' `tools` with it), and each
+/// tool's `NAME` is what its `Tool::name` answers.
+macro_rules! tool_list {
+    ($($tool:ident = $name:literal),* $(,)?) => {
+        pub const NAMES: &[&str] = &[$($name),*];
+
+        pub fn tools(client: &Arc<Client>) -> Vec<Arc<dyn Tool>> {
+            vec![$(Arc::new($tool(client.clone()))),*]
+        }
+
+        $(impl $tool {
+            const NAME: &'static str = $name;
+        })*
+    };
+}
+
 mod catalog;
 mod errors;
 mod fields;
@@ -76,6 +93,9 @@ impl Connector for HappyFoxConnector {
         Some(&webhook::Webhooks)
     }
 
+    fn tool_names(&self) -> Option<Vec<&'static str>> {
+        Some(read::NAMES.iter().chain(write::NAMES).copied().collect())
+    }
     async fn register_tools(
         &self,
         registry: &mut ToolRegistry,

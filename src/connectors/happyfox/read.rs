@@ -14,16 +14,14 @@ use std::sync::Arc;
 /// HappyFox itself allows 50.
 pub const MAX_PAGE_SIZE: u32 = 20;
 
-pub fn tools(client: &Arc<Client>) -> Vec<Arc<dyn Tool>> {
-    vec![
-        Arc::new(GetTicket(client.clone())),
-        Arc::new(ListTickets(client.clone())),
-        Arc::new(ListUsers(client.clone())),
-        Arc::new(ListCategories(client.clone())),
-        Arc::new(ListStatuses(client.clone())),
-        Arc::new(ListPriorities(client.clone())),
-        Arc::new(ListStaff(client.clone())),
-    ]
+tool_list! {
+    GetTicket = "happyfox.get_ticket",
+    ListTickets = "happyfox.list_tickets",
+    ListUsers = "happyfox.list_users",
+    ListCategories = "happyfox.list_categories",
+    ListStatuses = "happyfox.list_statuses",
+    ListPriorities = "happyfox.list_priorities",
+    ListStaff = "happyfox.list_staff",
 }
 
 /// A strict arguments object.
@@ -45,9 +43,9 @@ pub fn ticket_id() -> Value {
 
 /// Implements the parts of `Tool` every read tool has in common.
 macro_rules! read_tool {
-    ($name:literal, $description:expr) => {
+    ($description:expr) => {
         fn name(&self) -> &str {
-            $name
+            Self::NAME
         }
         fn description(&self) -> &str {
             $description
@@ -69,7 +67,6 @@ struct TicketArgs {
 #[async_trait]
 impl Tool for GetTicket {
     read_tool!(
-        "happyfox.get_ticket",
         "Read one HappyFox ticket: subject, status, priority, category, assignee, contact, custom \
          fields, tags, SLA and reply timestamps, the first message, and the last updates \
          (messages shortened, property changes, who made them), oldest first."
@@ -117,7 +114,6 @@ const SORTS: &[(&str, &str)] = &[
 #[async_trait]
 impl Tool for ListTickets {
     read_tool!(
-        "happyfox.list_tickets",
         "Search HappyFox tickets, one page at a time (at most 20 per page; use `page` for more). \
          Rows are summaries: read a ticket in full with happyfox.get_ticket."
     );
@@ -210,7 +206,6 @@ struct UsersArgs {
 #[async_trait]
 impl Tool for ListUsers {
     read_tool!(
-        "happyfox.list_users",
         "Find HappyFox contacts (customers) by email address, or part of one such as a domain: \
          id, name, email, phones, contact groups, custom fields, ticket counts."
     );
@@ -248,7 +243,6 @@ pub struct ListCategories(Arc<Client>);
 #[async_trait]
 impl Tool for ListCategories {
     read_tool!(
-        "happyfox.list_categories",
         "List the HappyFox categories with their ticket custom fields (field ids, types, dropdown \
          choice ids, which are mandatory or needed before completing or moving a ticket)."
     );
@@ -291,7 +285,6 @@ pub struct ListStatuses(Arc<Client>);
 #[async_trait]
 impl Tool for ListStatuses {
     read_tool!(
-        "happyfox.list_statuses",
         "List the HappyFox ticket statuses: id, name, and behavior (\"pending\" or \"completed\")."
     );
     fn parameters(&self) -> Value {
@@ -312,10 +305,7 @@ pub struct ListPriorities(Arc<Client>);
 
 #[async_trait]
 impl Tool for ListPriorities {
-    read_tool!(
-        "happyfox.list_priorities",
-        "List the HappyFox ticket priorities, lowest first: id and name."
-    );
+    read_tool!("List the HappyFox ticket priorities, lowest first: id and name.");
     fn parameters(&self) -> Value {
         object(json!({}), &[])
     }
@@ -343,7 +333,6 @@ struct StaffArgs {
 #[async_trait]
 impl Tool for ListStaff {
     read_tool!(
-        "happyfox.list_staff",
         "List HappyFox agents (staff): id, name, email, active, role, and the category ids they \
          work in. Only active agents unless include_inactive is true."
     );

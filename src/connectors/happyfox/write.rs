@@ -16,20 +16,18 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
-pub fn tools(client: &Arc<Client>) -> Vec<Arc<dyn Tool>> {
-    vec![
-        Arc::new(AddPrivateNote(client.clone())),
-        Arc::new(UpdateTicket(client.clone())),
-        Arc::new(ReplyToCustomer(client.clone())),
-        Arc::new(MoveTicket(client.clone())),
-        Arc::new(UpdateCustomFields(client.clone())),
-    ]
+tool_list! {
+    AddPrivateNote = "happyfox.add_private_note",
+    UpdateTicket = "happyfox.update_ticket",
+    ReplyToCustomer = "happyfox.reply_to_customer",
+    MoveTicket = "happyfox.move_ticket",
+    UpdateCustomFields = "happyfox.update_custom_fields",
 }
 
 macro_rules! write_tool {
-    ($name:literal, $description:expr) => {
+    ($description:expr) => {
         fn name(&self) -> &str {
-            $name
+            Self::NAME
         }
         fn description(&self) -> &str {
             $description
@@ -89,7 +87,6 @@ enum Alert {
 #[async_trait]
 impl Tool for AddPrivateNote {
     write_tool!(
-        "happyfox.add_private_note",
         "Add a private note to a HappyFox ticket, visible to staff only (never to the customer)."
     );
     fn parameters(&self) -> Value {
@@ -176,7 +173,7 @@ fn id_enum(what: &str, items: Vec<(Option<Id>, String)>) -> Value {
 
 #[async_trait]
 impl Tool for UpdateTicket {
-    write_tool!("happyfox.update_ticket", UPDATE_DESCRIPTION);
+    write_tool!(UPDATE_DESCRIPTION);
     fn parameters(&self) -> Value {
         self.schema(
             json!({"type": "integer", "minimum": 1, "description": "Status id (see happyfox.list_statuses)."}),
@@ -249,7 +246,6 @@ struct ReplyArgs {
 #[async_trait]
 impl Tool for ReplyToCustomer {
     write_tool!(
-        "happyfox.reply_to_customer",
         "Send a PUBLIC reply on a HappyFox ticket as the bot staff member: the customer sees it \
          in the portal and, unless notify_customer is false, gets it by email. For staff-only \
          text use happyfox.add_private_note."
@@ -308,7 +304,6 @@ impl MoveTicket {
 #[async_trait]
 impl Tool for MoveTicket {
     write_tool!(
-        "happyfox.move_ticket",
         "Move a HappyFox ticket to another category (its custom fields then follow the new \
          category). Does not assign it."
     );
@@ -361,7 +356,7 @@ const FIELDS_DESCRIPTION: &str = "Set custom field values on a HappyFox ticket. 
 
 #[async_trait]
 impl Tool for UpdateCustomFields {
-    write_tool!("happyfox.update_custom_fields", FIELDS_DESCRIPTION);
+    write_tool!(FIELDS_DESCRIPTION);
     /// Without a live ticket: any field id with a plain value; `call` checks them all.
     fn parameters(&self) -> Value {
         object(

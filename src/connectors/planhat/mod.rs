@@ -74,6 +74,9 @@ impl Connector for PlanhatConnector {
         Some(&webhook::Webhooks)
     }
 
+    fn tool_names(&self) -> Option<Vec<&'static str>> {
+        Some(NAMES.to_vec())
+    }
     async fn register_tools(
         &self,
         registry: &mut ToolRegistry,
@@ -83,6 +86,32 @@ impl Connector for PlanhatConnector {
     }
 }
 
+/// Every Planhat tool, listed once: `tools` builds them, `NAMES` names them without a client
+/// (`hookwise check` compares handlers' `tools` with it).
+macro_rules! ops {
+    ($($op:ty),* $(,)?) => {
+        const NAMES: &[&str] = &[$(<$op as Op>::NAME),*];
+
+        fn tools(ph: &Arc<Planhat>) -> Vec<Arc<dyn Tool>> {
+            vec![$(tool::<$op>(ph)),*]
+        }
+    };
+}
+
+ops![
+    read::GetCompany,
+    read::ListNps,
+    activity::ListTasks,
+    activity::ListTickets,
+    activity::ListIssues,
+    read::ListEndusers,
+    read::ListUsers,
+    custom_fields::ListCustomFields,
+    write::CreateTask,
+    write::CreateChurn,
+    write::UpdateOpportunity,
+];
+
 /// Registers every Planhat tool. They are offered whether or not a Planhat account is configured:
 /// the job's account decides at call time, and a non-Planhat account is refused there.
 pub fn register(registry: &mut ToolRegistry, upstream: &Upstream) -> Result<(), String> {
@@ -90,20 +119,7 @@ pub fn register(registry: &mut ToolRegistry, upstream: &Upstream) -> Result<(), 
         upstream: upstream.clone(),
         fields: custom_fields::Cache::default(),
     });
-    let tools: Vec<Arc<dyn Tool>> = vec![
-        tool::<read::GetCompany>(&ph),
-        tool::<read::ListNps>(&ph),
-        tool::<activity::ListTasks>(&ph),
-        tool::<activity::ListTickets>(&ph),
-        tool::<activity::ListIssues>(&ph),
-        tool::<read::ListEndusers>(&ph),
-        tool::<read::ListUsers>(&ph),
-        tool::<custom_fields::ListCustomFields>(&ph),
-        tool::<write::CreateTask>(&ph),
-        tool::<write::CreateChurn>(&ph),
-        tool::<write::UpdateOpportunity>(&ph),
-    ];
-    for t in tools {
+    for t in tools(&ph) {
         registry.register(t)?;
     }
     Ok(())

@@ -86,6 +86,10 @@ impl Connector for TrutoConnector {
         Some(&webhook::Webhooks)
     }
 
+    /// Each account lists its own at start-up.
+    fn tool_names(&self) -> Option<Vec<&'static str>> {
+        None
+    }
     async fn register_tools(
         &self,
         registry: &mut ToolRegistry,

@@ -119,12 +119,22 @@ pub async fn show(
     Path(id): Path<i64>,
 ) -> Result<Markup, UiError> {
     let now = app.clock.now().timestamp_millis();
-    let approval = app.store.get_approval(id).await?.ok_or(ApiError::NotFound)?;
+    let approval = app
+        .store
+        .get_approval(id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let body = html! {
         (card(&ctx, &approval, now))
         p { a href="/ui/approvals" { "Back to approvals" } }
     };
-    Ok(page(&ctx, Nav::Approvals, &format!("Approval {id}"), Live::No, body))
+    Ok(page(
+        &ctx,
+        Nav::Approvals,
+        &format!("Approval {id}"),
+        Live::No,
+        body,
+    ))
 }
 
 /// Sends the write (once: its idempotency key is journaled), then shows the approval with its

@@ -2,7 +2,10 @@
 //! with retry of one or of a filtered selection.
 
 use super::pages::job_table;
-use super::{Ctx, Live, Nav, UiError, clip, csrf_field, older_link, page, pretty_json, query, read_form, set, when};
+use super::{
+    Ctx, Live, Nav, UiError, clip, csrf_field, older_link, page, pretty_json, query, read_form,
+    set, when,
+};
 use crate::http::AppState;
 use crate::http::extract::{Path, Query};
 use crate::http::problem::ApiError;
@@ -100,7 +103,11 @@ pub async fn show(
     Path(id): Path<i64>,
 ) -> Result<Markup, UiError> {
     let now = app.clock.now().timestamp_millis();
-    let found = app.store.get_job(JobId(id)).await?.ok_or(ApiError::NotFound)?;
+    let found = app
+        .store
+        .get_job(JobId(id))
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let job = &found.job;
     let actions = app.store.list_actions(JobId(id)).await?;
     let runs = app
@@ -281,7 +288,11 @@ pub async fn dead(
 }
 
 /// The dead jobs a "retry all" would revive, newest first, at most `RETRY_ALL_MAX`.
-async fn dead_selection(app: &AppState, handler: Option<String>, account: Option<String>) -> Result<Vec<JobId>, UiError> {
+async fn dead_selection(
+    app: &AppState,
+    handler: Option<String>,
+    account: Option<String>,
+) -> Result<Vec<JobId>, UiError> {
     let jobs = app
         .store
         .list_jobs(&JobFilter {
@@ -318,7 +329,9 @@ pub async fn confirm_retry_all(
     Query(q): Query<SelectionQuery>,
 ) -> Result<Markup, UiError> {
     let (handler, account) = (set(&q.handler), set(&q.account));
-    let n = dead_selection(&app, handler.clone(), account.clone()).await?.len();
+    let n = dead_selection(&app, handler.clone(), account.clone())
+        .await?
+        .len();
     let body = html! {
         @if n == 0 {
             p.empty { "No dead jobs match (" (describe(&handler, &account)) ")." }

@@ -44,7 +44,10 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/ui/jobs/{id}", get(jobs::show))
         .route("/ui/jobs/{id}/retry", post(jobs::retry))
         .route("/ui/dead", get(jobs::dead))
-        .route("/ui/dead/retry", get(jobs::confirm_retry_all).post(jobs::retry_all))
+        .route(
+            "/ui/dead/retry",
+            get(jobs::confirm_retry_all).post(jobs::retry_all),
+        )
         .route("/ui/approvals", get(approvals::list))
         .route("/ui/approvals/{id}", get(approvals::show))
         .route("/ui/approvals/{id}/approve", post(approvals::approve))
@@ -52,8 +55,14 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/ui/handlers", get(pages::handlers))
         .route("/ui/login", get(login_form).post(login))
         .route("/ui/logout", post(logout))
-        .route("/ui/assets/ui.css", get(|| asset("text/css; charset=utf-8", STYLE)))
-        .route("/ui/assets/ui.js", get(|| asset("text/javascript; charset=utf-8", SCRIPT)))
+        .route(
+            "/ui/assets/ui.css",
+            get(|| asset("text/css; charset=utf-8", STYLE)),
+        )
+        .route(
+            "/ui/assets/ui.js",
+            get(|| asset("text/javascript; charset=utf-8", SCRIPT)),
+        )
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
 }
 
@@ -92,7 +101,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
 /// Admits a dashboard request: cross-site state changes are refused; with a token, a valid
 /// session is needed (else to the sign-in page); without one, the request must come from this
 /// machine. Security headers go on every answer.
-async fn guard(State(app): State<Arc<AppState>>, mut request: Request, next: axum::middleware::Next) -> Response {
+async fn guard(
+    State(app): State<Arc<AppState>>,
+    mut request: Request,
+    next: axum::middleware::Next,
+) -> Response {
     let mut response = match admit(&app, &mut request) {
         Ok(()) => next.run(request).await,
         Err(refusal) => *refusal,
@@ -126,10 +139,7 @@ fn admit(app: &AppState, request: &mut Request) -> Result<(), Box<Response>> {
             .as_deref()
             .is_some_and(|s| app.access.session_valid(s, now));
         if !valid && !public {
-            let next = request
-                .uri()
-                .path_and_query()
-                .map_or("/ui", |p| p.as_str());
+            let next = request.uri().path_and_query().map_or("/ui", |p| p.as_str());
             let to = format!("/ui/login?next={}", encode(next));
             return Err(Box::new(Redirect::to(&to).into_response()));
         }
@@ -220,7 +230,9 @@ impl IntoResponse for UiError {
         );
         let mut response = (status, page).into_response();
         if let Some(v) = api.headers().get(header::WWW_AUTHENTICATE) {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, v.clone());
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, v.clone());
         }
         response
     }
@@ -350,7 +362,11 @@ struct LoginForm {
 
 /// Checks the token and starts a session: an HttpOnly, SameSite=Strict cookie that scripts
 /// cannot read and other sites' pages cannot send.
-async fn login(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, UiError> {
+async fn login(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, UiError> {
     let body = read_body(&headers, body, MAX_FORM_BYTES, app.body_read_timeout).await?;
     let form: LoginForm = serde_urlencoded::from_bytes(&body)
         .map_err(|e| ApiError::BadRequest(format!("form: {e}")))?;
@@ -368,9 +384,10 @@ async fn login(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body)
         access::SESSION_TTL_MS / 1000
     );
     let mut response = Redirect::to(&next).into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie is ASCII"));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).expect("cookie is ASCII"),
+    );
     Ok(response)
 }
 
@@ -384,7 +401,9 @@ async fn logout(
     let mut response = Redirect::to("/ui/login").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("hookwise_session=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0"),
+        HeaderValue::from_static(
+            "hookwise_session=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
     );
     Ok(response)
 }
@@ -392,7 +411,9 @@ async fn logout(
 /// Where to go after signing in: a dashboard path only, never another site.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with("/ui") && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n) if n.starts_with("/ui") && !n.starts_with("//") && !n.contains('\\') => {
+            n.to_string()
+        }
         _ => "/ui".to_string(),
     }
 }
@@ -414,7 +435,11 @@ pub fn encode(s: &str) -> String {
 pub fn query(pairs: &[(&str, Option<String>)]) -> String {
     let set: Vec<String> = pairs
         .iter()
-        .filter_map(|(k, v)| v.as_ref().filter(|v| !v.is_empty()).map(|v| format!("{k}={}", encode(v))))
+        .filter_map(|(k, v)| {
+            v.as_ref()
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("{k}={}", encode(v)))
+        })
         .collect();
     if set.is_empty() {
         String::new()
@@ -425,7 +450,9 @@ pub fn query(pairs: &[(&str, Option<String>)]) -> String {
 
 /// A filter value from a form: empty means "any".
 pub fn set(v: &Option<String>) -> Option<String> {
-    v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    v.as_ref()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// A time for people: UTC, labelled.
@@ -444,12 +471,18 @@ pub fn relative(ms: i64, now_ms: i64) -> String {
         s if s < 86_400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
         s => format!("{}d", s / 86_400),
     };
-    if d >= 0 { format!("in {}", span(d)) } else { format!("{} ago", span(-d)) }
+    if d >= 0 {
+        format!("in {}", span(d))
+    } else {
+        format!("{} ago", span(-d))
+    }
 }
 
 /// A `<time>` element: UTC text, the exact instant in `datetime`, relative time in the tooltip.
 pub fn when(ms: i64, now_ms: i64) -> Markup {
-    let iso = chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339()).unwrap_or_default();
+    let iso = chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
     html! { time datetime=(iso) title=(relative(ms, now_ms)) { (time(ms)) } }
 }
 
@@ -475,7 +508,12 @@ pub fn csrf_field(ctx: &Ctx) -> Markup {
 }
 
 /// "Older →" when the page was full: the next page starts before the last row's key.
-pub fn older_link(base: &str, filters: &[(&str, Option<String>)], rows: usize, last_key: Option<i64>) -> Markup {
+pub fn older_link(
+    base: &str,
+    filters: &[(&str, Option<String>)],
+    rows: usize,
+    last_key: Option<i64>,
+) -> Markup {
     html! {
         @if rows >= PAGE as usize {
             @if let Some(key) = last_key {
@@ -492,8 +530,17 @@ mod tests {
 
     #[test]
     fn sign_in_only_returns_to_dashboard_paths() {
-        assert_eq!(safe_next(Some("/ui/jobs?state=dead")), "/ui/jobs?state=dead");
-        for bad in ["https://evil.example", "//evil.example", "/api/jobs", "/ui\\..", ""] {
+        assert_eq!(
+            safe_next(Some("/ui/jobs?state=dead")),
+            "/ui/jobs?state=dead"
+        );
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/api/jobs",
+            "/ui\\..",
+            "",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/ui", "{bad}");
         }
         assert_eq!(safe_next(None), "/ui");
@@ -503,7 +550,10 @@ mod tests {
     fn query_strings_keep_only_set_filters_and_encode_them() {
         assert_eq!(query(&[("a", None), ("b", Some(String::new()))]), "");
         assert_eq!(
-            query(&[("account", Some("acme co".into())), ("kind", Some("t&x".into()))]),
+            query(&[
+                ("account", Some("acme co".into())),
+                ("kind", Some("t&x".into()))
+            ]),
             "?account=acme%20co&kind=t%26x"
         );
     }

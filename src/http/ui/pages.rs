@@ -18,7 +18,10 @@ const FAILURES: u32 = 10;
 
 pub async fn overview(State(app): State<Arc<AppState>>, ctx: Ctx) -> Result<Markup, UiError> {
     let now = app.clock.now().timestamp_millis();
-    let overview = app.store.overview(now, now - RUNS_WINDOW_MS, FAILURES).await?;
+    let overview = app
+        .store
+        .overview(now, now - RUNS_WINDOW_MS, FAILURES)
+        .await?;
     let pending_approvals = app
         .store
         .list_approvals(&ApprovalFilter {
@@ -163,12 +166,18 @@ pub async fn events(
     let status = set(&q.status)
         .map(|s| {
             EventStatus::parse(&s).ok_or_else(|| {
-                ApiError::InvalidQuery(format!("status {s:?}: expected routed, unrouted or ignored"))
+                ApiError::InvalidQuery(format!(
+                    "status {s:?}: expected routed, unrouted or ignored"
+                ))
             })
         })
         .transpose()?;
-    let since = set(&q.since).map(|s| parse_minute("since", &s)).transpose()?;
-    let until = set(&q.until).map(|s| parse_minute("until", &s)).transpose()?;
+    let since = set(&q.since)
+        .map(|s| parse_minute("since", &s))
+        .transpose()?;
+    let until = set(&q.until)
+        .map(|s| parse_minute("until", &s))
+        .transpose()?;
     let events = app
         .store
         .list_events(&EventFilter {
@@ -246,7 +255,9 @@ fn parse_minute(key: &str, s: &str) -> Result<i64, ApiError> {
         .iter()
         .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
         .map(|t| t.and_utc().timestamp_millis())
-        .ok_or_else(|| ApiError::InvalidQuery(format!("{key} {s:?}: expected YYYY-MM-DDTHH:MM (UTC)")))
+        .ok_or_else(|| {
+            ApiError::InvalidQuery(format!("{key} {s:?}: expected YYYY-MM-DDTHH:MM (UTC)"))
+        })
 }
 
 pub async fn event(
@@ -255,7 +266,11 @@ pub async fn event(
     Path(seq): Path<i64>,
 ) -> Result<Markup, UiError> {
     let now = app.clock.now().timestamp_millis();
-    let found = app.store.get_event_with_jobs(seq).await?.ok_or(ApiError::NotFound)?;
+    let found = app
+        .store
+        .get_event_with_jobs(seq)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let e = &found.event;
     let body = html! {
         dl.fields {
@@ -280,7 +295,13 @@ pub async fn event(
         h2 { "Payload" }
         pre.payload { (pretty_json(&e.payload)) }
     };
-    Ok(page(&ctx, Nav::Events, &format!("Event {seq}"), Live::No, body))
+    Ok(page(
+        &ctx,
+        Nav::Events,
+        &format!("Event {seq}"),
+        Live::No,
+        body,
+    ))
 }
 
 /// Jobs as a table, used by the jobs list, the dead letters and an event's page.

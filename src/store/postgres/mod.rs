@@ -23,9 +23,9 @@ mod upstream;
 use super::migrate::{Migration, POSTGRES};
 use super::{
     ActionBegin, Approval, ApprovalCreated, ApprovalFilter, Decided, Decision, Disposition,
-    EventFilter, EventStatus, EventWithJobs, Execution, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId,
-    JobRecord, JobWithEvents, NewApproval, PrunePolicy, PruneReport, RetryResult, RunFilter,
-    RunRecord, Store, StoreError, StoredAction, StoredEvent, StoredRun, redact,
+    EventFilter, EventStatus, EventWithJobs, Execution, IngestItem, IngestOutcome, JobFilter,
+    JobFinish, JobId, JobRecord, JobWithEvents, NewApproval, PrunePolicy, PruneReport, RetryResult,
+    RunFilter, RunRecord, Store, StoreError, StoredAction, StoredEvent, StoredRun, redact,
 };
 use crate::kernel::event::{EventId, SourceName};
 use async_trait::async_trait;
@@ -97,14 +97,18 @@ impl PostgresStore {
         let (driver_url, schema) = split_schema(url).map_err(open_error)?;
         let mut options =
             PgConnectOptions::from_str(&driver_url).map_err(|e| open_error(e.to_string()))?;
+        // One connection first: the pool retries a refused connection until its acquire timeout
+        // and then reports only that it timed out, not why.
+        let mut conn = PgConnection::connect_with(&options)
+            .await
+            .map_err(|e| open_error(connect_error(&e)))?;
         if let Some(schema) = &schema {
-            let mut conn = PgConnection::connect_with(&options)
-                .await
-                .map_err(|e| open_error(e.to_string()))?;
-            create_schema(&mut conn, schema)
-                .await
-                .map_err(|e| open_error(format!("creating schema {schema}: {e}")))?;
-            let _ = conn.close().await;
+            create_schema(&mut conn, schema).await.map_err(|e| {
+                open_error(format!("creating schema {schema}: {}", connect_error(&e)))
+            })?;
+        }
+        let _ = conn.close().await;
+        if let Some(schema) = &schema {
             // A startup parameter rather than `SET` in `after_connect`: it is the session's
             // default, so it costs no round trip and survives `RESET ALL` / `DISCARD ALL`.
             options = options.options([("search_path", schema.as_str())]);
@@ -114,8 +118,22 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
-            .map_err(|e| open_error(e.to_string()))?;
+            .map_err(|e| open_error(connect_error(&e)))?;
         Ok(Self { pool })
+    }
+}
+
+/// Why connecting failed, in one line: the server's own message without its source position, or
+/// the socket's error.
+fn connect_error(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => db.message().to_string(),
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused (is PostgreSQL running, and listening at that host and port?)"
+                .into()
+        }
+        sqlx::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
     }
 }
 

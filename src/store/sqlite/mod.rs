@@ -18,9 +18,9 @@ mod upstream;
 use super::migrate::{Migration, SQLITE};
 use super::{
     ActionBegin, Approval, ApprovalCreated, ApprovalFilter, Decided, Decision, Disposition,
-    EventFilter, EventStatus, EventWithJobs, Execution, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId,
-    JobRecord, JobWithEvents, NewApproval, PrunePolicy, PruneReport, RetryResult, RunFilter,
-    RunRecord, Store, StoreError, StoredAction, StoredEvent, StoredRun,
+    EventFilter, EventStatus, EventWithJobs, Execution, IngestItem, IngestOutcome, JobFilter,
+    JobFinish, JobId, JobRecord, JobWithEvents, NewApproval, PrunePolicy, PruneReport, RetryResult,
+    RunFilter, RunRecord, Store, StoreError, StoredAction, StoredEvent, StoredRun,
 };
 use crate::kernel::event::{EventId, SourceName};
 use async_trait::async_trait;

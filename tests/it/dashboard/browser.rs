@@ -46,7 +46,10 @@ async fn start_driver(binary: &str) -> (Driver, String) {
         .await
         .is_ok_and(|r| r.status().is_success())
     {
-        assert!(start.elapsed() < Duration::from_secs(20), "chromedriver never answered");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "chromedriver never answered"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     (driver, url)
@@ -73,13 +76,16 @@ async fn browser(driver_url: &str) -> Client {
 
 /// The text of the first element matching `css`, waiting (bounded) for it to appear.
 async fn text_of(browser: &Client, css: &str) -> String {
-    tokio::time::timeout(Duration::from_secs(10), browser.wait().for_element(Locator::Css(css)))
-        .await
-        .unwrap_or_else(|_| panic!("no {css} within 10s"))
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        browser.wait().for_element(Locator::Css(css)),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no {css} within 10s"))
+    .unwrap()
+    .text()
+    .await
+    .unwrap()
 }
 
 async fn path(browser: &Client) -> String {
@@ -100,7 +106,9 @@ async fn screenshot(browser: &Client, name: &str) {
 #[tokio::test]
 async fn the_dashboard_in_a_real_browser() {
     let Ok(binary) = std::env::var(CHROMEDRIVER_VAR) else {
-        eprintln!("skipped: {CHROMEDRIVER_VAR} not set (apt install chromium chromium-driver; .ci/run sets it)");
+        eprintln!(
+            "skipped: {CHROMEDRIVER_VAR} not set (apt install chromium chromium-driver; .ci/run sets it)"
+        );
         return;
     };
     let Scene {
@@ -118,38 +126,64 @@ async fn the_dashboard_in_a_real_browser() {
     b.goto(&format!("{}/ui", app.url)).await.unwrap();
     assert_eq!(path(&b).await, "/ui/login?next=/ui");
     screenshot(&b, "login").await;
-    b.find(Locator::Css("#token")).await.unwrap().send_keys(TOKEN).await.unwrap();
-    b.find(Locator::Css("form.login button")).await.unwrap().click().await.unwrap();
+    b.find(Locator::Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(TOKEN)
+        .await
+        .unwrap();
+    b.find(Locator::Css("form.login button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 
     // The overview, with the replayed ticket's account and handler.
     let account = text_of(&b, r#"tr[data-account="acme"]"#).await;
     assert!(account.starts_with("acme"), "{account}");
     assert_eq!(path(&b).await, "/ui");
     let runs = text_of(&b, "#handler-runs").await;
-    assert!(runs.contains("hf-approve") && runs.contains("done 1"), "{runs}");
+    assert!(
+        runs.contains("hf-approve") && runs.contains("done 1"),
+        "{runs}"
+    );
     screenshot(&b, "overview").await;
 
     // The run's transcript shows its tool calls and the held write.
-    b.goto(&format!("{}/ui/jobs/{handled}", app.url)).await.unwrap();
+    b.goto(&format!("{}/ui/jobs/{handled}", app.url))
+        .await
+        .unwrap();
     let transcript = text_of(&b, "ol.transcript").await;
     for expected in [
         "calls happyfox.get_ticket",
         "Result of happyfox.get_ticket [c1]",
         "Not sent (approve): would call happyfox.add_private_note [c2]",
     ] {
-        assert!(transcript.contains(expected), "{expected:?} in\n{transcript}");
+        assert!(
+            transcript.contains(expected),
+            "{expected:?} in\n{transcript}"
+        );
     }
     screenshot(&b, "job").await;
 
     b.goto(&format!("{}/ui/events", app.url)).await.unwrap();
     let events = text_of(&b, "#events").await;
-    assert_eq!(events.matches("happyfox.ticket.created").count(), 2, "{events}");
+    assert_eq!(
+        events.matches("happyfox.ticket.created").count(),
+        2,
+        "{events}"
+    );
     screenshot(&b, "events").await;
     b.goto(&format!("{}/ui/events/1", app.url)).await.unwrap();
     assert!(text_of(&b, "pre.payload").await.contains("#BL00000142"));
     screenshot(&b, "event").await;
     b.goto(&format!("{}/ui/handlers", app.url)).await.unwrap();
-    assert!(text_of(&b, "#handler-hf-approve").await.contains("happyfox.add_private_note"));
+    assert!(
+        text_of(&b, "#handler-hf-approve")
+            .await
+            .contains("happyfox.add_private_note")
+    );
     screenshot(&b, "handlers").await;
 
     // Approving the held note sends it to HappyFox once, and the page shows the outcome.
@@ -158,12 +192,14 @@ async fn the_dashboard_in_a_real_browser() {
     assert!(card.contains(NOTE_HTML), "the exact arguments: {card}");
     screenshot(&b, "approvals").await;
     assert!(happyfox.writes().is_empty(), "held until approved");
-    b.find(Locator::Css(&format!("#approval-{approval} button.approve")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.find(Locator::Css(&format!(
+        "#approval-{approval} button.approve"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
     let state = text_of(&b, &format!("#approval-{approval} h2 .state")).await;
     assert_eq!(state, "approved");
     assert_eq!(path(&b).await, format!("/ui/approvals/{approval}"));
@@ -192,14 +228,27 @@ async fn the_dashboard_in_a_real_browser() {
     b.goto(&evil.url).await.unwrap();
     let start = Instant::now();
     loop {
-        let body = b.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
+        let body = b
+            .find(Locator::Css("body"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         if body.contains("Forbidden") || body.contains("Sign in") {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "the cross-site post got no refusal: {body}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the cross-site post got no refusal: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(job_state(&app, handled).await, JobState::Done, "nothing changed");
+    assert_eq!(
+        job_state(&app, handled).await,
+        JobState::Done,
+        "nothing changed"
+    );
     assert_eq!(happyfox.writes().len(), 1);
 
     b.close().await.unwrap();
@@ -227,7 +276,10 @@ async fn evil_site(target: &str, job: i64) -> EvilSite {
     );
     // Another origin: `localhost` is another site than `127.0.0.1` to a browser.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://localhost:{}/", listener.local_addr().unwrap().port());
+    let url = format!(
+        "http://localhost:{}/",
+        listener.local_addr().unwrap().port()
+    );
     let server = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });

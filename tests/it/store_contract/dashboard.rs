@@ -4,9 +4,7 @@
 //! status and time.
 
 use super::*;
-use hookwise::store::{
-    EventFilter, EventStatus, HandlerRuns, JobFinish, RunRecord, RunSummary,
-};
+use hookwise::store::{EventFilter, EventStatus, HandlerRuns, JobFinish, RunRecord, RunSummary};
 use serde_json::json;
 
 contract!(
@@ -44,31 +42,74 @@ async fn the_overview_has_one_row_per_account_and_runs_per_handler_in_its_window
     // acme: two pending (one due later), one dead; globex: one running; initech: only paused.
     let first = due_job(&store, "e1", "acme", "t1", T0 + 5_000).await;
     due_job(&store, "e2", "acme", "t2", T0 + 9_000).await;
-    let doomed = ingest_one(&store, event("e3", "acme", "t3", T0), vec![immediate("sla", "t3", 1)])
-        .await
-        .jobs[0];
+    let doomed = ingest_one(
+        &store,
+        event("e3", "acme", "t3", T0),
+        vec![immediate("sla", "t3", 1)],
+    )
+    .await
+    .jobs[0];
     let claimed = store.claim_jobs("w", T0 + 1, 10, 60_000).await.unwrap();
     assert_eq!(ids(&claimed), vec![doomed], "only t3 is due");
-    assert!(store
-        .finish_job(doomed, "w", T0 + 2, JobFinish::Dead { error: "boom".into() })
-        .await
-        .unwrap());
+    assert!(
+        store
+            .finish_job(
+                doomed,
+                "w",
+                T0 + 2,
+                JobFinish::Dead {
+                    error: "boom".into()
+                }
+            )
+            .await
+            .unwrap()
+    );
     let running = due_job(&store, "e4", "globex", "g1", T0).await;
-    assert_eq!(ids(&store.claim_jobs("w", T0 + 3, 10, 60_000).await.unwrap()), vec![running]);
-    store.pause_account("initech", T0 + 30_000, "429 on GET /tickets/").await.unwrap();
-    store.pause_account("acme", T0 - 1, "long over").await.unwrap();
+    assert_eq!(
+        ids(&store.claim_jobs("w", T0 + 3, 10, 60_000).await.unwrap()),
+        vec![running]
+    );
+    store
+        .pause_account("initech", T0 + 30_000, "429 on GET /tickets/")
+        .await
+        .unwrap();
+    store
+        .pause_account("acme", T0 - 1, "long over")
+        .await
+        .unwrap();
 
     // Runs: two of triage in the window (done, failed), one of sla before it.
-    store.record_run(&run(first, "triage", "done", T0 + 10, 1_000)).await.unwrap();
-    store.record_run(&run(first, "triage", "failed", T0 + 20, 500)).await.unwrap();
-    store.record_run(&run(doomed, "sla", "failed", T0 - 60_000, 7)).await.unwrap();
-    let in_flight = store.record_run(&run(running, "triage", "running", T0 + 30, 0)).await.unwrap();
+    store
+        .record_run(&run(first, "triage", "done", T0 + 10, 1_000))
+        .await
+        .unwrap();
+    store
+        .record_run(&run(first, "triage", "failed", T0 + 20, 500))
+        .await
+        .unwrap();
+    store
+        .record_run(&run(doomed, "sla", "failed", T0 - 60_000, 7))
+        .await
+        .unwrap();
+    let in_flight = store
+        .record_run(&run(running, "triage", "running", T0 + 30, 0))
+        .await
+        .unwrap();
 
     let overview = store.overview(T0 + 4, T0, 10).await.unwrap();
     let accounts: Vec<_> = overview
         .accounts
         .iter()
-        .map(|a| (a.account.as_str(), a.pending, a.running, a.dead, a.next_run_at_ms, a.paused_until_ms))
+        .map(|a| {
+            (
+                a.account.as_str(),
+                a.pending,
+                a.running,
+                a.dead,
+                a.next_run_at_ms,
+                a.paused_until_ms,
+            )
+        })
         .collect();
     assert_eq!(
         accounts,
@@ -78,13 +119,34 @@ async fn the_overview_has_one_row_per_account_and_runs_per_handler_in_its_window
             ("initech", 0, 0, 0, None, Some(T0 + 30_000)),
         ]
     );
-    assert_eq!(overview.accounts[2].pause_reason.as_deref(), Some("429 on GET /tickets/"));
+    assert_eq!(
+        overview.accounts[2].pause_reason.as_deref(),
+        Some("429 on GET /tickets/")
+    );
     assert_eq!(
         overview.handlers,
         vec![
-            HandlerRuns { handler: "triage".into(), outcome: "done".into(), runs: 1, input_tokens: 1_000, output_tokens: 100 },
-            HandlerRuns { handler: "triage".into(), outcome: "failed".into(), runs: 1, input_tokens: 500, output_tokens: 50 },
-            HandlerRuns { handler: "triage".into(), outcome: "running".into(), runs: 1, input_tokens: 0, output_tokens: 0 },
+            HandlerRuns {
+                handler: "triage".into(),
+                outcome: "done".into(),
+                runs: 1,
+                input_tokens: 1_000,
+                output_tokens: 100
+            },
+            HandlerRuns {
+                handler: "triage".into(),
+                outcome: "failed".into(),
+                runs: 1,
+                input_tokens: 500,
+                output_tokens: 50
+            },
+            HandlerRuns {
+                handler: "triage".into(),
+                outcome: "running".into(),
+                runs: 1,
+                input_tokens: 0,
+                output_tokens: 0
+            },
         ],
         "runs started in the window, per handler and outcome"
     );
@@ -94,16 +156,34 @@ async fn the_overview_has_one_row_per_account_and_runs_per_handler_in_its_window
         .iter()
         .map(|f: &RunSummary| (f.handler.as_str(), f.error.as_deref().unwrap_or_default()))
         .collect();
-    assert_eq!(failures, vec![("sla", "failed here"), ("triage", "failed here")]);
+    assert_eq!(
+        failures,
+        vec![("sla", "failed here"), ("triage", "failed here")]
+    );
     assert!(overview.failures.iter().all(|f| f.id != in_flight));
-    assert_eq!(store.overview(T0 + 4, T0, 1).await.unwrap().failures.len(), 1, "capped");
+    assert_eq!(
+        store.overview(T0 + 4, T0, 1).await.unwrap().failures.len(),
+        1,
+        "capped"
+    );
 
     // A call slot booked ahead shows until it has passed.
-    let (_, reserved) = store.reserve_call("globex", "default", T0 + 4, 1_000, 60_000).await.unwrap();
+    let (_, reserved) = store
+        .reserve_call("globex", "default", T0 + 4, 1_000, 60_000)
+        .await
+        .unwrap();
     assert!(reserved);
-    store.reserve_call("globex", "default", T0 + 4, 1_000, 60_000).await.unwrap();
+    store
+        .reserve_call("globex", "default", T0 + 4, 1_000, 60_000)
+        .await
+        .unwrap();
     let globex = |o: &hookwise::store::Overview| {
-        o.accounts.iter().find(|a| a.account == "globex").unwrap().call_slots.clone()
+        o.accounts
+            .iter()
+            .find(|a| a.account == "globex")
+            .unwrap()
+            .call_slots
+            .clone()
     };
     let slots = globex(&store.overview(T0 + 4, T0, 10).await.unwrap());
     assert_eq!(slots.len(), 1, "{slots:?}");
@@ -122,7 +202,13 @@ async fn an_event_is_found_with_the_jobs_it_went_to(store: SharedStore) {
     let unrouted = ingest_one(&store, event("e2", "acme", "t2", T0 + 1), vec![]).await;
     assert!(unrouted.jobs.is_empty());
     let events = store.list_events(&EventFilter::default()).await.unwrap();
-    let seq = |id: &str| events.iter().find(|e| e.event_id.as_str() == id).unwrap().seq;
+    let seq = |id: &str| {
+        events
+            .iter()
+            .find(|e| e.event_id.as_str() == id)
+            .unwrap()
+            .seq
+    };
 
     let found = store.get_event_with_jobs(seq("e1")).await.unwrap().unwrap();
     assert_eq!(found.event.event_id.as_str(), "e1");
@@ -138,9 +224,19 @@ async fn an_event_is_found_with_the_jobs_it_went_to(store: SharedStore) {
 }
 
 async fn events_filter_by_subject_status_and_time(store: SharedStore) {
-    ingest_one(&store, event("e1", "acme", "t1", T0), vec![route("triage", "t1")]).await;
+    ingest_one(
+        &store,
+        event("e1", "acme", "t1", T0),
+        vec![route("triage", "t1")],
+    )
+    .await;
     ingest_one(&store, event("e2", "acme", "t2", T0 + 1_000), vec![]).await;
-    ingest_one(&store, event("e3", "acme", "t1", T0 + 2_000), vec![route("triage", "t1")]).await;
+    ingest_one(
+        &store,
+        event("e3", "acme", "t1", T0 + 2_000),
+        vec![route("triage", "t1")],
+    )
+    .await;
     let list = |filter: EventFilter| {
         let store = store.clone();
         async move {
@@ -154,15 +250,28 @@ async fn events_filter_by_subject_status_and_time(store: SharedStore) {
         }
     };
     assert_eq!(
-        list(EventFilter { subject: Some("t1".into()), ..Default::default() }).await,
+        list(EventFilter {
+            subject: Some("t1".into()),
+            ..Default::default()
+        })
+        .await,
         vec!["e3", "e1"]
     );
     assert_eq!(
-        list(EventFilter { status: Some(EventStatus::Unrouted), ..Default::default() }).await,
+        list(EventFilter {
+            status: Some(EventStatus::Unrouted),
+            ..Default::default()
+        })
+        .await,
         vec!["e2"]
     );
     assert_eq!(
-        list(EventFilter { since_ms: Some(T0 + 1_000), until_ms: Some(T0 + 2_000), ..Default::default() }).await,
+        list(EventFilter {
+            since_ms: Some(T0 + 1_000),
+            until_ms: Some(T0 + 2_000),
+            ..Default::default()
+        })
+        .await,
         vec!["e2"],
         "since is inclusive, until exclusive"
     );
