@@ -320,13 +320,23 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// The row count a list query uses: 0 (unset) means the default page of 50; at most 10,000.
+/// The row count a list query uses: 0 (unset) means the default page of 50; at most 10,000, so one
+/// call never loads a whole table. Callers that want more page by key (`before`): the HTTP API
+/// answers at most 1,000 with a `Link` to the next page, the CLI reads pages of `cli::pages`.
 pub(crate) fn page_limit(limit: u32) -> i64 {
     if limit == 0 {
         50
     } else {
         i64::from(limit.min(10_000))
     }
+}
+
+/// The exclusive upper bound a list query pages from: `key < before`, newest first. Without
+/// `before` it is the largest key, rather than `(? IS NULL OR key < ?)`: that form hides the range
+/// from the planner (SQLite scans the table, a PostgreSQL generic plan filters), while a plain
+/// range on the primary key seeks straight to the page however deep it is.
+pub(crate) fn before_key(before: Option<i64>) -> i64 {
+    before.unwrap_or(i64::MAX)
 }
 
 /// Reads a stored job state; an unknown one is an error, never silently another state.

@@ -105,13 +105,13 @@ pub async fn list(
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM approvals
          WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR account = $2)
-           AND ($3::text IS NULL OR handler = $3) AND ($4::bigint IS NULL OR id < $4)
+           AND ($3::text IS NULL OR handler = $3) AND id < $4
          ORDER BY id DESC LIMIT $5"
     )))
     .bind(filter.state.map(ApprovalState::as_str))
     .bind(&filter.account)
     .bind(&filter.handler)
-    .bind(filter.before_id)
+    .bind(crate::store::before_key(filter.before_id))
     .bind(crate::store::page_limit(filter.limit))
     .fetch_all(&mut *conn)
     .await?;

@@ -452,13 +452,13 @@ pub async fn list(
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {JOB_COLUMNS} FROM jobs j
          WHERE ($1::text IS NULL OR j.state = $1) AND ($2::text IS NULL OR j.account = $2)
-           AND ($3::text IS NULL OR j.handler = $3) AND ($4::bigint IS NULL OR j.id < $4)
+           AND ($3::text IS NULL OR j.handler = $3) AND j.id < $4
          ORDER BY j.id DESC LIMIT $5"
     )))
     .bind(filter.state.map(JobState::as_str))
     .bind(&filter.account)
     .bind(&filter.handler)
-    .bind(filter.before_id)
+    .bind(crate::store::before_key(filter.before_id))
     .bind(crate::store::page_limit(filter.limit))
     .fetch_all(&mut *conn)
     .await?;

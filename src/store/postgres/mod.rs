@@ -466,13 +466,13 @@ impl Store for PostgresStore {
         let rows = sqlx::query(
             "SELECT * FROM events
              WHERE ($1::text IS NULL OR source = $1) AND ($2::text IS NULL OR account = $2)
-               AND ($3::text IS NULL OR kind = $3) AND ($4::bigint IS NULL OR seq < $4)
+               AND ($3::text IS NULL OR kind = $3) AND seq < $4
              ORDER BY seq DESC LIMIT $5",
         )
         .bind(&filter.source)
         .bind(&filter.account)
         .bind(&filter.kind)
-        .bind(filter.before_seq)
+        .bind(crate::store::before_key(filter.before_seq))
         .bind(crate::store::page_limit(filter.limit))
         .fetch_all(&self.pool)
         .await?;
