@@ -15,6 +15,7 @@ mod layering;
 mod llm;
 mod log_safety;
 mod metrics;
+mod openapi;
 mod planhat;
 mod prune;
 mod real_llm;
