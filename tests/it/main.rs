@@ -16,6 +16,7 @@ mod llm;
 mod log_safety;
 mod metrics;
 mod openapi;
+mod paging;
 mod planhat;
 mod prune;
 mod real_llm;
