@@ -118,7 +118,7 @@ pub async fn get(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApproveBody {
-    /// Recorded as the decider (default `api`); not blank.
+    /// Recorded as the decider (default `api`); not blank, no NUL characters.
     #[schema(min_length = 1)]
     by: Option<String>,
 }
@@ -127,10 +127,10 @@ pub struct ApproveBody {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RejectBody {
-    /// Recorded as the decider (default `api`); not blank.
+    /// Recorded as the decider (default `api`); not blank, no NUL characters.
     #[schema(min_length = 1)]
     by: Option<String>,
-    /// Why, for whoever reads the approval later.
+    /// Why, for whoever reads the approval later; no NUL characters.
     reason: Option<String>,
 }
 
@@ -199,7 +199,7 @@ pub async fn reject(
     let body = read_body(&headers, body, MAX_BODY_BYTES, app.body_read_timeout).await?;
     let body: RejectBody = optional_json(&body)?;
     let by = decider(body.by)?;
-    let reason = body.reason.filter(|r| !r.trim().is_empty());
+    let reason = without_nul("reason", body.reason)?.filter(|r| !r.trim().is_empty());
     Ok(Json(app.approvals.reject(id, &by, reason).await?))
 }
 
@@ -212,13 +212,24 @@ fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiErr
 }
 
 fn decider(by: Option<String>) -> Result<String, ApiError> {
-    match by {
+    match without_nul("by", by)? {
         None => Ok(DEFAULT_DECIDER.to_string()),
         Some(by) if by.trim().is_empty() => {
             Err(ApiError::BadRequest("by: must not be empty".into()))
         }
         Some(by) => Ok(by.trim().to_string()),
     }
+}
+
+/// Text the store keeps: PostgreSQL text cannot hold a NUL character (the statement would fail,
+/// a 503, even for an approval that does not exist), so it is refused on every store alike.
+fn without_nul(field: &str, text: Option<String>) -> Result<Option<String>, ApiError> {
+    if text.as_deref().is_some_and(|t| t.contains('\0')) {
+        return Err(ApiError::BadRequest(format!(
+            "{field}: must not contain NUL characters"
+        )));
+    }
+    Ok(text)
 }
 
 impl From<DecideError> for ApiError {

@@ -55,8 +55,8 @@ const COMMON: [(&str, &str, &str); 4] = [
     (
         "400",
         "BadRequest",
-        "A query or path value that does not parse, an unknown query key, or a bad filter value \
-         (`invalid-query`, `invalid-path`, `bad-request`)",
+        "A query or path value that does not parse, an unknown query key, a NUL character in a \
+         value, or a bad filter or body value (`invalid-query`, `invalid-path`, `bad-request`)",
     ),
     (
         "401",
