@@ -445,22 +445,27 @@ pub async fn get(conn: &mut PgConnection, id: JobId) -> Result<Option<JobWithEve
     Ok(load(conn, &[id]).await?.pop())
 }
 
-pub async fn list(
-    conn: &mut PgConnection,
-    filter: &JobFilter,
-) -> Result<Vec<JobRecord>, StoreError> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+/// Newest first from `$4` down (exclusive): a range on the primary key, never an offset.
+pub(super) fn list_sql() -> String {
+    format!(
         "SELECT {JOB_COLUMNS} FROM jobs j
          WHERE ($1::text IS NULL OR j.state = $1) AND ($2::text IS NULL OR j.account = $2)
            AND ($3::text IS NULL OR j.handler = $3) AND j.id < $4
          ORDER BY j.id DESC LIMIT $5"
-    )))
-    .bind(filter.state.map(JobState::as_str))
-    .bind(&filter.account)
-    .bind(&filter.handler)
-    .bind(crate::store::before_key(filter.before_id))
-    .bind(crate::store::page_limit(filter.limit))
-    .fetch_all(&mut *conn)
-    .await?;
+    )
+}
+
+pub async fn list(
+    conn: &mut PgConnection,
+    filter: &JobFilter,
+) -> Result<Vec<JobRecord>, StoreError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(list_sql()))
+        .bind(filter.state.map(JobState::as_str))
+        .bind(&filter.account)
+        .bind(&filter.handler)
+        .bind(crate::store::before_key(filter.before_id))
+        .bind(crate::store::page_limit(filter.limit))
+        .fetch_all(&mut *conn)
+        .await?;
     Ok(rows.iter().map(job_from_row).collect::<Result<_, _>>()?)
 }
