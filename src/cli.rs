@@ -3,6 +3,7 @@
 
 pub mod approvals;
 mod local;
+pub mod pages;
 mod prune;
 pub mod runs;
 
@@ -113,18 +114,20 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
-    /// Newest first.
+    /// Newest first, in pages: --limit N (default 50), --before ID for the next page, or --all.
     List {
-        /// pending, running, done, dead or merged.
+        /// Only jobs in this state: pending, running, done, dead or merged.
         #[arg(long)]
         state: Option<String>,
+        /// Only jobs of this account.
         #[arg(long)]
         account: Option<String>,
+        /// Only jobs of this handler.
         #[arg(long)]
         handler: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-        /// One JSON object per line instead of a table.
+        #[command(flatten)]
+        page: pages::PageArgs,
+        /// One JSON object per line (JSON Lines, also with --all) instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -140,15 +143,20 @@ pub enum JobsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {
-    /// Newest first.
+    /// Newest first, in pages: --limit N (default 50), --before SEQ for the next page, or --all.
     List {
+        /// Only events from this source (a `[sources.NAME]` of the configuration).
         #[arg(long)]
         source: Option<String>,
+        /// Only events of this account.
         #[arg(long)]
         account: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-        /// One JSON object per line instead of a table.
+        /// Only events of this kind, e.g. happyfox.ticket.updated.
+        #[arg(long)]
+        kind: Option<String>,
+        #[command(flatten)]
+        page: pages::PageArgs,
+        /// One JSON object per line (JSON Lines, also with --all) instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -329,28 +337,59 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 EventsCommand::List {
                     source,
                     account,
-                    limit,
+                    kind,
+                    page,
                     json,
                 },
         } => {
             let config = load_for_reading()?;
             let store = read_store(&config).await?;
-            let events = store
-                .list_events(&EventFilter {
-                    source,
-                    account,
-                    limit,
-                    ..EventFilter::default()
-                })
-                .await?;
-            for e in events {
-                if json {
-                    println!("{}", serde_json::to_string(&e)?);
-                } else {
-                    println!(
-                        "{:>6}  {:<12} {:<28} {:<10} {:<12} {:<8} {}",
-                        e.seq, e.source, e.kind, e.account, e.subject, e.status, e.event_id
-                    );
+            let unknown_source = source
+                .as_ref()
+                .filter(|s| !config.sources.contains_key(*s))
+                .cloned();
+            let filter = EventFilter {
+                source,
+                account,
+                kind,
+                ..EventFilter::default()
+            };
+            let listed = pages::list(
+                &page,
+                async |before_seq, limit| {
+                    let filter = EventFilter {
+                        before_seq,
+                        limit,
+                        ..filter.clone()
+                    };
+                    store.list_events(&filter).await
+                },
+                |e| e.seq,
+                |out, e| {
+                    if json {
+                        writeln!(out, "{}", serde_json::to_string(e)?)?;
+                    } else {
+                        writeln!(
+                            out,
+                            "{:>6}  {:<12} {:<28} {:<10} {:<12} {:<8} {}",
+                            e.seq, e.source, e.kind, e.account, e.subject, e.status, e.event_id
+                        )?;
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+            match unknown_source {
+                // Events of a source removed from the configuration are still listed; only an
+                // empty answer is worth explaining.
+                Some(name) if listed.rows == 0 => eprintln!(
+                    "-- no events match: no source {name:?} is configured in {}",
+                    config.file_label().display()
+                ),
+                _ => {
+                    if let Some(notice) = pages::notice(&page, &listed, "events") {
+                        eprintln!("{notice}");
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -399,7 +438,7 @@ async fn jobs(store: &dyn store::Store, command: JobsCommand) -> anyhow::Result<
             state,
             account,
             handler,
-            limit,
+            page,
             json,
         } => {
             let state = state
@@ -409,39 +448,54 @@ async fn jobs(store: &dyn store::Store, command: JobsCommand) -> anyhow::Result<
                     })
                 })
                 .transpose()?;
-            let jobs = store
-                .list_jobs(&JobFilter {
-                    state,
-                    account,
-                    handler,
-                    limit,
-                    ..JobFilter::default()
-                })
-                .await?;
             if !json {
                 println!(
                     "{:>6}  {:<8} {:<24} {:<12} {:<14} {:>6} {:>8}  {:<19}  last error",
                     "id", "state", "handler", "account", "subject", "events", "attempts", "run at"
                 );
             }
-            for j in jobs {
-                if json {
-                    println!("{}", serde_json::to_string(&j)?);
-                } else {
-                    println!(
-                        "{:>6}  {:<8} {:<24} {:<12} {:<14} {:>6} {:>5}/{:<2}  {:<19}  {}",
-                        j.id,
-                        j.state.as_str(),
-                        j.handler,
-                        j.account,
-                        j.subject,
-                        j.events,
-                        j.attempts,
-                        j.max_attempts,
-                        time(j.run_at_ms),
-                        j.last_error.as_deref().unwrap_or("")
-                    );
-                }
+            let filter = JobFilter {
+                state,
+                account,
+                handler,
+                ..JobFilter::default()
+            };
+            let listed = pages::list(
+                &page,
+                async |before_id, limit| {
+                    let filter = JobFilter {
+                        before_id,
+                        limit,
+                        ..filter.clone()
+                    };
+                    store.list_jobs(&filter).await
+                },
+                |j| j.id.0,
+                |out, j| {
+                    if json {
+                        writeln!(out, "{}", serde_json::to_string(j)?)?;
+                    } else {
+                        writeln!(
+                            out,
+                            "{:>6}  {:<8} {:<24} {:<12} {:<14} {:>6} {:>5}/{:<2}  {:<19}  {}",
+                            j.id,
+                            j.state.as_str(),
+                            j.handler,
+                            j.account,
+                            j.subject,
+                            j.events,
+                            j.attempts,
+                            j.max_attempts,
+                            time(j.run_at_ms),
+                            j.last_error.as_deref().unwrap_or("")
+                        )?;
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+            if let Some(notice) = pages::notice(&page, &listed, "jobs") {
+                eprintln!("{notice}");
             }
             Ok(ExitCode::SUCCESS)
         }

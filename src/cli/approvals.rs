@@ -2,6 +2,7 @@
 //! or reject them. Approving calls the tool from this process, with the tools and accounts of
 //! this configuration, through the same `crate::approvals` path as the HTTP API.
 
+use super::pages;
 use super::runs::{clip, shorten};
 use crate::app::App;
 use crate::approvals::Approvals;
@@ -16,18 +17,20 @@ use std::sync::Arc;
 
 #[derive(Debug, Subcommand)]
 pub enum ApprovalsCommand {
-    /// Newest first.
+    /// Newest first, in pages: --limit N (default 50), --before ID for the next page, or --all.
     List {
-        /// pending, executing, approved, failed or rejected.
+        /// Only approvals in this state: pending, executing, approved, failed or rejected.
         #[arg(long)]
         state: Option<String>,
+        /// Only approvals for this account.
         #[arg(long)]
         account: Option<String>,
+        /// Only approvals of this handler.
         #[arg(long)]
         handler: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-        /// One JSON object per line instead of a table.
+        #[command(flatten)]
+        page: pages::PageArgs,
+        /// One JSON object per line (JSON Lines, also with --all) instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -66,7 +69,7 @@ pub async fn run(
             state,
             account,
             handler,
-            limit,
+            page,
             json,
         } => {
             let state = state
@@ -78,21 +81,38 @@ pub async fn run(
                     })
                 })
                 .transpose()?;
-            let approvals = store
-                .list_approvals(&ApprovalFilter {
-                    state,
-                    account,
-                    handler,
-                    limit,
-                    ..ApprovalFilter::default()
-                })
-                .await?;
-            if json {
-                for a in &approvals {
-                    println!("{}", serde_json::to_string(a)?);
-                }
-            } else {
-                print!("{}", table(&approvals));
+            if !json {
+                print!("{}", header());
+            }
+            let filter = ApprovalFilter {
+                state,
+                account,
+                handler,
+                ..ApprovalFilter::default()
+            };
+            let listed = pages::list(
+                &page,
+                async |before_id, limit| {
+                    let filter = ApprovalFilter {
+                        before_id,
+                        limit,
+                        ..filter.clone()
+                    };
+                    store.list_approvals(&filter).await
+                },
+                |a| a.id,
+                |out, a| {
+                    if json {
+                        writeln!(out, "{}", serde_json::to_string(a)?)?;
+                    } else {
+                        out.write_all(row(a).as_bytes())?;
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+            if let Some(notice) = pages::notice(&page, &listed, "approvals") {
+                eprintln!("{notice}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -155,29 +175,29 @@ fn decider(by: Option<String>) -> anyhow::Result<String> {
     }
 }
 
-/// The `approvals list` table, header included.
-pub fn table(approvals: &[Approval]) -> String {
-    let mut out = format!(
+/// The `approvals list` table's header line.
+fn header() -> String {
+    format!(
         "{:>6}  {:<9} {:<20} {:<12} {:<12} {:<28} {:>6}  {:<19}  arguments\n",
         "id", "state", "handler", "account", "subject", "tool", "job", "created"
-    );
-    for a in approvals {
-        let r = &a.request;
-        let _ = writeln!(
-            out,
-            "{:>6}  {:<9} {:<20} {:<12} {:<12} {:<28} {:>6}  {:<19}  {}",
-            a.id,
-            a.state.as_str(),
-            clip(&r.handler, 20),
-            clip(&r.account, 12),
-            clip(&r.subject, 12),
-            clip(&r.tool, 28),
-            r.job,
-            super::time(r.created_at_ms),
-            clip(&r.arguments.to_string(), 60)
-        );
-    }
-    out
+    )
+}
+
+/// One approval's line of the `approvals list` table.
+fn row(a: &Approval) -> String {
+    let r = &a.request;
+    format!(
+        "{:>6}  {:<9} {:<20} {:<12} {:<12} {:<28} {:>6}  {:<19}  {}\n",
+        a.id,
+        a.state.as_str(),
+        clip(&r.handler, 20),
+        clip(&r.account, 12),
+        clip(&r.subject, 12),
+        clip(&r.tool, 28),
+        r.job,
+        super::time(r.created_at_ms),
+        clip(&r.arguments.to_string(), 60)
+    )
 }
 
 /// The readable form of `approvals show`.

@@ -1,6 +1,7 @@
 //! `hookwise runs`: list agent runs and print one run's transcript so a person can follow what
 //! the agent saw, asked for, was refused and would have done.
 
+use super::pages;
 use crate::store::{self, JobId, RunFilter, StoredRun};
 use anyhow::bail;
 use clap::Subcommand;
@@ -10,18 +11,20 @@ use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
-    /// Newest first.
+    /// Newest first, in pages: --limit N (default 50), --before ID for the next page, or --all.
     List {
         /// Only the runs of this job.
         #[arg(long)]
         job: Option<i64>,
+        /// Only runs of this handler.
         #[arg(long)]
         handler: Option<String>,
+        /// Only runs for this account.
         #[arg(long)]
         account: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-        /// One JSON object per line instead of a table.
+        #[command(flatten)]
+        page: pages::PageArgs,
+        /// One JSON object per line (JSON Lines, also with --all) instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -44,24 +47,41 @@ pub async fn run(store: &dyn store::Store, command: RunsCommand) -> anyhow::Resu
             job,
             handler,
             account,
-            limit,
+            page,
             json,
         } => {
-            let runs = store
-                .list_runs(&RunFilter {
-                    job: job.map(JobId),
-                    handler,
-                    account,
-                    limit,
-                    ..RunFilter::default()
-                })
-                .await?;
-            if json {
-                for r in &runs {
-                    println!("{}", serde_json::to_string(r)?);
-                }
-            } else {
-                print!("{}", table(&runs));
+            if !json {
+                print!("{}", header());
+            }
+            let filter = RunFilter {
+                job: job.map(JobId),
+                handler,
+                account,
+                ..RunFilter::default()
+            };
+            let listed = pages::list(
+                &page,
+                async |before_id, limit| {
+                    let filter = RunFilter {
+                        before_id,
+                        limit,
+                        ..filter.clone()
+                    };
+                    store.list_runs(&filter).await
+                },
+                |r| r.id,
+                |out, r| {
+                    if json {
+                        writeln!(out, "{}", serde_json::to_string(r)?)?;
+                    } else {
+                        out.write_all(row(r).as_bytes())?;
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+            if let Some(notice) = pages::notice(&page, &listed, "runs") {
+                eprintln!("{notice}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -79,31 +99,31 @@ pub async fn run(store: &dyn store::Store, command: RunsCommand) -> anyhow::Resu
     }
 }
 
-/// The `runs list` table, header included.
-pub fn table(runs: &[StoredRun]) -> String {
-    let mut out = format!(
+/// The `runs list` table's header line.
+fn header() -> String {
+    format!(
         "{:>6} {:>6}  {:<20} {:<12} {:>7}  {:<8} {:<9} {:>5} {:>15}  started\n",
         "id", "job", "handler", "account", "attempt", "mode", "outcome", "steps", "tokens in/out"
-    );
-    for r in runs {
-        let run = &r.run;
-        let steps = run.steps.as_array().map_or(0, Vec::len);
-        let _ = writeln!(
-            out,
-            "{:>6} {:>6}  {:<20} {:<12} {:>7}  {:<8} {:<9} {:>5} {:>15}  {}",
-            r.id,
-            run.job,
-            clip(&run.handler, 20),
-            clip(&run.account, 12),
-            run.attempt,
-            clip(&run.mode, 8),
-            clip(&run.outcome, 9),
-            steps,
-            format!("{}/{}", run.input_tokens, run.output_tokens),
-            super::time(run.started_at_ms)
-        );
-    }
-    out
+    )
+}
+
+/// One run's line of the `runs list` table.
+fn row(r: &StoredRun) -> String {
+    let run = &r.run;
+    let steps = run.steps.as_array().map_or(0, Vec::len);
+    format!(
+        "{:>6} {:>6}  {:<20} {:<12} {:>7}  {:<8} {:<9} {:>5} {:>15}  {}\n",
+        r.id,
+        run.job,
+        clip(&run.handler, 20),
+        clip(&run.account, 12),
+        run.attempt,
+        clip(&run.mode, 8),
+        clip(&run.outcome, 9),
+        steps,
+        format!("{}/{}", run.input_tokens, run.output_tokens),
+        super::time(run.started_at_ms)
+    )
 }
 
 /// The readable transcript of `runs show`.
@@ -350,13 +370,13 @@ mod tests {
         assert!(text.contains("... [10 more characters; --json shows all]"));
         assert!(!text.contains(&long));
         assert!(serde_json::to_string(&run).unwrap().contains(&long));
-        let table = table(&[StoredRun {
+        let line = row(&StoredRun {
             run: RunRecord {
                 handler: "a-very-long-handler-name-indeed".into(),
                 ..run.run.clone()
             },
             ..run
-        }]);
-        assert!(table.contains("a-very-long-handler~ "), "{table}");
+        });
+        assert!(line.contains("a-very-long-handler~ "), "{line}");
     }
 }

@@ -7,18 +7,18 @@
 
 use super::AppState;
 use super::extract::{Path, Query, read_body};
-use super::problem::ApiError;
+use super::paging::{Page, page_size};
+use super::problem::{ApiError, Problem};
 use crate::approvals::DecideError;
 use crate::store::{Approval, ApprovalFilter, ApprovalState};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-
-const MAX_LIMIT: u32 = 1000;
+use utoipa::{IntoParams, ToSchema};
 
 /// A decision's body is a name and a reason: anything near this is not one.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -26,40 +26,83 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Who decided, when the body does not say.
 const DEFAULT_DECIDER: &str = "api";
 
-#[derive(Debug, Deserialize)]
+/// Also the query of the next page's `Link`, with `before` replaced.
+#[derive(Debug, Clone, Deserialize, Serialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ApprovalQuery {
+    /// Only approvals in this state.
+    #[param(value_type = Option<ApprovalState>)]
     state: Option<String>,
+    /// Only approvals for this account.
     account: Option<String>,
+    /// Only approvals of this handler.
     handler: Option<String>,
+    /// Only approvals with a smaller `id` (exclusive): the next page of the newest-first list.
     before: Option<i64>,
+    /// Rows per page (default 50; more than 1000 is served as 1000).
+    #[param(minimum = 1)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/approvals",
+    tag = "approvals",
+    operation_id = "list_approvals",
+    params(ApprovalQuery),
+    responses(
+        (status = 200, description = "Held writes, newest first (by `id`)", body = [Approval],
+            headers(("Link" = String, description = "`<...&before=ID>; rel=\"next\"` when the page is full: the same query, one page further"))),
+    )
+)]
 pub async fn list(
     State(app): State<Arc<AppState>>,
     Query(q): Query<ApprovalQuery>,
-) -> Result<Json<Vec<Approval>>, ApiError> {
+) -> Result<Page<Approval>, ApiError> {
     let state = q
         .state
+        .as_deref()
         .map(|s| {
-            ApprovalState::parse(&s).ok_or_else(|| {
+            ApprovalState::parse(s).ok_or_else(|| {
                 ApiError::BadRequest(format!(
                     "state {s:?}: expected pending, executing, approved, failed or rejected"
                 ))
             })
         })
         .transpose()?;
+    let limit = page_size(q.limit)?;
     let filter = ApprovalFilter {
         state,
-        account: q.account,
-        handler: q.handler,
+        account: q.account.clone(),
+        handler: q.handler.clone(),
         before_id: q.before,
-        limit: q.limit.unwrap_or(50).min(MAX_LIMIT),
+        limit,
     };
-    Ok(Json(app.store.list_approvals(&filter).await?))
+    let rows = app.store.list_approvals(&filter).await?;
+    Page::new(
+        "/api/approvals",
+        rows,
+        limit,
+        |a| a.id,
+        |before| ApprovalQuery {
+            before: Some(before),
+            ..q
+        },
+    )
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/approvals/{id}",
+    tag = "approvals",
+    operation_id = "get_approval",
+    params(("id" = i64, Path, description = "The approval's id")),
+    responses(
+        (status = 200, description = "The approval: the held write in full and what became of it", body = Approval),
+        (status = 404, description = "No such approval", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get(
     State(app): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -71,22 +114,47 @@ pub async fn get(
         .ok_or(ApiError::NotFound)
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// An approval decision; an empty body means the defaults.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApproveBody {
+    /// Recorded as the decider (default `api`); not blank, no NUL characters.
+    #[schema(min_length = 1)]
     by: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A rejection; an empty body means the defaults.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RejectBody {
+    /// Recorded as the decider (default `api`); not blank, no NUL characters.
+    #[schema(min_length = 1)]
     by: Option<String>,
+    /// Why, for whoever reads the approval later; no NUL characters.
     reason: Option<String>,
 }
 
 /// 200 with the approval once the write was sent; 502 if the upstream refused it (recorded as
 /// `failed`); 404, 409 (not pending), 422 (the tool is gone or the arguments no longer fit) and
 /// 503 (upstream unavailable) change nothing.
+#[utoipa::path(
+    post,
+    path = "/api/approvals/{id}/approve",
+    tag = "approvals",
+    params(("id" = i64, Path, description = "The pending approval's id")),
+    request_body(content = Option<ApproveBody>, content_type = "application/json",
+        description = "Optional: who decides"),
+    responses(
+        (status = 200, description = "Sent: the approval, now `approved`, with the tool's result", body = Approval),
+        (status = 404, description = "No such approval", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive in time", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not pending (decided, or being sent): nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "A body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Its tool is gone or its arguments no longer fit: still pending", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The upstream refused the write: now `failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The upstream is unavailable (still pending, approve again later), or the store is", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn approve(
     State(app): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -107,6 +175,21 @@ pub async fn approve(
     Ok(Json(approval))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/approvals/{id}/reject",
+    tag = "approvals",
+    params(("id" = i64, Path, description = "The pending approval's id")),
+    request_body(content = Option<RejectBody>, content_type = "application/json",
+        description = "Optional: who decides and why"),
+    responses(
+        (status = 200, description = "Rejected: the approval, never to be sent", body = Approval),
+        (status = 404, description = "No such approval", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive in time", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not pending: nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "A body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn reject(
     State(app): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -116,7 +199,7 @@ pub async fn reject(
     let body = read_body(&headers, body, MAX_BODY_BYTES, app.body_read_timeout).await?;
     let body: RejectBody = optional_json(&body)?;
     let by = decider(body.by)?;
-    let reason = body.reason.filter(|r| !r.trim().is_empty());
+    let reason = without_nul("reason", body.reason)?.filter(|r| !r.trim().is_empty());
     Ok(Json(app.approvals.reject(id, &by, reason).await?))
 }
 
@@ -129,13 +212,24 @@ fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiErr
 }
 
 fn decider(by: Option<String>) -> Result<String, ApiError> {
-    match by {
+    match without_nul("by", by)? {
         None => Ok(DEFAULT_DECIDER.to_string()),
         Some(by) if by.trim().is_empty() => {
             Err(ApiError::BadRequest("by: must not be empty".into()))
         }
         Some(by) => Ok(by.trim().to_string()),
     }
+}
+
+/// Text the store keeps: PostgreSQL text cannot hold a NUL character (the statement would fail,
+/// a 503, even for an approval that does not exist), so it is refused on every store alike.
+fn without_nul(field: &str, text: Option<String>) -> Result<Option<String>, ApiError> {
+    if text.as_deref().is_some_and(|t| t.contains('\0')) {
+        return Err(ApiError::BadRequest(format!(
+            "{field}: must not contain NUL characters"
+        )));
+    }
+    Ok(text)
 }
 
 impl From<DecideError> for ApiError {

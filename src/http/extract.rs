@@ -11,13 +11,20 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
-/// The query string as `T`; unknown keys and bad values are `invalid-query` problems.
+/// The query string as `T`; unknown keys and bad values are `invalid-query` problems, and so is
+/// a NUL character (`%00`): PostgreSQL text cannot hold one, so such a filter would fail the
+/// query there (a 503), while SQLite would run it; refused alike on both.
 pub struct Query<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if parts.uri.query().is_some_and(|q| q.contains("%00")) {
+            return Err(ApiError::InvalidQuery(
+                "query values must not contain NUL characters (%00)".into(),
+            ));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Query(q.0))

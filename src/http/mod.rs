@@ -1,10 +1,12 @@
 //! The HTTP surface: webhook ingestion, health, the `/api/` routes (events, jobs, runs,
-//! approvals) and the `/ui` dashboard.
+//! approvals, and their OpenAPI document) and the `/ui` dashboard.
 
 pub mod access;
 mod api;
 mod approvals;
 mod extract;
+pub mod openapi;
+mod paging;
 pub mod problem;
 mod rejections;
 mod serve;
@@ -70,24 +72,42 @@ pub struct AppState {
     pub draining: CancellationToken,
 }
 
+/// Declares the `/api/` routes once: `api_router` serves exactly these, and `API_ROUTES` lists
+/// them for the test that checks `/api/openapi.json` documents each (a route added here without a
+/// `utoipa::path` in `openapi::ApiDoc` fails it).
+macro_rules! api_routes {
+    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+        /// Every `/api/` route the router serves: (method, path).
+        pub const API_ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn api_router() -> Router<Arc<AppState>> {
+            Router::new()$(.route($path, axum::routing::$method($handler)))*
+        }
+    };
+}
+
+api_routes! {
+    get "/api/events" => api::list_events,
+    get "/api/jobs" => api::list_jobs,
+    get "/api/jobs/{id}" => api::get_job,
+    post "/api/jobs/{id}/retry" => api::retry_job,
+    get "/api/runs" => api::list_runs,
+    get "/api/runs/{id}" => api::get_run,
+    get "/api/approvals" => approvals::list,
+    get "/api/approvals/{id}" => approvals::get,
+    post "/api/approvals/{id}/approve" => approvals::approve,
+    post "/api/approvals/{id}/reject" => approvals::reject,
+    get "/api/openapi.json" => openapi::openapi_json,
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
     // The admin API reads everything stored and can send approved writes: behind the token when
-    // one is configured. Webhooks authenticate by signature, health checks need nothing.
-    let api = Router::new()
-        .route("/api/events", get(api::list_events))
-        .route("/api/jobs", get(api::list_jobs))
-        .route("/api/jobs/{id}", get(api::get_job))
-        .route("/api/jobs/{id}/retry", post(api::retry_job))
-        .route("/api/runs", get(api::list_runs))
-        .route("/api/runs/{id}", get(api::get_run))
-        .route("/api/approvals", get(approvals::list))
-        .route("/api/approvals/{id}", get(approvals::get))
-        .route("/api/approvals/{id}/approve", post(approvals::approve))
-        .route("/api/approvals/{id}/reject", post(approvals::reject))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            require_api_token,
-        ));
+    // one is configured (its OpenAPI document too: it is part of the API). Webhooks authenticate
+    // by signature, health checks need nothing.
+    let api = api_router().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        require_api_token,
+    ));
     let ui = ui::routes(state.clone());
     let metrics = Router::new().route("/metrics", get(metrics));
     let metrics = if state.metrics_public {

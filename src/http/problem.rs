@@ -13,12 +13,19 @@ pub fn problem_type(slug: &str) -> String {
     format!("urn:hookwise:problem:{slug}")
 }
 
-#[derive(Debug, Serialize)]
+/// An RFC 9457 problem, served as `application/problem+json`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// Stable per kind of failure: `urn:hookwise:problem:<slug>` (`not-found`, `invalid-query`,
+    /// `unauthorized`, `conflict`, `store-unavailable`, ...).
     #[serde(rename = "type")]
+    #[schema(example = "urn:hookwise:problem:not-found")]
     pub kind: String,
+    /// A short summary of the kind, the same for every problem of that `type`.
     pub title: &'static str,
+    /// The HTTP status code, repeated.
     pub status: u16,
+    /// What went wrong with this request, when there is more to say.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }

@@ -5,6 +5,7 @@
 use super::{JobId, StoreError};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// How long an approval may stay `executing` before another approver may take it over: its
 /// executor is presumed dead (a crashed CLI, a replica killed mid-call). Longer than any one
@@ -13,7 +14,7 @@ use serde_json::Value;
 pub const EXECUTION_LEASE_MS: i64 = 15 * 60 * 1000;
 
 /// Where an approval is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ApprovalState {
     /// Waiting for a person.
@@ -54,7 +55,7 @@ impl ApprovalState {
 
 /// A write held for approval, as the agent records it. The account, subject and key come from
 /// the job; only `tool`'s arguments came from the model, and they passed its schema.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, ToSchema)]
 pub struct NewApproval {
     pub job: JobId,
     /// The job's attempt whose run asked for the write: with `job`, it finds the run.
@@ -74,7 +75,7 @@ pub struct NewApproval {
 }
 
 /// A stored approval.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Approval {
     pub id: i64,
     #[serde(flatten)]

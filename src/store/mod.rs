@@ -22,6 +22,7 @@ pub use crate::telemetry::metrics::QueueGauges;
 use async_trait::async_trait;
 use serde::Serialize;
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 /// One event to commit, with what routing decided for it.
 #[derive(Debug, Clone)]
@@ -53,7 +54,7 @@ impl Disposition {
 }
 
 /// What ingest did with an event, as stored in `events.status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EventStatus {
     /// Started or joined jobs.
@@ -100,7 +101,7 @@ pub struct Route {
 }
 
 /// A job's lifecycle state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Pending,
@@ -165,7 +166,17 @@ impl JobState {
 
 /// Newtype for job ids: they are not event sequence numbers.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    serde::Deserialize,
+    ToSchema,
 )]
 #[serde(transparent)]
 pub struct JobId(pub i64);
@@ -177,7 +188,7 @@ impl std::fmt::Display for JobId {
 }
 
 /// A job as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct JobRecord {
     pub id: JobId,
     pub handler: String,
@@ -200,7 +211,7 @@ pub struct JobRecord {
 }
 
 /// A job with every event it coalesced, oldest first (the last is the latest state).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct JobWithEvents {
     pub job: JobRecord,
     pub events: Vec<StoredEvent>,
@@ -229,7 +240,7 @@ pub enum JobFinish {
 }
 
 /// What `jobs retry` did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case", tag = "result", content = "job")]
 pub enum RetryResult {
     /// The job is pending again.
@@ -265,10 +276,14 @@ pub struct IngestOutcome {
 }
 
 /// An event as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct StoredEvent {
+    /// The event's key: `before` pages by it.
     pub seq: i64,
+    #[schema(value_type = String)]
     pub source: SourceName,
+    /// The sender's delivery or event id; unique per source.
+    #[schema(value_type = String)]
     pub event_id: EventId,
     pub kind: String,
     pub account: String,
@@ -277,6 +292,7 @@ pub struct StoredEvent {
     pub received_at_ms: i64,
     pub status: EventStatus,
     pub status_reason: Option<String>,
+    /// The body as the sender posted it (JSON text, in a string).
     pub payload: String,
     /// The W3C `traceparent` of the request that delivered it, when traces were exported.
     pub trace_context: Option<String>,
@@ -455,13 +471,23 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// The row count a list query uses: 0 (unset) means the default page of 50; at most 10,000.
+/// The row count a list query uses: 0 (unset) means the default page of 50; at most 10,000, so one
+/// call never loads a whole table. Callers that want more page by key (`before`): the HTTP API
+/// answers at most 1,000 with a `Link` to the next page, the CLI reads pages of `cli::pages`.
 pub(crate) fn page_limit(limit: u32) -> i64 {
     if limit == 0 {
         50
     } else {
         i64::from(limit.min(10_000))
     }
+}
+
+/// The exclusive upper bound a list query pages from: `key < before`, newest first. Without
+/// `before` it is the largest key, rather than `(? IS NULL OR key < ?)`: that form hides the range
+/// from the planner (SQLite scans the table, a PostgreSQL generic plan filters), while a plain
+/// range on the primary key seeks straight to the page however deep it is.
+pub(crate) fn before_key(before: Option<i64>) -> i64 {
+    before.unwrap_or(i64::MAX)
 }
 
 /// Reads a stored job state; an unknown one is an error, never silently another state.
@@ -489,7 +515,7 @@ pub(crate) fn tokens_column(n: u64) -> i64 {
 }
 
 /// One agent run of a job, as the agent reports it: who, when, how it ended, and the transcript.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, ToSchema)]
 pub struct RunRecord {
     pub job: JobId,
     pub handler: String,
@@ -514,7 +540,7 @@ pub struct RunRecord {
 }
 
 /// A stored run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct StoredRun {
     pub id: i64,
     #[serde(flatten)]

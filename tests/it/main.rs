@@ -17,6 +17,8 @@ mod layering;
 mod llm;
 mod log_safety;
 mod metrics;
+mod openapi;
+mod paging;
 mod planhat;
 mod prune;
 mod real_llm;

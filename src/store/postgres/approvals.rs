@@ -98,23 +98,28 @@ pub async fn create(
     }
 }
 
+/// Newest first from `$4` down (exclusive): a range on the primary key, never an offset.
+pub(super) fn list_sql() -> String {
+    format!(
+        "SELECT {COLUMNS} FROM approvals
+         WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR account = $2)
+           AND ($3::text IS NULL OR handler = $3) AND id < $4
+         ORDER BY id DESC LIMIT $5"
+    )
+}
+
 pub async fn list(
     conn: &mut PgConnection,
     filter: &ApprovalFilter,
 ) -> Result<Vec<Approval>, StoreError> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM approvals
-         WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR account = $2)
-           AND ($3::text IS NULL OR handler = $3) AND ($4::bigint IS NULL OR id < $4)
-         ORDER BY id DESC LIMIT $5"
-    )))
-    .bind(filter.state.map(ApprovalState::as_str))
-    .bind(&filter.account)
-    .bind(&filter.handler)
-    .bind(filter.before_id)
-    .bind(crate::store::page_limit(filter.limit))
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(list_sql()))
+        .bind(filter.state.map(ApprovalState::as_str))
+        .bind(&filter.account)
+        .bind(&filter.handler)
+        .bind(crate::store::before_key(filter.before_id))
+        .bind(crate::store::page_limit(filter.limit))
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter().map(from_row).collect()
 }
 

@@ -457,22 +457,27 @@ pub async fn of_event(conn: &mut PgConnection, seq: i64) -> Result<Vec<JobRecord
     Ok(rows.iter().map(job_from_row).collect::<Result<_, _>>()?)
 }
 
+/// Newest first from `$4` down (exclusive): a range on the primary key, never an offset.
+pub(super) fn list_sql() -> String {
+    format!(
+        "SELECT {JOB_COLUMNS} FROM jobs j
+         WHERE ($1::text IS NULL OR j.state = $1) AND ($2::text IS NULL OR j.account = $2)
+           AND ($3::text IS NULL OR j.handler = $3) AND j.id < $4
+         ORDER BY j.id DESC LIMIT $5"
+    )
+}
+
 pub async fn list(
     conn: &mut PgConnection,
     filter: &JobFilter,
 ) -> Result<Vec<JobRecord>, StoreError> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {JOB_COLUMNS} FROM jobs j
-         WHERE ($1::text IS NULL OR j.state = $1) AND ($2::text IS NULL OR j.account = $2)
-           AND ($3::text IS NULL OR j.handler = $3) AND ($4::bigint IS NULL OR j.id < $4)
-         ORDER BY j.id DESC LIMIT $5"
-    )))
-    .bind(filter.state.map(JobState::as_str))
-    .bind(&filter.account)
-    .bind(&filter.handler)
-    .bind(filter.before_id)
-    .bind(crate::store::page_limit(filter.limit))
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(list_sql()))
+        .bind(filter.state.map(JobState::as_str))
+        .bind(&filter.account)
+        .bind(&filter.handler)
+        .bind(crate::store::before_key(filter.before_id))
+        .bind(crate::store::page_limit(filter.limit))
+        .fetch_all(&mut *conn)
+        .await?;
     Ok(rows.iter().map(job_from_row).collect::<Result<_, _>>()?)
 }

@@ -482,26 +482,18 @@ impl Store for PostgresStore {
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM events
-             WHERE ($1::text IS NULL OR source = $1) AND ($2::text IS NULL OR account = $2)
-               AND ($3::text IS NULL OR kind = $3) AND ($4::bigint IS NULL OR seq < $4)
-               AND ($6::text IS NULL OR subject = $6) AND ($7::text IS NULL OR status = $7)
-               AND ($8::bigint IS NULL OR received_at >= $8)
-               AND ($9::bigint IS NULL OR received_at < $9)
-             ORDER BY seq DESC LIMIT $5",
-        )
-        .bind(&filter.source)
-        .bind(&filter.account)
-        .bind(&filter.kind)
-        .bind(filter.before_seq)
-        .bind(crate::store::page_limit(filter.limit))
-        .bind(&filter.subject)
-        .bind(filter.status.map(EventStatus::as_str))
-        .bind(filter.since_ms)
-        .bind(filter.until_ms)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(LIST_EVENTS)
+            .bind(&filter.source)
+            .bind(&filter.account)
+            .bind(&filter.kind)
+            .bind(crate::store::before_key(filter.before_seq))
+            .bind(crate::store::page_limit(filter.limit))
+            .bind(&filter.subject)
+            .bind(filter.status.map(EventStatus::as_str))
+            .bind(filter.since_ms)
+            .bind(filter.until_ms)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(event_from_row).collect::<Result<_, _>>()?)
     }
 
@@ -727,9 +719,17 @@ impl Store for PostgresStore {
     }
 }
 
+/// Newest first from `$4` down (exclusive): a range on the primary key, never an offset.
+const LIST_EVENTS: &str = "SELECT * FROM events
+     WHERE ($1::text IS NULL OR source = $1) AND ($2::text IS NULL OR account = $2)
+       AND ($3::text IS NULL OR kind = $3) AND seq < $4
+       AND ($6::text IS NULL OR subject = $6) AND ($7::text IS NULL OR status = $7)
+       AND ($8::bigint IS NULL OR received_at >= $8) AND ($9::bigint IS NULL OR received_at < $9)
+     ORDER BY seq DESC LIMIT $5";
+
 #[cfg(test)]
 mod tests {
-    use super::split_schema;
+    use super::*;
 
     #[test]
     fn the_schema_parameter_is_removed_and_checked() {
@@ -751,5 +751,67 @@ mod tests {
         );
         assert!(split("postgres://u@h/db?schema=x;drop").is_err());
         assert!(split("postgres://u@h/db?schema=Upper").is_err());
+    }
+
+    /// Every list pages by key here too: even the generic plan a prepared statement settles on
+    /// after a few runs seeks into the primary key below `before` (an index condition), rather
+    /// than filtering out every newer row. Runs when HOOKWISE_TEST_POSTGRES_URL is set.
+    #[tokio::test]
+    async fn list_statements_seek_the_primary_key_below_before() {
+        let Some(base) = std::env::var("HOOKWISE_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            eprintln!("skipped: HOOKWISE_TEST_POSTGRES_URL not set (postgres list plans)");
+            return;
+        };
+        let schema = format!("hw_plan_{:016x}", fastrand::u64(..));
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let store = PostgresStore::open(&format!("{base}{sep}schema={schema}"))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let mut conn = store.pool.acquire().await.unwrap();
+        // A generic plan (what a prepared statement settles on) cannot fold `$4 IS NULL` away;
+        // with the alternatives off, a range it cannot see shows as a filter on a backward scan
+        // of the whole index rather than as its index condition.
+        sqlx::raw_sql(
+            "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off;
+             SET enable_bitmapscan = off; SET enable_sort = off",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        let mut plans = Vec::new();
+        for (n, (key, first, sql)) in [
+            ("seq", "text", LIST_EVENTS.to_string()),
+            ("id", "text", jobs::list_sql()),
+            ("id", "bigint", runs::list_sql()),
+            ("id", "text", approvals::list_sql()),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "PREPARE list_{n} ({first}, text, text, bigint, bigint) AS {sql};
+                 EXPLAIN EXECUTE list_{n} (NULL, NULL, NULL, 100, 50)"
+            )))
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+            let plan: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            plans.push((key, plan.join("\n")));
+        }
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        for (key, plan) in plans {
+            assert!(
+                plan.contains("Index Scan Backward")
+                    && plan.contains(&format!("Index Cond: ({key} < $4)")),
+                "{plan}"
+            );
+        }
     }
 }

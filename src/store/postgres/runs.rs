@@ -108,22 +108,27 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<StoredRun>, 
     row.as_ref().map(from_row).transpose()
 }
 
+/// Newest first from `$4` down (exclusive): a range on the primary key, never an offset.
+pub(super) fn list_sql() -> String {
+    format!(
+        "SELECT {RUN_COLUMNS} FROM runs
+         WHERE ($1::bigint IS NULL OR job_id = $1) AND ($2::text IS NULL OR handler = $2)
+           AND ($3::text IS NULL OR account = $3) AND id < $4
+         ORDER BY id DESC LIMIT $5"
+    )
+}
+
 pub async fn list(
     conn: &mut PgConnection,
     filter: &RunFilter,
 ) -> Result<Vec<StoredRun>, StoreError> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {RUN_COLUMNS} FROM runs
-         WHERE ($1::bigint IS NULL OR job_id = $1) AND ($2::text IS NULL OR handler = $2)
-           AND ($3::text IS NULL OR account = $3) AND ($4::bigint IS NULL OR id < $4)
-         ORDER BY id DESC LIMIT $5"
-    )))
-    .bind(filter.job.map(|j| j.0))
-    .bind(&filter.handler)
-    .bind(&filter.account)
-    .bind(filter.before_id)
-    .bind(crate::store::page_limit(filter.limit))
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(list_sql()))
+        .bind(filter.job.map(|j| j.0))
+        .bind(&filter.handler)
+        .bind(&filter.account)
+        .bind(crate::store::before_key(filter.before_id))
+        .bind(crate::store::page_limit(filter.limit))
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter().map(from_row).collect()
 }

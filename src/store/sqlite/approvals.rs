@@ -114,20 +114,25 @@ pub fn create(conn: &Connection, a: &NewApproval) -> Result<ApprovalCreated, Sto
     }
 }
 
+/// Newest first from `?4` down (exclusive): a range on the primary key, never an offset.
+pub(super) fn list_sql() -> String {
+    format!(
+        "SELECT {COLUMNS} FROM approvals
+         WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR account = ?2)
+           AND (?3 IS NULL OR handler = ?3) AND id < ?4
+         ORDER BY id DESC LIMIT ?5"
+    )
+}
+
 pub fn list(conn: &Connection, filter: &ApprovalFilter) -> Result<Vec<Approval>, StoreError> {
     let rows: Vec<Row> = conn
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM approvals
-             WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR account = ?2)
-               AND (?3 IS NULL OR handler = ?3) AND (?4 IS NULL OR id < ?4)
-             ORDER BY id DESC LIMIT ?5"
-        ))?
+        .prepare_cached(&list_sql())?
         .query_map(
             params![
                 filter.state.map(ApprovalState::as_str),
                 filter.account,
                 filter.handler,
-                filter.before_id,
+                crate::store::before_key(filter.before_id),
                 crate::store::page_limit(filter.limit)
             ],
             from_row,

@@ -360,20 +360,25 @@ pub fn of_event(conn: &Connection, seq: i64) -> Result<Vec<JobRecord>, StoreErro
     Ok(rows)
 }
 
+/// Newest first from `?4` down (exclusive): a range on the primary key, never an offset.
+pub(super) fn list_sql() -> String {
+    format!(
+        "SELECT {JOB_COLUMNS} FROM jobs j
+         WHERE (?1 IS NULL OR j.state = ?1) AND (?2 IS NULL OR j.account = ?2)
+           AND (?3 IS NULL OR j.handler = ?3) AND j.id < ?4
+         ORDER BY j.id DESC LIMIT ?5"
+    )
+}
+
 pub fn list(conn: &Connection, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
     let rows = conn
-        .prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs j
-             WHERE (?1 IS NULL OR j.state = ?1) AND (?2 IS NULL OR j.account = ?2)
-               AND (?3 IS NULL OR j.handler = ?3) AND (?4 IS NULL OR j.id < ?4)
-             ORDER BY j.id DESC LIMIT ?5"
-        ))?
+        .prepare_cached(&list_sql())?
         .query_map(
             params![
                 filter.state.map(JobState::as_str),
                 filter.account,
                 filter.handler,
-                filter.before_id,
+                crate::store::before_key(filter.before_id),
                 crate::store::page_limit(filter.limit)
             ],
             job_from_row,

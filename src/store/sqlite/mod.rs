@@ -352,20 +352,13 @@ impl Store for SqliteStore {
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
         let filter = filter.clone();
         self.call(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT * FROM events
-                 WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR account = ?2)
-                   AND (?3 IS NULL OR kind = ?3) AND (?4 IS NULL OR seq < ?4)
-                   AND (?6 IS NULL OR subject = ?6) AND (?7 IS NULL OR status = ?7)
-                   AND (?8 IS NULL OR received_at >= ?8) AND (?9 IS NULL OR received_at < ?9)
-                 ORDER BY seq DESC LIMIT ?5",
-            )?;
+            let mut stmt = conn.prepare_cached(LIST_EVENTS)?;
             let rows = stmt.query_map(
                 params![
                     filter.source,
                     filter.account,
                     filter.kind,
-                    filter.before_seq,
+                    crate::store::before_key(filter.before_seq),
                     crate::store::page_limit(filter.limit),
                     filter.subject,
                     filter.status.map(EventStatus::as_str),
@@ -691,6 +684,14 @@ impl Store for SqliteStore {
     }
 }
 
+/// Newest first from `?4` down (exclusive): a range on the primary key, never an offset.
+const LIST_EVENTS: &str = "SELECT * FROM events
+     WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR account = ?2)
+       AND (?3 IS NULL OR kind = ?3) AND seq < ?4
+       AND (?6 IS NULL OR subject = ?6) AND (?7 IS NULL OR status = ?7)
+       AND (?8 IS NULL OR received_at >= ?8) AND (?9 IS NULL OR received_at < ?9)
+     ORDER BY seq DESC LIMIT ?5";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -828,5 +829,38 @@ mod tests {
             again <= full + full / 20,
             "reused: {full} pages, then {again}"
         );
+    }
+
+    /// Every list pages by key: each statement seeks into the primary key below `before`, so a
+    /// deep page costs what the first one does (no scan past the newer rows, no OFFSET).
+    #[tokio::test]
+    async fn list_statements_seek_the_primary_key_below_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("hookwise.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let statements = [
+            ("events", LIST_EVENTS.to_string()),
+            ("jobs", jobs::list_sql()),
+            ("runs", runs::list_sql()),
+            ("approvals", approvals::list_sql()),
+        ];
+        for (table, sql) in statements {
+            let plan = store
+                .call(move |conn| {
+                    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    let rows = stmt.query_map(
+                        params![None::<String>, None::<String>, None::<String>, 100, 50],
+                        |r| r.get::<_, String>(3),
+                    )?;
+                    Ok(rows.collect::<Result<Vec<_>, _>>()?.join("; "))
+                })
+                .await
+                .unwrap();
+            assert!(
+                plan.contains("USING INTEGER PRIMARY KEY (rowid<?)") && !plan.contains("SCAN"),
+                "{table}: {plan}"
+            );
+        }
     }
 }

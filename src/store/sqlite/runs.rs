@@ -117,20 +117,25 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<StoredRun>, StoreError> 
         .transpose()
 }
 
+/// Newest first from `?4` down (exclusive): a range on the primary key, never an offset.
+pub(super) fn list_sql() -> String {
+    format!(
+        "SELECT {RUN_COLUMNS} FROM runs
+         WHERE (?1 IS NULL OR job_id = ?1) AND (?2 IS NULL OR handler = ?2)
+           AND (?3 IS NULL OR account = ?3) AND id < ?4
+         ORDER BY id DESC LIMIT ?5"
+    )
+}
+
 pub fn list(conn: &Connection, filter: &RunFilter) -> Result<Vec<StoredRun>, StoreError> {
     let rows: Vec<Row> = conn
-        .prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs
-             WHERE (?1 IS NULL OR job_id = ?1) AND (?2 IS NULL OR handler = ?2)
-               AND (?3 IS NULL OR account = ?3) AND (?4 IS NULL OR id < ?4)
-             ORDER BY id DESC LIMIT ?5"
-        ))?
+        .prepare_cached(&list_sql())?
         .query_map(
             params![
                 filter.job.map(|j| j.0),
                 filter.handler,
                 filter.account,
-                filter.before_id,
+                crate::store::before_key(filter.before_id),
                 crate::store::page_limit(filter.limit)
             ],
             from_row,
