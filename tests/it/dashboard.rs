@@ -308,7 +308,7 @@ async fn every_page_shows_the_scene() {
     }
     let events = get("/ui/events?source=happyfox&status=routed").await;
     assert_eq!(
-        events.matches("happyfox.ticket.created").count(),
+        events.matches("<td>happyfox.ticket.created</td>").count(),
         2,
         "{events}"
     );

@@ -154,7 +154,7 @@ pub async fn show(
         }
         h2 { "Writes sent upstream" }
         @if actions.is_empty() {
-            p.empty { "None: every write of this job's runs is in the journal, and there is none." }
+            p.empty { "None: no run of this job has sent a write upstream." }
         } @else {
             (journal(&actions, now))
         }
