@@ -8,8 +8,8 @@ use super::extract::{Path, Query};
 use super::paging::{Page, page_size};
 use super::problem::ApiError;
 use crate::store::{
-    EventFilter, JobFilter, JobId, JobRecord, JobState, JobWithEvents, RetryResult, RunFilter,
-    StoredEvent, StoredRun,
+    EventFilter, EventStatus, JobFilter, JobId, JobRecord, JobState, JobWithEvents, RetryResult,
+    RunFilter, StoredEvent, StoredRun,
 };
 use axum::Json;
 use axum::extract::State;
@@ -29,6 +29,14 @@ pub struct EventQuery {
     account: Option<String>,
     /// Only events of this kind, e.g. `happyfox.ticket.updated`.
     kind: Option<String>,
+    /// Only events about this subject (a ticket, a company).
+    subject: Option<String>,
+    /// Only events with this status: `routed`, `unrouted` or `ignored`.
+    status: Option<String>,
+    /// Only events received at or after this time (Unix milliseconds).
+    since: Option<i64>,
+    /// Only events received before this time (Unix milliseconds).
+    until: Option<i64>,
     /// Only events with a smaller `seq` (exclusive): the next page of the newest-first list.
     before: Option<i64>,
     /// Rows per page (default 50; more than 1000 is served as 1000).
@@ -52,13 +60,27 @@ pub async fn list_events(
     Query(q): Query<EventQuery>,
 ) -> Result<Page<StoredEvent>, ApiError> {
     let limit = page_size(q.limit)?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            EventStatus::parse(s).ok_or_else(|| {
+                ApiError::InvalidQuery(format!(
+                    "status {s:?}: expected routed, unrouted or ignored"
+                ))
+            })
+        })
+        .transpose()?;
     let filter = EventFilter {
         source: q.source.clone(),
         account: q.account.clone(),
         kind: q.kind.clone(),
+        subject: q.subject.clone(),
+        status,
+        since_ms: q.since,
+        until_ms: q.until,
         before_seq: q.before,
         limit,
-        ..EventFilter::default()
     };
     let rows = app.store.list_events(&filter).await?;
     Page::new(

@@ -358,6 +358,31 @@ async fn every_page_shows_the_scene() {
     assert!(handlers.contains("happyfox.add_private_note"));
     assert!(handlers.contains("approve"));
 
+    // The API filters the same way.
+    let (status, body) = read(
+        client
+            .get(format!(
+                "{}/api/events?status=routed&subject=143",
+                s.app.url
+            ))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.as_array().unwrap().len(), 1, "{body}");
+    let (status, body) = read(
+        client
+            .get(format!("{}/api/events?status=lost", s.app.url))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["type"], "urn:hookwise:problem:invalid-query");
+
     let missing = client
         .get(format!("{}/ui/jobs/999999", s.app.url))
         .send()
