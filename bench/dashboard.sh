@@ -69,7 +69,7 @@ SELECT id, handler, account, 1, 'live', 'gpt-4o-mini', finished_at - 500, finish
        '[{"type":"system","text":"You triage."},{"type":"user","text":"Ticket"},{"type":"assistant","text":"","tool_calls":[{"id":"c1","name":"happyfox.get_ticket","arguments":{"ticket_id":1}}]},{"type":"tool_result","call_id":"c1","name":"happyfox.get_ticket","result":{"status":"open"}},{"type":"assistant","text":"Done."}]'
 FROM jobs WHERE finished_at IS NOT NULL;
 INSERT INTO approvals (job_id, attempt, call_id, handler, account, subject, tool, arguments, idempotency_key, state, created_at, updated_at)
-SELECT i * 7, 1, 'c2', 'triage', 'acct-' || (i % 50), 't-' || i, 'happyfox.add_private_note',
+SELECT 1 + (i * 7) % $JOBS, 1, 'c2', 'triage', 'acct-' || (i % 50), 't-' || i, 'happyfox.add_private_note',
        '{"ticket_id":' || i || ',"html":"<p>note</p>"}', 'job-' || (i * 7) || '/step-2/call-0',
        CASE WHEN i % 2 = 0 THEN 'pending' ELSE 'approved' END, $NOW, $NOW
 FROM n WHERE i <= 1000;
@@ -77,8 +77,8 @@ SQL
 }
 
 pages=(
-  "/ui" "/ui/events" "/ui/events?before=500000" "/ui/events?status=ignored" "/ui/events?account=acct-7"
-  "/ui/events?subject=t-1234" "/ui/events/500000" "/ui/jobs" "/ui/jobs?state=dead" "/ui/jobs?handler=triage&before=50000"
+  "/ui" "/ui/events" "/ui/events?before=$((EVENTS / 2))" "/ui/events?status=ignored" "/ui/events?account=acct-7"
+  "/ui/events?subject=t-1234" "/ui/events/$((EVENTS / 2))" "/ui/jobs" "/ui/jobs?state=dead" "/ui/jobs?handler=triage&before=$((JOBS / 2))"
   "/ui/jobs/$((JOBS / 2))" "/ui/dead" "/ui/dead/retry" "/ui/approvals" "/ui/handlers"
 )
 
@@ -87,7 +87,7 @@ measure() { # measure LABEL
   server_pid=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
   printf '\n%s (%s events, %s jobs): ms per page, median and slowest of %s\n' "$1" "$EVENTS" "$JOBS" "$RUNS"
-  printf '%-42s %8s %8s %6s\n' page median max status
+  printf '%-44s %8s %8s %6s\n' page median max status
   for p in "${pages[@]}"; do
     curl -s -o /dev/null "http://127.0.0.1:$PORT$p"
     times=()
@@ -97,7 +97,7 @@ measure() { # measure LABEL
       times+=("$(awk -v s="${t#* }" 'BEGIN { printf "%.1f", s * 1000 }')")
     done
     sorted=$(printf '%s\n' "${times[@]}" | sort -n)
-    printf '%-42s %8s %8s %6s\n' "$p" "$(echo "$sorted" | sed -n "$(( (RUNS + 1) / 2 ))p")" "$(echo "$sorted" | tail -n 1)" "$status"
+    printf '%-44s %8s %8s %6s\n' "$p" "$(echo "$sorted" | sed -n "$(( (RUNS + 1) / 2 ))p")" "$(echo "$sorted" | tail -n 1)" "$status"
   done
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 }
@@ -105,7 +105,7 @@ measure() { # measure LABEL
 NOW=$(($(date +%s) * 1000))
 
 config "sqlite://$tmp/dash.db"
-./target/release/hookwise --config "$tmp/hookwise.toml" migrate >/dev/null
+./target/release/hookwise --config "$tmp/hookwise.toml" migrate >/dev/null 2>&1
 echo "seeding SQLite..."
 { echo "PRAGMA journal_mode=WAL; BEGIN;"
   seed_sql "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < $EVENTS) SELECT i FROM c"
@@ -119,7 +119,7 @@ if [ -n "${HOOKWISE_TEST_POSTGRES_URL:-}" ]; then
   url="$HOOKWISE_TEST_POSTGRES_URL"
   sep='?'; case "$url" in *\?*) sep='&';; esac
   config "$url${sep}schema=$schema"
-  ./target/release/hookwise --config "$tmp/hookwise.toml" migrate >/dev/null
+  ./target/release/hookwise --config "$tmp/hookwise.toml" migrate >/dev/null 2>&1
   echo "seeding PostgreSQL..."
   { echo "SET search_path TO $schema; BEGIN;"
     seed_sql "SELECT generate_series(1, $EVENTS) AS i"
