@@ -136,6 +136,16 @@ fn planhat_company_and_ticket_events() {
 }
 
 #[test]
+fn a_blank_planhat_idempotency_key_is_refused_not_replaced() {
+    for blank in ["", "   "] {
+        let body = json!({"event": "company.updated", "idempotencyKey": blank,
+                          "object": {"_id": "c1", "updatedAt": "2024-01-01T00:00:00Z"}});
+        let e = normalize(by_kind("planhat"), &body, &opts()).unwrap_err();
+        assert!(e.contains("idempotencyKey is blank"), "{e}");
+    }
+}
+
+#[test]
 fn truto_record_event() {
     let body = json!({
         "id": "evt-1", "event": "record:created", "environment_id": "env", "webhook_id": "wh",

@@ -60,13 +60,22 @@ where
 
 struct Fields<'a>(&'a mut Map<String, Value>);
 
+/// A logged text cut after `MAX_VALUE_CHARS` characters, as the text format does: values may
+/// come from senders, and one line must not carry a whole payload.
+fn capped(text: &str) -> String {
+    match text.char_indices().nth(super::text::MAX_VALUE_CHARS) {
+        None => text.to_string(),
+        Some((at, _)) => format!("{}…", &text[..at]),
+    }
+}
+
 impl Visit for Fields<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.0
-            .insert(field.name().into(), format!("{value:?}").into());
+            .insert(field.name().into(), capped(&format!("{value:?}")).into());
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
+        self.0.insert(field.name().into(), capped(value).into());
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().into(), value.into());
@@ -79,5 +88,20 @@ impl Visit for Fields<'_> {
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.0.insert(field.name().into(), value.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_capped_like_the_text_format() {
+        let limit = super::super::text::MAX_VALUE_CHARS;
+        assert_eq!(capped("short"), "short");
+        let long = "é".repeat(limit + 10);
+        let cut = capped(&long);
+        assert_eq!(cut.chars().count(), limit + 1);
+        assert!(cut.ends_with('…'));
     }
 }

@@ -44,6 +44,19 @@ pub fn normalize(payload: &Value) -> Result<Normalized, String> {
     subject_pointers.push("/object/_id");
     let subject = first_id(payload, &subject_pointers);
 
+    // A key given but blank is a sender's mistake: every such delivery would share one id and
+    // all but the first be dropped as duplicates.
+    for key in ["idempotencyKey", "idempotency_key"] {
+        if payload
+            .get(key)
+            .and_then(Value::as_str)
+            .is_some_and(|k| k.trim().is_empty())
+        {
+            return Err(format!(
+                "{key} is blank: give each delivery its own key, or leave it out"
+            ));
+        }
+    }
     let id = first_id(payload, &["/idempotencyKey", "/idempotency_key"]).or_else(|| {
         let object = object?;
         let id = first_id(object, &["/_id"])?;
