@@ -783,18 +783,21 @@ mod tests {
         .await
         .unwrap();
         let mut plans = Vec::new();
-        for (n, (key, first, sql)) in [
-            ("seq", "text", LIST_EVENTS.to_string()),
-            ("id", "text", jobs::list_sql()),
-            ("id", "bigint", runs::list_sql()),
-            ("id", "text", approvals::list_sql()),
+        // The common five parameters (three filters, before, limit), then any further filters
+        // (events: subject, status, since, until), unset.
+        let events_more = (", text, text, bigint, bigint", ", NULL, NULL, NULL, NULL");
+        for (n, (key, first, sql, (more_types, more_values))) in [
+            ("seq", "text", LIST_EVENTS.to_string(), events_more),
+            ("id", "text", jobs::list_sql(), ("", "")),
+            ("id", "bigint", runs::list_sql(), ("", "")),
+            ("id", "text", approvals::list_sql(), ("", "")),
         ]
         .into_iter()
         .enumerate()
         {
             let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "PREPARE list_{n} ({first}, text, text, bigint, bigint) AS {sql};
-                 EXPLAIN EXECUTE list_{n} (NULL, NULL, NULL, 100, 50)"
+                "PREPARE list_{n} ({first}, text, text, bigint, bigint{more_types}) AS {sql};
+                 EXPLAIN EXECUTE list_{n} (NULL, NULL, NULL, 100, 50{more_values})"
             )))
             .fetch_all(&mut *conn)
             .await

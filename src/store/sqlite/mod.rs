@@ -848,11 +848,14 @@ mod tests {
         for (table, sql) in statements {
             let plan = store
                 .call(move |conn| {
+                    use rusqlite::types::Value::{Integer, Null};
                     let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
-                    let rows = stmt.query_map(
-                        params![None::<String>, None::<String>, None::<String>, 100, 50],
-                        |r| r.get::<_, String>(3),
-                    )?;
+                    // The common five (three filters, before, limit); any further filters unset.
+                    let mut values = vec![Null, Null, Null, Integer(100), Integer(50)];
+                    values.resize(stmt.parameter_count(), Null);
+                    let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
+                        r.get::<_, String>(3)
+                    })?;
                     Ok(rows.collect::<Result<Vec<_>, _>>()?.join("; "))
                 })
                 .await
