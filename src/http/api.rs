@@ -8,8 +8,8 @@ use super::extract::{Path, Query};
 use super::paging::{Page, page_size};
 use super::problem::ApiError;
 use crate::store::{
-    EventFilter, EventStatus, JobFilter, JobId, JobRecord, JobState, JobWithEvents, RetryResult,
-    RunFilter, StoredEvent, StoredRun,
+    EventFilter, JobFilter, JobId, JobRecord, JobState, JobWithEvents, RetryResult, RunFilter,
+    StoredEvent, StoredRun,
 };
 use axum::Json;
 use axum::extract::State;
@@ -63,14 +63,9 @@ pub async fn list_events(
     let status = q
         .status
         .as_deref()
-        .map(|s| {
-            EventStatus::parse(s).ok_or_else(|| {
-                ApiError::InvalidQuery(format!(
-                    "status {s:?}: expected routed, unrouted or ignored"
-                ))
-            })
-        })
-        .transpose()?;
+        .map(super::extract::event_status)
+        .transpose()
+        .map_err(ApiError::InvalidQuery)?;
     let filter = EventFilter {
         source: q.source.clone(),
         account: q.account.clone(),
@@ -131,14 +126,9 @@ pub async fn list_jobs(
     let state = q
         .state
         .as_deref()
-        .map(|s| {
-            JobState::parse(s).ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "state {s:?}: expected pending, running, done, dead or merged"
-                ))
-            })
-        })
-        .transpose()?;
+        .map(super::extract::job_state)
+        .transpose()
+        .map_err(ApiError::BadRequest)?;
     let limit = page_size(q.limit)?;
     let filter = JobFilter {
         state,
@@ -200,20 +190,25 @@ pub async fn retry_job(
         .store
         .retry_job(JobId(id), app.clock.now().timestamp_millis())
         .await?;
-    let status = match &result {
-        RetryResult::Requeued(_) | RetryResult::MergedInto(_) => {
+    retried(&app, id, &result)?;
+    Ok((StatusCode::OK, Json(result)))
+}
+
+/// What a retry of job `id` did, as the API and the dashboard answer it: the job to look at next
+/// (the job itself, or the pending job its events joined), with the scheduler woken; 404 for no
+/// such job, 409 for one that is not dead.
+pub(super) fn retried(app: &AppState, id: i64, result: &RetryResult) -> Result<JobId, ApiError> {
+    match result {
+        RetryResult::Requeued(job) | RetryResult::MergedInto(job) => {
             app.jobs_added.notify_one();
-            StatusCode::OK
+            Ok(*job)
         }
-        RetryResult::NotFound => return Err(ApiError::NotFound),
-        RetryResult::NotDead(state) => {
-            return Err(ApiError::Conflict(format!(
-                "job {id} is {}; only dead jobs can be retried",
-                state.as_str()
-            )));
-        }
-    };
-    Ok((status, Json(result)))
+        RetryResult::NotFound => Err(ApiError::NotFound),
+        RetryResult::NotDead(state) => Err(ApiError::Conflict(format!(
+            "job {id} is {}; only dead jobs can be retried",
+            state.as_str()
+        ))),
+    }
 }
 
 /// Also the query of the next page's `Link`, with `before` replaced.

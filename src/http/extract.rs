@@ -79,3 +79,15 @@ pub async fn read_body(
         .await
         .map_err(|_| ApiError::BodyTimeout(timeout))?
 }
+
+/// A `state` filter's value as a job state; the refusal names the states there are.
+pub fn job_state(s: &str) -> Result<crate::store::JobState, String> {
+    crate::store::JobState::parse(s)
+        .ok_or_else(|| format!("state {s:?}: expected pending, running, done, dead or merged"))
+}
+
+/// A `status` filter's value as an event status; the refusal names the statuses there are.
+pub fn event_status(s: &str) -> Result<crate::store::EventStatus, String> {
+    crate::store::EventStatus::parse(s)
+        .ok_or_else(|| format!("status {s:?}: expected routed, unrouted or ignored"))
+}

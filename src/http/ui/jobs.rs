@@ -32,14 +32,9 @@ pub struct JobQuery {
 
 fn job_state(s: &Option<String>) -> Result<Option<JobState>, ApiError> {
     set(s)
-        .map(|s| {
-            JobState::parse(&s).ok_or_else(|| {
-                ApiError::InvalidQuery(format!(
-                    "state {s:?}: expected pending, running, done, dead or merged"
-                ))
-            })
-        })
+        .map(|s| crate::http::extract::job_state(&s))
         .transpose()
+        .map_err(ApiError::InvalidQuery)
 }
 
 pub async fn list(
@@ -204,22 +199,9 @@ pub async fn retry(
 ) -> Result<Response, UiError> {
     let _: super::NoFields = read_form(&app, &ctx, &headers, body).await?;
     let now = app.clock.now().timestamp_millis();
-    match app.store.retry_job(JobId(id), now).await? {
-        RetryResult::Requeued(_) => {
-            app.jobs_added.notify_one();
-            Ok(Redirect::to(&format!("/ui/jobs/{id}")).into_response())
-        }
-        RetryResult::MergedInto(other) => {
-            app.jobs_added.notify_one();
-            Ok(Redirect::to(&format!("/ui/jobs/{}", other.0)).into_response())
-        }
-        RetryResult::NotFound => Err(ApiError::NotFound.into()),
-        RetryResult::NotDead(state) => Err(ApiError::Conflict(format!(
-            "job {id} is {}; only dead jobs can be retried",
-            state.as_str()
-        ))
-        .into()),
-    }
+    let result = app.store.retry_job(JobId(id), now).await?;
+    let shown = crate::http::api::retried(&app, id, &result)?;
+    Ok(Redirect::to(&format!("/ui/jobs/{}", shown.0)).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,7 +4,7 @@ use super::{Ctx, Live, Nav, UiError, clip, older_link, page, pretty_json, set, w
 use crate::http::AppState;
 use crate::http::extract::{Path, Query};
 use crate::http::problem::ApiError;
-use crate::store::{ApprovalFilter, ApprovalState, EventFilter, EventStatus, JobRecord};
+use crate::store::{ApprovalFilter, ApprovalState, EventFilter, JobRecord};
 use axum::extract::State;
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -164,14 +164,9 @@ pub async fn events(
 ) -> Result<Markup, UiError> {
     let now = app.clock.now().timestamp_millis();
     let status = set(&q.status)
-        .map(|s| {
-            EventStatus::parse(&s).ok_or_else(|| {
-                ApiError::InvalidQuery(format!(
-                    "status {s:?}: expected routed, unrouted or ignored"
-                ))
-            })
-        })
-        .transpose()?;
+        .map(|s| crate::http::extract::event_status(&s))
+        .transpose()
+        .map_err(ApiError::InvalidQuery)?;
     let since = set(&q.since)
         .map(|s| parse_minute("since", &s))
         .transpose()?;
