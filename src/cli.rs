@@ -1,5 +1,5 @@
 //! Command-line interface: `serve`, `check`, `migrate`, `sign`, `replay` (to a server, or
-//! `--local`), `events`, `jobs`, `runs`, `approvals`, `prune`.
+//! `--local`), `test` and `eval` (`crate::cases`), `events`, `jobs`, `runs`, `approvals`, `prune`.
 
 pub mod approvals;
 mod local;
@@ -56,6 +56,61 @@ pub enum Command {
         #[arg(long)]
         id: Option<String>,
         fixture: PathBuf,
+    },
+    /// Run the handlers' test cases (<handlers_dir>/tests/<handler>/*.toml): fixture events
+    /// through the real ingest path, the model answered from each case's cassette, the upstream
+    /// from recorded results, the intended writes judged. Offline; exit code 1 on any failure.
+    #[command(
+        after_help = "Writing cases, recording and matchers: handlers/README.md, \"Testing a handler\"."
+    )]
+    Test {
+        /// Only these handlers' cases (default: every handler's).
+        handlers: Vec<String>,
+        /// The cases' directory (default: <handlers_dir>/tests).
+        #[arg(long)]
+        cases: Option<PathBuf>,
+        /// Ask the configured [llm] (and, for reads no case answers, the configured accounts,
+        /// reads only) and write each case's cassette. Nothing is ever written upstream.
+        #[arg(long, conflicts_with = "live_model")]
+        record: bool,
+        /// Ask the configured [llm] again, ignoring the cassettes' answers, and judge only the
+        /// writes (does a new model still do the right thing?). Writes nothing.
+        #[arg(long)]
+        live_model: bool,
+        /// Also write the results as JUnit XML to FILE.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
+    /// Replay the jobs a handler handled through a candidate version of it (dry-run, the
+    /// configured model) and compare the candidate's writes with what the current version did.
+    /// Writes nothing upstream, ever.
+    #[command(
+        after_help = "Reads are answered from the current version's transcripts where the same \
+        read was made, else by the upstream (reads only) unless --no-upstream. See \
+        handlers/README.md, \"Evaluating a change before deploying it\"."
+    )]
+    Eval {
+        /// The handler whose jobs are replayed.
+        #[arg(long)]
+        handler: String,
+        /// The candidate handler file (keep it outside handlers_dir).
+        #[arg(long)]
+        candidate: PathBuf,
+        /// Jobs created within this long (e.g. 7d, 12h).
+        #[arg(long, default_value = "7d", value_parser = crate::kernel::parse_duration, conflicts_with = "jobs")]
+        since: std::time::Duration,
+        /// These jobs instead (ids).
+        #[arg(long, num_args = 1..)]
+        jobs: Vec<i64>,
+        /// At most this many jobs, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Never ask the upstream: a read the transcripts cannot answer is refused to the model.
+        #[arg(long)]
+        no_upstream: bool,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Sign fixtures with their source's secret and POST them to a running server, or with
     /// --local run them through the whole path in-process and print each run's transcript.
@@ -183,6 +238,8 @@ pub fn main() -> ExitCode {
     // INFO lines would only interleave with them.
     let level = match cli.command {
         Command::Replay { local: true, .. } => "warn",
+        // Each case assembles the service: its start-up lines would bury the verdicts.
+        Command::Test { .. } | Command::Eval { .. } => "error",
         _ => "info",
     };
     let tracing = match init_tracing(config.as_ref(), traced, level, runtime.handle()) {
@@ -307,6 +364,47 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Test {
+            handlers,
+            cases,
+            record,
+            live_model,
+            junit,
+        } => {
+            let config = load()?;
+            let mode = match (record, live_model) {
+                (true, _) => crate::cases::Mode::Record,
+                (_, true) => crate::cases::Mode::LiveModel,
+                _ => crate::cases::Mode::Replay,
+            };
+            let options = crate::cases::Options {
+                handlers,
+                dir: cases,
+                mode,
+                junit,
+            };
+            crate::cases::run(&config, &options).await
+        }
+        Command::Eval {
+            handler,
+            candidate,
+            since,
+            jobs,
+            limit,
+            no_upstream,
+            json,
+        } => {
+            let options = crate::cases::eval::EvalOptions {
+                handler,
+                candidate,
+                since,
+                jobs,
+                limit,
+                no_upstream,
+                json,
+            };
+            crate::cases::eval::eval(&load()?, &options).await
         }
         Command::Replay {
             url,

@@ -6,6 +6,7 @@
 
 use crate::ingress::Source;
 use crate::ingress::verify::Signed;
+use crate::kernel::event::Event;
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -56,6 +57,33 @@ impl Fixture {
         let mut headers = self.headers.clone();
         headers.extend(signed.headers.iter().cloned());
         (headers, signed)
+    }
+
+    /// Signs this fixture for `source` as its sender would at `now` and accepts it as
+    /// `POST /webhooks/{source}` does: verified, adapted, normalized.
+    pub fn accept(
+        &self,
+        source: &Source,
+        msg_id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<(Event, serde_json::Value)> {
+        let (headers, signed) = self.sign(source, msg_id, now.timestamp());
+        let mut map = http::HeaderMap::new();
+        for (name, value) in &headers {
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes())
+                    .with_context(|| format!("header name {name:?}"))?,
+                http::HeaderValue::from_str(value)
+                    .with_context(|| format!("value of header {name}"))?,
+            );
+        }
+        // The query string exactly as an HTTP client would encode it.
+        let query = signed.query.as_ref().map(|(param, value)| {
+            let mut url = reqwest::Url::parse("http://replay.invalid/").expect("a valid URL");
+            url.query_pairs_mut().append_pair(param, value);
+            url.query().unwrap_or_default().to_string()
+        });
+        Ok(source.accept(&map, query.as_deref(), &self.body, now)?)
     }
 }
 

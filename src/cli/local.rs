@@ -12,6 +12,7 @@ use super::runs::transcript;
 use super::source_for;
 use crate::agent::run::AgentRunner;
 use crate::app::{App, Options, Plan};
+use crate::cases::Scratch;
 use crate::config::Config;
 use crate::fixture::Fixture;
 use crate::scheduler::{JobRunner, RunContext};
@@ -44,11 +45,11 @@ pub async fn replay_local(
         );
     }
     // Declared first, dropped last: the store's files live in it.
-    let scratch = Scratch::new()?;
+    let scratch = Scratch::new("hookwise-replay")?;
     let options = Options {
         store: Some(format!(
             "sqlite://{}",
-            scratch.0.join("replay.db").display()
+            scratch.path().join("replay.db").display()
         )),
         // Writes are recorded, not sent; reads still happen.
         dry_run,
@@ -175,24 +176,7 @@ fn accept(
     let fixture = Fixture::load(path)?;
     let source = source_for(config, &fixture, source_name)?;
     let id = super::delivery_id(&fixture, new_id);
-    let now = chrono::Utc::now();
-    let (headers, signed) = fixture.sign(&source, &id, now.timestamp());
-    let mut map = http::HeaderMap::new();
-    for (name, value) in &headers {
-        map.append(
-            http::HeaderName::from_bytes(name.as_bytes())
-                .with_context(|| format!("header name {name:?}"))?,
-            http::HeaderValue::from_str(value)
-                .with_context(|| format!("value of header {name}"))?,
-        );
-    }
-    // The query string exactly as an HTTP client would encode it.
-    let query = signed.query.as_ref().map(|(param, value)| {
-        let mut url = reqwest::Url::parse("http://replay.invalid/").expect("a valid URL");
-        url.query_pairs_mut().append_pair(param, value);
-        url.query().unwrap_or_default().to_string()
-    });
-    Ok(source.accept(&map, query.as_deref(), &fixture.body, now)?)
+    fixture.accept(&source, &id, chrono::Utc::now())
 }
 
 /// Accepts one fixture (`accept`) and stores it with its jobs. Returns what happened, for the
@@ -300,26 +284,4 @@ async fn run_next(app: &App, runner: &AgentRunner) -> anyhow::Result<Option<Stri
             "failed".into()
         }
     }))
-}
-
-/// A directory of this process's own, removed when dropped: the throwaway store lives there.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> anyhow::Result<Self> {
-        let path = std::env::temp_dir().join(format!(
-            "hookwise-replay-{}-{:016x}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir(&path)
-            .with_context(|| format!("creating the scratch store in {}", path.display()))?;
-        Ok(Self(path))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

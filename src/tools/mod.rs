@@ -113,6 +113,11 @@ impl ToolRegistry {
         Ok(())
     }
 
+    /// Every registered tool, by name.
+    pub fn tools(&self) -> impl Iterator<Item = &Arc<dyn Tool>> {
+        self.tools.values().map(|entry| &entry.tool)
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tools.keys().map(String::as_str)
     }

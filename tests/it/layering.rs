@@ -23,6 +23,7 @@ const LAYERS: &[&str] = &[
     "app",
     "http",
     "server",
+    "cases",
     "cli",
 ];
 
