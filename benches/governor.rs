@@ -14,7 +14,7 @@
 #[path = "../tests/it/support/fake_upstream.rs"]
 mod fake_upstream;
 
-use fake_upstream::{FakeUpstream, Limits, ResetStyle};
+use fake_upstream::{FakeUpstream, Limits, ResetStyle, Rounding};
 use hookwise::app::App;
 use hookwise::config::Config;
 use hookwise::connectors::planhat;
@@ -43,6 +43,7 @@ fn scenarios() -> [(&'static str, Limits); 2] {
                 calls: 100,
                 window: Duration::from_secs(5),
                 reset: ResetStyle::Delta,
+                rounding: Rounding::Up,
                 penalty: Duration::ZERO,
                 retry_after: true,
             },
@@ -53,6 +54,7 @@ fn scenarios() -> [(&'static str, Limits); 2] {
                 calls: 40,
                 window: Duration::from_secs(2),
                 reset: ResetStyle::None,
+                rounding: Rounding::Up,
                 penalty: Duration::from_secs(4),
                 retry_after: false,
             },

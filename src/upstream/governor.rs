@@ -5,9 +5,11 @@
 //!   a little wider than `window / calls`; every call reserves the next free slot, so replicas
 //!   together stay under the quota without a burst at a window's edge.
 //! - Learning: a response saying the budget is exhausted (`remaining = 0` with a reset, or a
-//!   `Retry-After`) pauses the account for everyone until then.
-//! - 429: pauses the account (the server's wait, else the vendor's documented penalty) with a
-//!   little jitter, then sends the same call again; the run is not restarted.
+//!   `Retry-After`) pauses the account for everyone until then (past the end of a whole second
+//!   and a margin: see `ratelimit`).
+//! - 429: pauses the account (the server's wait, else its reset whatever `remaining` says, else
+//!   the vendor's documented penalty) with a little jitter, then sends the same call again; the
+//!   run is not restarted.
 //! - 5xx, 408 and dropped connections: reads back off exponentially; a write is only retried
 //!   when it certainly never reached the server, since none of these upstreams take an
 //!   idempotency key.
@@ -54,13 +56,16 @@ pub(super) async fn exchange(
             Ok((status, headers, text)) => {
                 let hint =
                     ratelimit::read_headers(&headers, SystemTime::from(up.inner.clock.now()));
-                if status == 429 {
-                    let pause = hint.pause().unwrap_or(account.penalty);
-                    pause_account(up, account, pause, &format!("429 on {what}")).await;
-                    continue;
+                if let Some(pause) = pause_for(status, &hint, account.penalty) {
+                    let reason = if status == 429 {
+                        format!("429 on {what}")
+                    } else {
+                        "the upstream's budget is used up".to_string()
+                    };
+                    pause_account(up, account, pause, &reason).await;
                 }
-                if let Some(pause) = hint.pause() {
-                    pause_account(up, account, pause, "the upstream's budget is used up").await;
+                if status == 429 {
+                    continue;
                 }
                 if status == 408 || status >= 500 {
                     let error = format!(
@@ -104,6 +109,18 @@ pub(super) async fn exchange(
                 tokio::time::sleep(backoff(failures)).await;
             }
         }
+    }
+}
+
+/// How long an answer holds every call of the account. A 429 always pauses: for the server's
+/// wait, else until its reset (a `remaining` beside a 429 may count another window; the reset is
+/// still the server's word on when calls are welcome), else for the vendor's penalty. Any other
+/// answer pauses only when it says the budget is used up.
+fn pause_for(status: u16, hint: &ratelimit::Hint, penalty: Duration) -> Option<Duration> {
+    if status == 429 {
+        Some(hint.pause_after_429().unwrap_or(penalty))
+    } else {
+        hint.pause()
     }
 }
 
@@ -195,4 +212,72 @@ fn backoff(failures: u32) -> Duration {
         .saturating_mul(1 << failures.saturating_sub(1).min(4))
         .min(Duration::from_secs(8));
     base.mul_f64(0.8 + fastrand::f64() * 0.4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderMap;
+    use std::time::UNIX_EPOCH;
+
+    const PENALTY: Duration = Duration::from_secs(600);
+
+    fn answer(pairs: &[(&str, String)], now: SystemTime) -> ratelimit::Hint {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        ratelimit::read_headers(&h, now)
+    }
+
+    /// The upstream's window ends at `end` (mid-second); its answer, read at `now`, states the
+    /// end as a Unix time rounded each way. Calls must not resume before `end`.
+    #[test]
+    fn a_floored_or_rounded_up_unix_reset_never_resumes_before_the_window_ends() {
+        let end = UNIX_EPOCH + Duration::from_millis(1_767_225_605_600);
+        let now = end - Duration::from_millis(4_300);
+        let secs = end.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        for (rounding, stated) in [("floored", secs), ("rounded up", secs + 1)] {
+            for (status, remaining) in [(200, "0"), (429, "0"), (429, "10")] {
+                let hint = answer(
+                    &[
+                        ("x-ratelimit-remaining", remaining.into()),
+                        ("x-ratelimit-reset", stated.to_string()),
+                    ],
+                    now,
+                );
+                let pause = pause_for(status, &hint, PENALTY)
+                    .unwrap_or_else(|| panic!("{rounding}, {status}: no pause"));
+                assert!(
+                    now + pause > end,
+                    "{rounding} reset, {status} with remaining {remaining}: resumes {:?} early",
+                    end.duration_since(now + pause).unwrap_or_default()
+                );
+                assert!(
+                    pause < PENALTY,
+                    "{rounding}, {status} with remaining {remaining}: the reset, not the penalty"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_429_without_a_usable_hint_pauses_for_the_penalty_and_a_2xx_with_budget_left_not_at_all() {
+        let now = SystemTime::now();
+        assert_eq!(pause_for(429, &answer(&[], now), PENALTY), Some(PENALTY));
+        let junk = answer(&[("retry-after", "soon".into())], now);
+        assert_eq!(pause_for(429, &junk, PENALTY), Some(PENALTY));
+        let left = answer(
+            &[
+                ("ratelimit-remaining", "10".into()),
+                ("ratelimit-reset", "30".into()),
+            ],
+            now,
+        );
+        assert_eq!(pause_for(200, &left, PENALTY), None);
+        assert_eq!(pause_for(503, &answer(&[], now), PENALTY), None);
+    }
 }

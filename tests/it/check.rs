@@ -3,6 +3,7 @@
 //! variable, and "did you mean" for a slip; `serve` refuses what `check` refuses; commands that
 //! only read need no secret.
 
+use crate::support::gate;
 use crate::support::process::{free_port, spawn_hookwise, spawn_hookwise_with, wait_ready};
 use crate::support::repo_path;
 use std::path::Path;
@@ -418,7 +419,11 @@ fn an_unreachable_or_missing_postgres_database_says_why_in_one_line() {
         "postgres://postgres:hunter2@127.0.0.1:1/x".to_string(),
         "connection refused",
     )];
-    if let Ok(url) = std::env::var("HOOKWISE_TEST_POSTGRES_URL") {
+    if let Some(url) = gate::var(
+        gate::POSTGRES_URL_VAR,
+        "check::an_unreachable_or_missing_postgres_database_says_why_in_one_line (its missing-database case)",
+        gate::POSTGRES_HOW,
+    ) {
         let base = url.rsplit_once('/').unwrap().0.to_string();
         cases.push((format!("{base}/hookwise_no_such_db"), "does not exist"));
     }

@@ -7,13 +7,12 @@
 //! says is not tested. It is also what showed that this server needs `tool_choice: "auto"` spelled
 //! out (without it the tools never reach the prompt). Needs `HOOKWISE_TEST_LLM_PYTHON` (a python with `llama_cpp.server`) and
 //! `HOOKWISE_TEST_LLM_GGUF` (the model file); `eval "$(.ci/real-llm.sh)"` installs both and sets
-//! them. Without them the test says it was skipped.
+//! them. Without them the test says loudly it was skipped (`support::gate`).
 
 use crate::support::fake_happyfox::{BOT_STAFF_ID, FakeHappyfox};
 use crate::support::*;
 use hookwise::store::{JobFilter, JobRecord, JobState, RunFilter, StoredRun};
 use serde_json::Value;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -41,17 +40,9 @@ impl LlmServer {
     /// Starts the server on a free loopback port and waits until it serves; None (after saying
     /// so) when the variables are not set.
     async fn start(test: &str, dir: &Path) -> Option<LlmServer> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let (Some(python), Some(gguf)) = (var(PYTHON_VAR), var(GGUF_VAR)) else {
-            let missing = if var(PYTHON_VAR).is_none() {
-                PYTHON_VAR
-            } else {
-                GGUF_VAR
-            };
-            // Straight to stderr: the test harness captures `println!`, and a skip must show.
-            let _ = writeln!(std::io::stderr(), "skipped: {missing} not set ({test})");
-            return None;
-        };
+        let how = "eval \"$(.ci/real-llm.sh)\" installs both and sets them";
+        let python = gate::var(PYTHON_VAR, test, how)?;
+        let gguf = gate::var(GGUF_VAR, test, how)?;
         // A port that was free a moment ago; the server binds it itself.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

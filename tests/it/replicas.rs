@@ -12,7 +12,6 @@ use crate::support::process::*;
 use crate::support::*;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -166,9 +165,10 @@ async fn fake_llm() -> (String, Arc<Mutex<Observed>>) {
 async fn three_replicas_behind_nginx_lose_nothing_and_never_overlap_an_account_while_one_is_killed()
 {
     if !nginx_installed() {
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: nginx not installed (replicas::three_replicas_behind_nginx)"
+        gate::skip(
+            "replicas::three_replicas_behind_nginx",
+            "nginx is not installed",
+            NGINX_HOW,
         );
         return;
     }

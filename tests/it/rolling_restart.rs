@@ -82,10 +82,7 @@ async fn more_acks(acked: &AtomicUsize, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_and_a_crash_behind_the_shipped_nginx_conf_show_senders_no_error() {
     if !nginx_installed() {
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: nginx not installed (rolling_restart)"
-        );
+        gate::skip("rolling_restart", "nginx is not installed", NGINX_HOW);
         return;
     }
     in_schema("rolling_restart", |schema| async move {

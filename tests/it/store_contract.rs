@@ -1,5 +1,6 @@
 //! The `Store` contract: every scenario runs against SQLite (a temp file) and PostgreSQL (a fresh
-//! schema, when `HOOKWISE_TEST_POSTGRES_URL` is set), through the trait only, at fixed times.
+//! schema, when `HOOKWISE_TEST_POSTGRES_URL` is set; skipped loudly otherwise, see `support::gate`),
+//! through the trait only, at fixed times.
 //!
 //! `contract!` turns each scenario `name` into the tests `store_contract::name::sqlite` and
 //! `store_contract::name::postgres`, so `cargo test store_contract::name` runs both backends and
@@ -14,18 +15,16 @@ mod retention;
 mod runs;
 mod upstream;
 
+use crate::support::gate;
 use chrono::{DateTime, TimeZone, Utc};
 use hookwise::kernel::event::{AccountId, Event, EventId, SourceName};
 use hookwise::store::{
     Disposition, IngestItem, IngestOutcome, JobId, JobWithEvents, Route, SharedStore,
 };
 use std::future::Future;
-use std::io::Write;
 
 /// 2026-01-01T00:00:00Z: every scenario's clock starts here.
 pub const T0: i64 = 1_767_225_600_000;
-
-pub const POSTGRES_URL_VAR: &str = "HOOKWISE_TEST_POSTGRES_URL";
 
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
@@ -78,7 +77,7 @@ where
 }
 
 /// Runs `scenario` with a fresh PostgreSQL schema, dropped afterwards even when the scenario
-/// panics. Without the URL it says so on stderr (uncaptured, so it shows) and returns.
+/// panics. Without the URL it is skipped (`support::gate`).
 pub async fn in_schema<F, Fut>(test: &str, scenario: F)
 where
     F: FnOnce(TestSchema) -> Fut,
@@ -102,19 +101,10 @@ pub struct TestSchema {
 }
 
 impl TestSchema {
-    /// None (after printing why) when no PostgreSQL is configured.
+    /// None (after saying so, or a panic under `HOOKWISE_TEST_REQUIRE_ALL=1`) when no
+    /// PostgreSQL is configured.
     pub async fn create(test: &str) -> Option<Self> {
-        let Some(base_url) = std::env::var(POSTGRES_URL_VAR)
-            .ok()
-            .filter(|u| !u.is_empty())
-        else {
-            // Straight to stderr: the test harness captures `println!`, and a skip must show.
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: {POSTGRES_URL_VAR} not set ({test})"
-            );
-            return None;
-        };
+        let base_url = gate::var(gate::POSTGRES_URL_VAR, test, gate::POSTGRES_HOW)?;
         let name = format!("hw_test_{:016x}", fastrand::u64(..));
         Some(Self { base_url, name })
     }

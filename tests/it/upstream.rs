@@ -1,9 +1,9 @@
 //! The upstream client against a rate-limited fake upstream on loopback: pacing within the
 //! configured budget, pauses learned from headers (reset as delta seconds and as a Unix time),
-//! 429s that pause the account and retry the same call, retries by kind, and the journal that
-//! keeps a write from being sent twice.
+//! 429s that pause the account and retry the same call, resets stated in whole seconds rounded
+//! either way, retries by kind, and the journal that keeps a write from being sent twice.
 
-use crate::support::fake_upstream::{FakeUpstream, Limits, ResetStyle};
+use crate::support::fake_upstream::{FakeUpstream, Limits, ResetStyle, Rounding};
 use hookwise::app::App;
 use hookwise::config::Config;
 use hookwise::connectors::{happyfox, planhat};
@@ -14,7 +14,7 @@ use hookwise::upstream::{Origin, Request, Upstream};
 use reqwest::Method;
 use serde_json::json;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const TOKEN: &str = "planhat-api-token";
 
@@ -23,6 +23,7 @@ fn limits(calls: u32, window_ms: u64, reset: ResetStyle) -> Limits {
         calls,
         window: Duration::from_millis(window_ms),
         reset,
+        rounding: Rounding::Up,
         penalty: Duration::ZERO,
         retry_after: false,
     }
@@ -36,10 +37,20 @@ struct Rig {
 
 /// A Planhat-kind account named `acme` pointed at `fake`, with extra account keys.
 async fn rig(fake: &FakeUpstream, extra: &str) -> Rig {
+    rig_of("planhat", fake, &format!("token = \"{TOKEN}\"\n{extra}")).await
+}
+
+/// A HappyFox-kind account (its 10-minute penalty when a 429 states no wait) named `acme`.
+async fn happyfox_rig(fake: &FakeUpstream, extra: &str) -> Rig {
+    let keys = format!("api_key = \"hf-key\"\nauth_code = \"{TOKEN}\"\nbot_staff_id = 7\n{extra}");
+    rig_of("happyfox", fake, &keys).await
+}
+
+async fn rig_of(connector: &str, fake: &FakeUpstream, keys: &str) -> Rig {
     hookwise::init_tls();
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "store = \"sqlite://{}\"\n[accounts.acme]\nconnector = \"planhat\"\nbase_url = \"{}\"\ntoken = \"{TOKEN}\"\n{extra}",
+        "store = \"sqlite://{}\"\n[accounts.acme]\nconnector = \"{connector}\"\nbase_url = \"{}\"\n{keys}",
         dir.path().join("hookwise.db").display(),
         fake.url
     );
@@ -123,12 +134,13 @@ async fn a_429_pauses_the_account_and_the_same_call_is_sent_again_after_retry_af
         seen[0].uri, seen[1].uri,
         "the same call, not the run, is retried"
     );
+    // `Retry-After: 1` is a whole second: the wait runs to its end, plus a margin and jitter.
     let gap = seen[1].at - seen[0].at;
     assert!(
-        gap >= Duration::from_millis(1000) && gap < Duration::from_millis(2500),
+        gap >= Duration::from_millis(2000) && gap < Duration::from_millis(3500),
         "{gap:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(started.elapsed() < Duration::from_secs(4));
     let (until, reason) = rig.store.account_pause("acme").await.unwrap().unwrap();
     assert!(until > 0 && reason.contains("429"), "{reason}");
 }
@@ -303,4 +315,108 @@ async fn refusals_are_told_apart_from_outages() {
         "{err:?}"
     );
     assert_eq!(fake.seen().len(), 1);
+}
+
+/// The bug of issue 16: an upstream whose windows end mid-second stated the end as a whole
+/// second rounded down, and calls resumed up to a second early, into a 429 and the upstream's
+/// penalty. Against every style and rounding, paced calls over three windows draw no 429.
+#[tokio::test]
+async fn whole_second_resets_rounded_either_way_never_resume_into_a_429() {
+    let mut runs = Vec::new();
+    for reset in [ResetStyle::Unix, ResetStyle::Delta] {
+        for rounding in [Rounding::Down, Rounding::Up] {
+            runs.push(async move {
+                let fake = FakeUpstream::spawn(
+                    Limits {
+                        calls: 3,
+                        window: Duration::from_secs(2),
+                        reset,
+                        rounding,
+                        // Any 429 would hold every call far past `max_wait`.
+                        penalty: Duration::from_secs(600),
+                        retry_after: true,
+                    },
+                    TOKEN,
+                )
+                .await;
+                fake.end_windows_at(Duration::from_millis(600));
+                // A configured budget far above the upstream's: only its headers pace the calls.
+                let rig = happyfox_rig(
+                    &fake,
+                    "rate_limits = { get = \"100/1s\" }\nmax_wait = \"10s\"",
+                )
+                .await;
+                let started = Instant::now();
+                for i in 0..7 {
+                    let r = rig
+                        .upstream
+                        .send(
+                            &ctx(&format!("r{i}")),
+                            happyfox::KIND,
+                            Request::get("/tickets/").bucket("get"),
+                        )
+                        .await
+                        .unwrap_or_else(|e| {
+                            panic!("{reset:?} reset rounded {rounding:?}, call {i}: {e:?}")
+                        });
+                    assert_eq!(r.status, 200);
+                }
+                assert_eq!(
+                    fake.count(429),
+                    0,
+                    "{reset:?} reset rounded {rounding:?}: a call resumed before its window ended"
+                );
+                // Seven calls at three per window span three windows, not a penalty.
+                assert!(
+                    started.elapsed() < Duration::from_secs(9),
+                    "{:?}",
+                    started.elapsed()
+                );
+            });
+        }
+    }
+    futures::future::join_all(runs).await;
+}
+
+/// The second half of the bug: a 429 whose headers say `Remaining: 10` beside a reset (floored,
+/// mid-second) fell back to the 10-minute penalty. The reset is the server's word on when calls
+/// are welcome again: the same call goes out once its second has ended, not ten minutes later.
+#[tokio::test]
+async fn a_429_with_budget_left_waits_for_its_reset_not_the_penalty() {
+    let fake = FakeUpstream::spawn(limits(1000, 60_000, ResetStyle::None), TOKEN).await;
+    let rig = happyfox_rig(&fake, "max_wait = \"30s\"").await;
+    let (t0, unix0) = (Instant::now(), SystemTime::now());
+    let reset = (unix0 + Duration::from_millis(1600))
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    fake.script(
+        429,
+        vec![
+            ("x-ratelimit-limit", "500".into()),
+            ("x-ratelimit-remaining", "10".into()),
+            ("x-ratelimit-reset", reset.to_string()),
+        ],
+        r#"{"error":"rate limit exceeded"}"#,
+    );
+    let r = rig
+        .upstream
+        .send(
+            &ctx("k"),
+            happyfox::KIND,
+            Request::get("/ticket/1/").bucket("get"),
+        )
+        .await
+        .expect("the call is sent again after the reset, not deferred for the penalty");
+    assert_eq!(r.status, 200);
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 2);
+    let retried_at = unix0 + (seen[1].at - t0);
+    assert!(
+        retried_at >= UNIX_EPOCH + Duration::from_secs(reset + 1),
+        "the retry left before the stated second ended: {retried_at:?} vs {reset}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    let (_, reason) = rig.store.account_pause("acme").await.unwrap().unwrap();
+    assert!(reason.contains("429"), "{reason}");
 }

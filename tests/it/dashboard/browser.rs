@@ -1,11 +1,12 @@
 //! The dashboard in a real browser: Debian's `chromium`, headless, driven over WebDriver by
 //! `chromedriver` (Debian's `chromium-driver`) on a loopback port. Needs
 //! `HOOKWISE_TEST_CHROMEDRIVER` (the chromedriver binary; `.ci/run` installs both and sets it);
-//! without it the test says it was skipped and returns. With `HOOKWISE_SCREENSHOTS=DIR` it also
+//! without it the test says loudly it was skipped (`support::gate`). With `HOOKWISE_SCREENSHOTS=DIR` it also
 //! saves a PNG of each page there (the ones in `docs/` are made this way).
 
 use super::{NOTE_HTML, Scene, TOKEN, done_again, job_state, scene};
 use crate::support::fake_llm::openai_text;
+use crate::support::gate;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hookwise::store::JobState;
 use serde_json::json;
@@ -105,10 +106,11 @@ async fn screenshot(browser: &Client, name: &str) {
 
 #[tokio::test]
 async fn the_dashboard_in_a_real_browser() {
-    let Ok(binary) = std::env::var(CHROMEDRIVER_VAR) else {
-        eprintln!(
-            "skipped: {CHROMEDRIVER_VAR} not set (apt install chromium chromium-driver; .ci/run sets it)"
-        );
+    let Some(binary) = gate::var(
+        CHROMEDRIVER_VAR,
+        "dashboard::browser::the_dashboard_in_a_real_browser",
+        "apt install chromium chromium-driver and set it to the chromedriver binary; .ci/run does",
+    ) else {
         return;
     };
     let Scene {

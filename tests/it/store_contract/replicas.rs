@@ -4,6 +4,7 @@
 use super::*;
 use hookwise::store::{JobFilter, JobFinish, JobState};
 use std::collections::{HashMap, HashSet};
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

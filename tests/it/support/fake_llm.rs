@@ -19,6 +19,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Value,
+    /// Sent verbatim instead of `body` (as `application/json`): a truncated or broken answer.
+    pub raw: Option<String>,
     /// Held this long before it is sent (a slow model; a window to kill a client in).
     pub delay: std::time::Duration,
 }
@@ -33,7 +35,16 @@ impl Reply {
             status,
             headers: Vec::new(),
             body,
+            raw: None,
             delay: std::time::Duration::ZERO,
+        }
+    }
+
+    /// A 200 whose body is `text` exactly, whatever it is.
+    pub fn raw(text: &str) -> Self {
+        Self {
+            raw: Some(text.to_string()),
+            ..Self::status(200, Value::Null)
         }
     }
 
@@ -159,11 +170,11 @@ fn next_reply(
             json!({"error": {"message": "fake: unscripted request"}}),
         )
     });
-    let mut response = (
-        StatusCode::from_u16(reply.status).unwrap(),
-        axum::Json(reply.body),
-    )
-        .into_response();
+    let status = StatusCode::from_u16(reply.status).unwrap();
+    let mut response = match reply.raw {
+        Some(text) => (status, [("content-type", "application/json")], text).into_response(),
+        None => (status, axum::Json(reply.body)).into_response(),
+    };
     for (name, value) in reply.headers {
         response.headers_mut().insert(name, value.parse().unwrap());
     }

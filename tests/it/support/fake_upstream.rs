@@ -1,7 +1,8 @@
 //! A rate-limited fake upstream: an axum server on a loopback port that counts calls in fixed
 //! windows like HappyFox and Planhat do, answers 429 past the limit (optionally for a penalty
 //! period), advertises the budget in `RateLimit-*` headers with the reset as delta seconds or as
-//! a Unix time, and records every request. Scripted answers and a response delay let tests
+//! a Unix time (whole seconds, rounded up or down), and records every request. Its windows can be
+//! set to end mid-second of Unix time, where a floored reset is a second early. Scripted answers and a response delay let tests
 //! stage outages and crashes. Used by the governor tests and by `benches/governor.rs`.
 
 #![allow(dead_code)] // the bench uses a part of it
@@ -28,11 +29,31 @@ pub enum ResetStyle {
     None,
 }
 
+/// How the fake turns a wait or an instant into the whole seconds its headers carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rounding {
+    /// Up: the stated time is at or after the true one.
+    Up,
+    /// Down (truncated, as `as_secs()` does): up to a second before the true one.
+    Down,
+}
+
+impl Rounding {
+    fn apply(self, secs: f64) -> u64 {
+        match self {
+            Rounding::Up => secs.ceil() as u64,
+            Rounding::Down => secs.floor() as u64,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub calls: u32,
     pub window: Duration,
     pub reset: ResetStyle,
+    /// How the reset and `Retry-After` are rounded to whole seconds.
+    pub rounding: Rounding,
     /// After a call over the limit, every call gets 429 for this long (HappyFox: 10 minutes).
     pub penalty: Duration,
     /// Send `Retry-After` (seconds) on 429s.
@@ -144,6 +165,27 @@ impl FakeUpstream {
     pub fn started(&self) -> Instant {
         self.inner.started
     }
+
+    /// Places the windows so that each ends `fraction` past a whole second of Unix time (the
+    /// window must be whole seconds long), as an upstream counting from a moment of its own
+    /// does. Call before the first request.
+    pub fn end_windows_at(&self, fraction: Duration) {
+        assert!(self.inner.limits.window.subsec_nanos() == 0 && fraction < Duration::from_secs(1));
+        let (now, unix) = (
+            Instant::now(),
+            SystemTime::now().duration_since(UNIX_EPOCH).unwrap(),
+        );
+        // The last instant before now at `fraction` past a second, less one whole window: a
+        // window boundary in the past, so every request falls in a window at or after it.
+        let into_second = Duration::from_nanos(u64::from(unix.subsec_nanos()));
+        let back = if into_second >= fraction {
+            into_second - fraction
+        } else {
+            into_second + Duration::from_secs(1) - fraction
+        };
+        let origin = now - back - self.inner.limits.window;
+        self.inner.window.lock().unwrap().origin = Some(origin);
+    }
 }
 
 impl Drop for FakeUpstream {
@@ -241,7 +283,7 @@ fn decide(
         } else {
             reset_in
         };
-        let secs = wait.as_secs_f64().ceil() as u64;
+        let secs = limits.rounding.apply(wait.as_secs_f64());
         match limits.reset {
             ResetStyle::Delta => {
                 headers.push(("ratelimit-limit", limits.calls.to_string()));
@@ -252,7 +294,8 @@ fn decide(
                 let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + wait;
                 headers.push(("x-ratelimit-limit", limits.calls.to_string()));
                 headers.push(("x-ratelimit-remaining", remaining.to_string()));
-                headers.push(("x-ratelimit-reset", unix.as_secs_f64().ceil().to_string()));
+                let unix = limits.rounding.apply(unix.as_secs_f64());
+                headers.push(("x-ratelimit-reset", unix.to_string()));
             }
             ResetStyle::None => {}
         }
@@ -268,7 +311,7 @@ fn decide(
                 .map_or(reset_in, |p| p - now);
             headers.push((
                 "retry-after",
-                (until.as_secs_f64().ceil() as u64).to_string(),
+                limits.rounding.apply(until.as_secs_f64()).to_string(),
             ));
         }
         return (429, headers, r#"{"error":"rate limit exceeded"}"#.into());

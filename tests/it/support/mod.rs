@@ -9,6 +9,7 @@ pub mod fake_llm;
 pub mod fake_planhat;
 pub mod fake_truto;
 pub mod fake_upstream;
+pub mod gate;
 pub mod process;
 pub mod registry;
 

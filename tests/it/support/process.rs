@@ -101,6 +101,9 @@ pub async fn wait_ready(client: &reqwest::Client, url: &str) {
     }
 }
 
+/// How to provide nginx to the tests that put it in front of replicas.
+pub const NGINX_HOW: &str = "apt install nginx; .ci/run does";
+
 pub fn nginx_installed() -> bool {
     Command::new("nginx")
         .arg("-v")
