@@ -672,3 +672,61 @@ async fn eval_compares_a_candidate_with_what_the_current_version_wrote_and_sends
         fake.calls()
     );
 }
+
+/// `--live-model` asks the model again, whatever the cassette says, and judges only the writes:
+/// a model that writes the note twice fails the case; the cassette is left as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn live_model_judges_a_new_models_writes_without_the_cassettes_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (handlers, cases) = triage_copy(dir.path());
+    let cassette = cases.join("happyfox-triage/new-billing-ticket.cassette.json");
+    let before = std::fs::read(&cassette).unwrap();
+    let note = json!({"ticket_id": 142, "html": TRIAGE_NOTE});
+    let llm = FakeLlm::start(vec![
+        calls(&[("n1", "happyfox__get_ticket", json!({"ticket_id": 142}))]),
+        calls(&[
+            (
+                "n2",
+                "happyfox__update_custom_fields",
+                json!({"ticket_id": 142, "fields": {"22": 32}}),
+            ),
+            (
+                "n3",
+                "happyfox__update_ticket",
+                json!({"ticket_id": 142, "priority": 3}),
+            ),
+            ("n4", "happyfox__add_private_note", note.clone()),
+        ]),
+        calls(&[("n5", "happyfox__add_private_note", note)]),
+        text("Done, noted twice."),
+    ])
+    .await;
+    let config = config(dir.path(), &handlers, &llm_table(&llm.url));
+    let (code, out, err) = hookwise(
+        &config,
+        &[
+            "test",
+            "--live-model",
+            "--cases",
+            &cases.display().to_string(),
+            "happyfox-triage",
+        ],
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        out.contains("FAIL happyfox-triage/new-billing-ticket (")
+            && out.contains("live model, 4 question(s)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("expected 1 write(s) of happyfox.add_private_note with html matching"),
+        "{out}"
+    );
+    assert!(out.contains("found 2"), "{out}");
+    assert_eq!(llm.unused(), 0);
+    assert_eq!(
+        std::fs::read(&cassette).unwrap(),
+        before,
+        "the cassette is untouched"
+    );
+}
