@@ -17,13 +17,16 @@ use std::sync::{Arc, Mutex};
 /// The file's format version.
 const FORMAT: u32 = 1;
 
+/// A case's recording. In memory every exchange holds its whole request; on disk
+/// (`StoredCassette`) each request says only what changed since the one before (usually just the
+/// messages added), so the file grows with the conversation, not with its square, and a changed
+/// prompt is one hunk in review.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(into = "StoredCassette", try_from = "StoredCassette")]
 pub struct Cassette {
-    pub format: u32,
     /// The model's answers, in order.
     pub exchanges: Vec<Exchange>,
     /// The upstream answers the run's tools got (reads, pre-write checks, live schemas).
-    #[serde(default)]
     pub upstream: Vec<ToolRecord>,
 }
 
@@ -31,6 +34,122 @@ pub struct Cassette {
 pub struct Exchange {
     pub request: CompletionRequest,
     pub response: Completion,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredCassette {
+    format: u32,
+    exchanges: Vec<StoredExchange>,
+    #[serde(default)]
+    upstream: Vec<ToolRecord>,
+}
+
+/// A request as the change from the one before; the first states everything.
+#[derive(Serialize, Deserialize)]
+struct StoredExchange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    /// The system prompt, when it changed (null: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    system: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tools: Option<Vec<crate::llm::ToolSpec>>,
+    /// Appended to the previous request's messages...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    added_messages: Vec<Message>,
+    /// ...or, when they are not a continuation of them, all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    messages: Option<Vec<Message>>,
+    response: Completion,
+}
+
+impl From<Cassette> for StoredCassette {
+    fn from(cassette: Cassette) -> Self {
+        let mut previous: Option<&CompletionRequest> = None;
+        let mut exchanges = Vec::new();
+        for e in &cassette.exchanges {
+            let r = &e.request;
+            let changed = |same: bool| !same || previous.is_none();
+            let continues = previous.filter(|p| r.messages.starts_with(&p.messages));
+            exchanges.push(StoredExchange {
+                model: changed(previous.is_some_and(|p| p.model == r.model))
+                    .then(|| r.model.clone()),
+                max_tokens: changed(previous.is_some_and(|p| p.max_tokens == r.max_tokens))
+                    .then_some(r.max_tokens),
+                system: changed(previous.is_some_and(|p| p.system == r.system))
+                    .then(|| r.system.clone()),
+                tools: changed(previous.is_some_and(|p| p.tools == r.tools))
+                    .then(|| r.tools.clone()),
+                added_messages: continues
+                    .map(|p| r.messages[p.messages.len()..].to_vec())
+                    .unwrap_or_default(),
+                messages: continues.is_none().then(|| r.messages.clone()),
+                response: e.response.clone(),
+            });
+            previous = Some(r);
+        }
+        StoredCassette {
+            format: FORMAT,
+            exchanges,
+            upstream: cassette.upstream,
+        }
+    }
+}
+
+impl TryFrom<StoredCassette> for Cassette {
+    type Error = String;
+
+    fn try_from(stored: StoredCassette) -> Result<Self, String> {
+        if stored.format != FORMAT {
+            return Err(format!(
+                "cassette format {} (this hookwise reads {FORMAT}); record it again with --record",
+                stored.format
+            ));
+        }
+        let mut exchanges: Vec<Exchange> = Vec::new();
+        for (n, e) in stored.exchanges.into_iter().enumerate() {
+            let mut request = match exchanges.last() {
+                Some(previous) => previous.request.clone(),
+                None => CompletionRequest {
+                    model: e.model.clone().ok_or("the first exchange names no model")?,
+                    system: None,
+                    messages: Vec::new(),
+                    tools: Vec::new(),
+                    max_tokens: e
+                        .max_tokens
+                        .ok_or("the first exchange gives no max_tokens")?,
+                },
+            };
+            if let Some(model) = e.model {
+                request.model = model;
+            }
+            if let Some(max_tokens) = e.max_tokens {
+                request.max_tokens = max_tokens;
+            }
+            if let Some(system) = e.system {
+                request.system = system;
+            }
+            if let Some(tools) = e.tools {
+                request.tools = tools;
+            }
+            match e.messages {
+                Some(messages) => request.messages = messages,
+                None if n == 0 || !e.added_messages.is_empty() => {}
+                None => return Err(format!("exchange {} adds no message", n + 1)),
+            }
+            request.messages.extend(e.added_messages);
+            exchanges.push(Exchange {
+                request,
+                response: e.response,
+            });
+        }
+        Ok(Cassette {
+            exchanges,
+            upstream: stored.upstream,
+        })
+    }
 }
 
 impl Cassette {
@@ -42,13 +161,6 @@ impl Cassette {
         };
         let cassette: Cassette = serde_json::from_str(&text)
             .map_err(|e| format!("{}: not a cassette: {e}", path.display()))?;
-        if cassette.format != FORMAT {
-            return Err(format!(
-                "{}: cassette format {} (this hookwise reads {FORMAT}); record it again with --record",
-                path.display(),
-                cassette.format
-            ));
-        }
         Ok(Some(cassette))
     }
 
@@ -301,8 +413,47 @@ mod tests {
             "context lines: {mismatch}"
         );
         assert!(
-            !mismatch.contains("max_tokens"),
+            !mismatch.contains("model: m\n"),
             "only the hunk: {mismatch}"
+        );
+    }
+
+    #[test]
+    fn a_cassette_is_stored_as_changes_and_read_back_whole() {
+        let first = request("Set the priority.");
+        let mut second = first.clone();
+        second.messages.push(Message::Assistant(answer().message));
+        second.messages.push(Message::tool_result("c1", "{}"));
+        let mut third = second.clone();
+        third.system = Some("Another prompt".into());
+        third.messages = vec![Message::user("restarted")];
+        let cassette = Cassette {
+            exchanges: [first, second, third]
+                .into_iter()
+                .map(|request| Exchange {
+                    request,
+                    response: answer(),
+                })
+                .collect(),
+            upstream: Vec::new(),
+        };
+        let text = serde_json::to_string(&cassette).unwrap();
+        assert_eq!(text.matches("You triage tickets").count(), 1, "{text}");
+        assert_eq!(text.matches("\"added_messages\"").count(), 1, "{text}");
+        let back: Cassette = serde_json::from_str(&text).unwrap();
+        let requests = |c: &Cassette| {
+            c.exchanges
+                .iter()
+                .map(|e| e.request.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(requests(&back), requests(&cassette));
+
+        let stale = text.replace("\"format\":1", "\"format\":0");
+        let e = serde_json::from_str::<Cassette>(&stale).unwrap_err();
+        assert!(
+            e.to_string().contains("record it again with --record"),
+            "{e}"
         );
     }
 

@@ -463,7 +463,6 @@ async fn run_case(
     let note = match mode {
         Mode::Record => {
             let cassette = Cassette {
-                format: 1,
                 exchanges: llm.take_recorded(),
                 upstream: book.take_new(),
             };
