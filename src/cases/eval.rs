@@ -15,11 +15,11 @@ use crate::agent::run::AgentRunner;
 use crate::app::{App, Options as AppOptions};
 use crate::config::Config;
 use crate::kernel::event::{AccountId, Event};
-use crate::scheduler::{JobRunner, RunContext};
+
 use crate::store::batcher::RunWriter;
 use crate::store::{
-    Disposition, IngestItem, JobFilter, JobFinish, JobId, JobState, JobWithEvents, RunFilter,
-    SharedStore, StoredRun,
+    Disposition, IngestItem, JobFilter, JobId, JobState, JobWithEvents, RunFilter, SharedStore,
+    StoredRun,
 };
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -110,8 +110,6 @@ pub struct EvalReport {
     pub jobs: Vec<JobReport>,
     pub totals: Totals,
 }
-
-const OWNER: &str = "hookwise-eval";
 
 pub async fn eval(config: &Config, options: &EvalOptions) -> anyhow::Result<ExitCode> {
     if config.llm.is_none() {
@@ -253,36 +251,17 @@ pub async fn eval(config: &Config, options: &EvalOptions) -> anyhow::Result<Exit
         let mut actions = Vec::new();
         while let Some(claimed) = app
             .store
-            .claim_jobs(OWNER, far_future, 1, lease)
+            .claim_jobs(super::OWNER, far_future, 1, lease)
             .await?
             .pop()
         {
-            let ctx = RunContext {
-                job: &claimed.job,
-                handler,
-                events: &claimed.events,
-            };
-            let result = tokio::time::timeout(handler.agent.deadline, runner.run(ctx)).await;
-            let finish = match result {
-                Ok(Ok(())) => JobFinish::Done,
-                Ok(Err(e)) => JobFinish::Dead {
-                    error: e.to_string(),
-                },
-                Err(_) => JobFinish::Dead {
-                    error: "deadline".into(),
-                },
-            };
             let now = chrono::Utc::now().timestamp_millis();
-            app.store
-                .finish_job(claimed.job.id, OWNER, now, finish)
-                .await?;
-            if let Some(run) = latest_run(&app.store, claimed.job.id).await? {
-                report.candidate_outcome = Some(run.run.outcome.clone());
-                report.candidate_error = run.run.error.clone();
-                report.candidate_tokens.0 += run.run.input_tokens;
-                report.candidate_tokens.1 += run.run.output_tokens;
-                actions.extend(intended_actions(&run.run.steps));
-            }
+            let run = super::run_now(&app, &runner, handler, &claimed, now).await?;
+            report.candidate_outcome = Some(run.run.outcome.clone());
+            report.candidate_error = run.run.error.clone();
+            report.candidate_tokens.0 += run.run.input_tokens;
+            report.candidate_tokens.1 += run.run.output_tokens;
+            actions.extend(intended_actions(&run.run.steps));
         }
         report.unanswered_reads = book.unanswered();
         report.actions = compare(&current_actions, &actions);

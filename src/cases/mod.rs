@@ -70,7 +70,7 @@ pub struct Report {
     pub note: Option<String>,
 }
 
-/// The lease owner written on a case's scratch store.
+/// The lease owner written on the scratch stores of `test` and `eval`.
 const OWNER: &str = "hookwise-test";
 
 /// Runs the cases `options` select, printing a line per case (and what failed), and the JUnit
@@ -399,32 +399,7 @@ async fn run_case(
             continue;
         }
         runs += 1;
-        let ctx = RunContext {
-            job,
-            handler,
-            events: &claimed.events,
-        };
-        let result = tokio::time::timeout(handler.agent.deadline, runner.run(ctx)).await;
-        let finish = match result {
-            Ok(Ok(())) => JobFinish::Done,
-            Ok(Err(e)) => JobFinish::Dead {
-                error: e.to_string(),
-            },
-            Err(_) => JobFinish::Dead {
-                error: "deadline".into(),
-            },
-        };
-        app.store.finish_job(job.id, OWNER, now, finish).await?;
-        let run = app
-            .store
-            .list_runs(&RunFilter {
-                job: Some(job.id),
-                limit: 1,
-                ..RunFilter::default()
-            })
-            .await?
-            .pop()
-            .with_context(|| format!("job {} left no run", job.id))?;
+        let run = run_now(&app, &runner, handler, &claimed, now).await?;
         if run.run.outcome != case.expect.outcome {
             let error = run
                 .run
@@ -478,6 +453,45 @@ async fn run_case(
         Mode::Replay => None,
     };
     Ok((problems, note))
+}
+
+/// Runs a claimed job now, within its handler's deadline, records how it ended, and returns
+/// its run.
+async fn run_now(
+    app: &App,
+    runner: &AgentRunner,
+    handler: &Handler,
+    claimed: &crate::store::JobWithEvents,
+    now_ms: i64,
+) -> anyhow::Result<crate::store::StoredRun> {
+    let job = &claimed.job;
+    let ctx = RunContext {
+        job,
+        handler,
+        events: &claimed.events,
+    };
+    let finish = match tokio::time::timeout(handler.agent.deadline, runner.run(ctx)).await {
+        Ok(Ok(())) => JobFinish::Done,
+        Ok(Err(e)) => JobFinish::Dead {
+            error: e.to_string(),
+        },
+        Err(_) => JobFinish::Dead {
+            error: format!(
+                "the run did not finish within its deadline of {:?}",
+                handler.agent.deadline
+            ),
+        },
+    };
+    app.store.finish_job(job.id, OWNER, now_ms, finish).await?;
+    app.store
+        .list_runs(&RunFilter {
+            job: Some(job.id),
+            limit: 1,
+            ..RunFilter::default()
+        })
+        .await?
+        .pop()
+        .with_context(|| format!("job {} left no run", job.id))
 }
 
 /// The writes a run would have made: its transcript's intended actions.

@@ -5,7 +5,7 @@
 
 use crate::planhat::{ANA, ATELIERS, CLAIRE, MARIA, NORTHWIND};
 use crate::support::fake_happyfox::{BOT_STAFF_ID, FakeHappyfox};
-use crate::support::fake_llm::{FakeLlm, Reply, llm_table};
+use crate::support::fake_llm::{FakeLlm, Reply, llm_table, openai_calls, openai_text as text};
 use crate::support::fake_planhat::{FakePlanhat, TOKEN};
 use crate::support::*;
 use serde_json::{Value, json};
@@ -55,25 +55,15 @@ fn copy_cases(handler: &str, cases: &Path) {
     }
 }
 
+/// A model turn calling tools: (call id, wire name, arguments).
 fn calls(list: &[(&str, &str, Value)]) -> Reply {
-    let tool_calls: Vec<Value> = list
+    let args: Vec<String> = list.iter().map(|(_, _, a)| a.to_string()).collect();
+    let list: Vec<(&str, &str, &str)> = list
         .iter()
-        .map(|(id, name, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}}))
+        .zip(&args)
+        .map(|((id, name, _), a)| (*id, *name, a.as_str()))
         .collect();
-    Reply::ok(json!({
-        "id": "chatcmpl-case", "object": "chat.completion", "created": 1, "model": "scripted-model",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": tool_calls},
-                     "finish_reason": "tool_calls"}],
-        "usage": {"prompt_tokens": 900, "completion_tokens": 60, "total_tokens": 960}
-    }))
-}
-
-fn text(answer: &str) -> Reply {
-    Reply::ok(json!({
-        "id": "chatcmpl-case", "object": "chat.completion", "created": 1, "model": "scripted-model",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 1200, "completion_tokens": 40, "total_tokens": 1240}
-    }))
+    openai_calls(&list)
 }
 
 const TRIAGE_NOTE: &str = "<p><b>Triage (hookwise)</b></p><p>Charged twice for order SO-884213: \
