@@ -437,3 +437,80 @@ fn an_unreachable_or_missing_postgres_database_says_why_in_one_line() {
         assert_eq!(line.matches("cannot open store").count(), 1, "{text}");
     }
 }
+
+#[test]
+fn check_names_every_scope_that_does_not_fit_its_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hookwise.toml"),
+        format!("handlers_dir = \"handlers\"\n{GOOD_SOURCE}"),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("handlers")).unwrap();
+    let handler = dir.path().join("handlers/triage.toml");
+    std::fs::write(
+        &handler,
+        r#"on = ["happyfox.ticket.created"]
+[agent]
+prompt = "Triage."
+tools = ["happyfox.update_ticket", "happyfox.add_private_note", "planhat.create_task"]
+
+# Not an argument of update_ticket, and the required ticket_id left out.
+[agent.scopes."happyfox.update_ticket"]
+allow = ["priorty"]
+
+# A string rule on a number, and a value the argument cannot take.
+[agent.scopes."happyfox.add_private_note".args.time_spent]
+max_length = 3
+
+[agent.scopes."planhat.create_task".args.mainType]
+one_of = ["task", "meeting"]
+
+# A tool the handler does not allow.
+[agent.scopes."happyfox.reply_to_customer"]
+allow = ["ticket_id"]
+"#,
+    )
+    .unwrap();
+    let out = hookwise(dir.path(), &["check"], &[]);
+    assert!(!out.status.success());
+    let text = stderr(&out);
+    let file = Path::new("handlers").join("triage.toml");
+    let expected = [
+        r#"key `agent.scopes."happyfox.reply_to_customer"`: "happyfox.reply_to_customer" is not in agent.tools"#,
+        r#"key `agent.scopes."happyfox.update_ticket".allow[0]`: the tool has no argument `priorty`; did you mean `priority`?"#,
+        r#"key `agent.scopes."happyfox.update_ticket".allow`: leaves out `ticket_id`, which the tool requires"#,
+        r#"key `agent.scopes."happyfox.add_private_note".args.time_spent.max_length`: applies to strings, but the argument is integer"#,
+        r#"key `agent.scopes."planhat.create_task".args.mainType.one_of[1]`: "meeting" is not a value the argument takes"#,
+    ];
+    for line in expected {
+        assert_eq!(
+            text.matches(&format!("{}: {line}", file.display())).count(),
+            1,
+            "{line:?} once in:\n{text}"
+        );
+    }
+    assert!(text.contains("5 problem(s) found"), "{text}");
+
+    // The same file with the scopes fixed passes.
+    std::fs::write(
+        &handler,
+        r#"on = ["happyfox.ticket.created"]
+[agent]
+prompt = "Triage."
+tools = ["happyfox.update_ticket", "planhat.create_task"]
+
+[agent.scopes."happyfox.update_ticket"]
+allow = ["ticket_id", "priority"]
+
+[agent.scopes."happyfox.update_ticket".args.priority]
+one_of = [3, 4]
+
+[agent.scopes."planhat.create_task".args.mainType]
+equals = "task"
+"#,
+    )
+    .unwrap();
+    let out = hookwise(dir.path(), &["check"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
