@@ -465,10 +465,6 @@ max_length = 3
 
 [agent.scopes."planhat.create_task".args.mainType]
 one_of = ["task", "meeting"]
-
-# A tool the handler does not allow.
-[agent.scopes."happyfox.reply_to_customer"]
-allow = ["ticket_id"]
 "#,
     )
     .unwrap();
@@ -477,7 +473,6 @@ allow = ["ticket_id"]
     let text = stderr(&out);
     let file = Path::new("handlers").join("triage.toml");
     let expected = [
-        r#"key `agent.scopes."happyfox.reply_to_customer"`: "happyfox.reply_to_customer" is not in agent.tools"#,
         r#"key `agent.scopes."happyfox.update_ticket".allow[0]`: the tool has no argument `priorty`; did you mean `priority`?"#,
         r#"key `agent.scopes."happyfox.update_ticket".allow`: leaves out `ticket_id`, which the tool requires"#,
         r#"key `agent.scopes."happyfox.add_private_note".args.time_spent.max_length`: applies to strings, but the argument is integer"#,
@@ -490,7 +485,32 @@ allow = ["ticket_id"]
             "{line:?} once in:\n{text}"
         );
     }
-    assert!(text.contains("5 problem(s) found"), "{text}");
+    assert!(text.contains("4 problem(s) found"), "{text}");
+
+    // A scope for a tool the handler does not allow (a file-local mistake: reported alone, since
+    // a file that does not load is not held against the tools' schemas).
+    std::fs::write(
+        &handler,
+        r#"on = ["happyfox.ticket.created"]
+[agent]
+prompt = "Triage."
+tools = ["happyfox.update_ticket"]
+
+[agent.scopes."happyfox.reply_to_customer"]
+allow = ["ticket_id", "html"]
+"#,
+    )
+    .unwrap();
+    let out = hookwise(dir.path(), &["check"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            r#"{}: key `agent.scopes."happyfox.reply_to_customer"`: "happyfox.reply_to_customer" is not in agent.tools"#,
+            file.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
 
     // The same file with the scopes fixed passes.
     std::fs::write(
