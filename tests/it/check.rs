@@ -534,3 +534,60 @@ equals = "task"
     let out = hookwise(dir.path(), &["check"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[tokio::test]
+async fn a_scope_that_does_not_fit_a_truto_tool_is_a_start_up_warning() {
+    use crate::support::fake_truto::{API_KEY, FakeTruto, happyfox_tools};
+    hookwise::init_tls();
+    let truto = FakeTruto::start(vec![("ia-1", happyfox_tools())], 10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hookwise.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "store = \"sqlite://{}\"\nhandlers_dir = \"{}\"\n{GOOD_SOURCE}\n\
+             [accounts.hf]\nconnector = \"truto\"\nbase_url = \"{}\"\napi_key = \"{API_KEY}\"\n\
+             integrated_account_id = \"ia-1\"\n",
+            dir.path().join("hookwise.db").display(),
+            dir.path().join("handlers").display(),
+            truto.url
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("handlers")).unwrap();
+    std::fs::write(
+        dir.path().join("handlers/notes.toml"),
+        r#"on = ["happyfox.ticket.created"]
+[agent]
+prompt = "Note."
+tools = ["truto.create_a_happy_fox_private_note"]
+
+[agent.scopes."truto.create_a_happy_fox_private_note"]
+allow = ["ticket_id", "txt"]
+"#,
+    )
+    .unwrap();
+    // `check` cannot know a Truto tool's arguments without asking Truto: it passes.
+    let out = hookwise(dir.path(), &["check"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let port = free_port();
+    let log = dir.path().join("serve.log");
+    let mut proc = spawn_hookwise(&config, port, &log, "info");
+    wait_ready(
+        &reqwest::Client::new(),
+        &format!("http://127.0.0.1:{port}/healthz"),
+    )
+    .await;
+    proc.signal("TERM");
+    proc.exited_within(Duration::from_secs(30)).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("the tool has no argument `txt`; did you mean `text`?")
+            && text.contains("truto.create_a_happy_fox_private_note")
+            && text.contains(".allow[1]")
+            && text.contains("leaves out `text`, which the tool requires")
+            && text.contains("the scope is still enforced at every call"),
+        "{text}"
+    );
+}
