@@ -20,7 +20,7 @@ use crate::scheduler::JobRunner;
 use crate::store::batcher::RunWriter;
 use crate::store::{self, PrunePolicy, Pruner, SharedStore};
 use crate::telemetry::metrics::{Metrics, SharedMetrics};
-use crate::tools::ToolRegistry;
+use crate::tools::{self, ToolRegistry};
 use crate::upstream::{Account, Upstream};
 use anyhow::Context;
 use std::collections::HashMap;
@@ -124,7 +124,8 @@ impl Plan {
 
 /// Handlers' `agent.tools` against the connectors' tools: a name its connector does not have is
 /// an error (it could never run). A name of no connector is only a warning, since an application
-/// may register tools of its own (`Server::with_tools`).
+/// may register tools of its own (`Server::with_tools`). Argument scopes of tools whose schema is
+/// known without I/O are held against it (`check_scopes`).
 fn check_tools(
     handlers: &[handler::Handler],
     errors: &mut Vec<ConfigError>,
@@ -146,13 +147,61 @@ fn check_tools(
                 ));
             }
         }
+        check_scopes(handler, errors);
     }
 }
 
+/// A handler's `[agent.scopes."tool"]` against the tool's static schema, for the connectors that
+/// know theirs without I/O: every problem is an error under the scope's key. Tools known only at
+/// run time are checked when they are loaded (`warn_unoffered_tools`).
+fn check_scopes(handler: &handler::Handler, errors: &mut Vec<ConfigError>) {
+    for (tool, scope) in &handler.agent.scopes {
+        let Some(schema) = static_schema(tool) else {
+            continue;
+        };
+        for (key, message) in tools::scope::problems(&schema, scope) {
+            let base = handler::scope_key(tool);
+            let key = if key.is_empty() {
+                base
+            } else {
+                format!("{base}.{key}")
+            };
+            errors.push(ConfigError::new(&handler.file, key, message));
+        }
+    }
+}
+
+/// The argument schema of `tool` when its connector knows it without I/O.
+fn static_schema(tool: &str) -> Option<serde_json::Value> {
+    let (prefix, _) = tool.split_once('.')?;
+    connectors::find(prefix)?
+        .tool_schemas()?
+        .into_iter()
+        .find_map(|(name, schema)| (name == tool).then_some(schema))
+}
+
 /// Handlers' tools of connectors known only at run time (`truto.*`) that no account offered at
-/// start-up: logged, not refused, since an account may only be unreachable for now.
+/// start-up: logged, not refused, since an account may only be unreachable for now. Likewise a
+/// scope that does not fit such a tool's schema as loaded: the vendor may change a definition
+/// under a running configuration, and the scope is enforced at every call whatever the schema.
 fn warn_unoffered_tools(handlers: &HandlerSet, tools: &ToolRegistry) {
     for handler in handlers.iter() {
+        for (tool, scope) in &handler.agent.scopes {
+            if static_schema(tool).is_some() {
+                continue; // `check` held it against the schema already.
+            }
+            let Some(entry) = tools.get(tool) else {
+                continue;
+            };
+            for (key, message) in tools::scope::problems(&entry.parameters, scope) {
+                tracing::warn!(
+                    handler = %handler.name,
+                    file = %handler.file.display(),
+                    key = %format!("{}.{key}", handler::scope_key(tool)).trim_end_matches('.'),
+                    "{message}; the scope is still enforced at every call"
+                );
+            }
+        }
         for tool in &handler.agent.tools {
             let Some((prefix, _)) = tool.split_once('.') else {
                 continue;
@@ -364,6 +413,7 @@ impl App {
         Approvals {
             store: self.store.clone(),
             tools: self.tools.clone(),
+            handlers: self.handlers.clone(),
             clock: self.clock.clone(),
         }
     }

@@ -2,11 +2,14 @@
 //! dropped. `hookwise approvals approve|reject` and `POST /api/approvals/{id}/approve|reject`
 //! both come here, so the checks and the order of steps cannot differ between them.
 //!
-//! Approving: the tool must still exist and the stored arguments must still match its schema
-//! (both checked before anything changes: a refusal leaves the approval pending), then the
+//! Approving: the tool must still exist, the handler that held the write must still allow it
+//! with these arguments (its allow-list and argument scope as loaded now), and the stored
+//! arguments must still match the tool's schema (all checked before anything changes: a refusal
+//! leaves the approval pending), then the
 //! store's claim makes this caller the only sender, then the tool is called with the job's
 //! account and the key the agent computed, and the outcome is recorded by that claim.
 
+use crate::handler::HandlerSet;
 use crate::kernel::clock::SharedClock;
 use crate::kernel::event::AccountId;
 use crate::store::{
@@ -36,6 +39,10 @@ pub enum DecideError {
         tool: String,
         violations: String,
     },
+    /// The handler that held the write no longer allows it: gone, the tool off its allow-list,
+    /// or the arguments outside its scope for the tool.
+    #[error("approval {id} cannot be sent: {reason}; it stays pending: reject it")]
+    OutOfScope { id: i64, reason: String },
     /// A transient failure (upstream down, rate limited past patience): pending again.
     #[error("approval {id} was not sent: {error}; it is pending again, approve it later")]
     Unavailable { id: i64, error: String },
@@ -59,6 +66,8 @@ pub enum DecideError {
 pub struct Approvals {
     pub store: SharedStore,
     pub tools: Arc<ToolRegistry>,
+    /// The handlers as loaded now: a held write is sent only if its handler still allows it.
+    pub handlers: Arc<HandlerSet>,
     pub clock: SharedClock,
 }
 
@@ -89,7 +98,27 @@ impl Approvals {
             subject: request.subject.clone(),
             idempotency_key: request.idempotency_key.clone(),
         };
-        let mut scoped = self.tools.scoped(std::slice::from_ref(&request.tool));
+        let Some(handler) = self.handlers.get(&request.handler) else {
+            return Err(DecideError::OutOfScope {
+                id,
+                reason: format!(
+                    "handler {} is not loaded here, so whether it still allows this write cannot be checked",
+                    request.handler
+                ),
+            });
+        };
+        if !handler.agent.tools.contains(&request.tool) {
+            return Err(DecideError::OutOfScope {
+                id,
+                reason: format!(
+                    "handler {} no longer allows {} (agent.tools)",
+                    handler.name, request.tool
+                ),
+            });
+        }
+        let mut scoped = self
+            .tools
+            .scoped_by(std::slice::from_ref(&request.tool), &handler.agent.scopes);
         // The schema the write is checked against is today's, live where the tool has one (a
         // HappyFox category's custom fields may have changed since the run).
         for note in scoped.resolve_live(&ctx).await {
@@ -101,6 +130,18 @@ impl Approvals {
                 tool: request.tool.clone(),
             });
         };
+        let out = entry.out_of_scope(&request.arguments);
+        if !out.is_empty() {
+            return Err(DecideError::OutOfScope {
+                id,
+                reason: format!(
+                    "its arguments are outside handler {}'s scope for {}: {}",
+                    handler.name,
+                    request.tool,
+                    out.join("; ")
+                ),
+            });
+        }
         let violations = entry.violations(&request.arguments);
         if !violations.is_empty() {
             return Err(DecideError::InvalidArguments {

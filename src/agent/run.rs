@@ -1,9 +1,10 @@
 //! The agent loop: one job becomes one LLM conversation that may call only its handler's tools,
 //! ends within max_steps and the deadline, and leaves a transcript.
 //!
-//! Every tool call is checked in order: in scope (else refused and recorded), arguments are JSON
-//! (else the parse error goes back to the model), arguments match the schema (else the violations
-//! go back), then a write in dry-run mode is recorded as an intended action instead of being
+//! Every tool call is checked in order: on the allow-list (else refused and recorded), arguments
+//! are JSON (else the parse error goes back to the model), arguments within the handler's scope
+//! for the tool (else refused and recorded, the refusal going back to the model), arguments match
+//! the schema (else the violations go back), then a write in dry-run mode is recorded as an intended action instead of being
 //! sent, and in approve mode is also held in the store as a pending approval that a person may
 //! send later (`crate::approvals`). The account comes from the job; nothing the model writes can
 //! change it.
@@ -105,7 +106,7 @@ impl JobRunner for AgentRunner {
         let started = self.clock.now().timestamp_millis();
         let agent = &ctx.handler.agent;
         let model = agent.model.clone().unwrap_or_else(|| self.model.clone());
-        let mut scoped = self.tools.scoped(&agent.tools);
+        let mut scoped = self.tools.scoped_by(&agent.tools, &agent.scopes);
         let system = format!("{}\n\n{RULES}", agent.prompt.trim());
         let context = render_context(&ctx);
         let steps = vec![
@@ -147,6 +148,9 @@ impl JobRunner for AgentRunner {
             .resolve_live(&self.tool_context(&ctx, String::new()))
             .await
         {
+            transcript.push(json!({"type": "note", "text": note}));
+        }
+        for note in &scoped.notes {
             transcript.push(json!({"type": "note", "text": note}));
         }
         if !scoped.missing.is_empty() {
@@ -359,6 +363,23 @@ impl AgentRunner {
                 return Ok(Message::tool_error(&call.id, error));
             }
         };
+        // Before the schema: a call outside the scope is a refusal whatever else is wrong with it,
+        // and nothing of it is checked upstream, recorded as intended or held for approval.
+        let out = entry.out_of_scope(&args);
+        if !out.is_empty() {
+            let reason = format!(
+                "{name} refused: outside this handler's scope: {}",
+                out.join("; ")
+            );
+            transcript.push(json!({
+                "type": "refused", "call_id": call.id, "name": name,
+                "arguments": args, "reason": reason,
+            }));
+            tracing::warn!(job = %ctx.job.id, tool = %name, "refused a call outside the handler's argument scope");
+            self.metrics
+                .tool_refused(&ctx.job.handler, "argument_out_of_scope");
+            return Ok(Message::tool_error(&call.id, reason));
+        }
         let violations = entry.violations(&args);
         if !violations.is_empty() {
             self.metrics

@@ -151,6 +151,7 @@ pub async fn run(
             let approvals = Approvals {
                 store,
                 tools: Arc::default(),
+                handlers: Arc::default(),
                 clock: Arc::new(SystemClock),
             };
             let reason = reason.filter(|r| !r.trim().is_empty());

@@ -203,6 +203,14 @@ fn write_step(out: &mut String, n: usize, step: &Value) {
             let _ = writeln!(out, "{n:>3}. ERROR from {name} [{call}]");
             body(out, &text(step, "error"));
         }
+        // A refusal with the call's arguments is one outside the tool's argument scope.
+        "refused" if step.get("arguments").is_some() => {
+            let _ = writeln!(
+                out,
+                "{n:>3}. REFUSED {name} [{call}]: outside the handler's argument scope"
+            );
+            body(out, &text(step, "reason"));
+        }
         "refused" => {
             let _ = writeln!(
                 out,
@@ -338,20 +346,23 @@ mod tests {
              "arguments": {"text": "hi"}, "mode": "dry-run"},
             {"type": "intended_action", "call_id": "c5", "name": "add_note",
              "arguments": {"text": "ok?"}, "mode": "approve", "approval": 12},
-            {"type": "novel", "x": 1}
+            {"type": "novel", "x": 1},
+            {"type": "refused", "call_id": "c6", "name": "update_ticket", "arguments": {"status": 2},
+             "reason": "argument `status` may not be set"}
         ])));
         for expected in [
             "run 3: job 7, attempt 2: failed",
             "  error     upstream said 502",
             "duration 2.5s",
             "  tokens    1200 in, 34 out",
-            "steps (9):",
+            "steps (10):",
             "  1. system prompt\n       You triage.\n",
             "       Ticket 7\n       was updated\n",
             "       -> calls get_ticket [c1]\n            id: 7\n",
             "  4. result of get_ticket [c1]\n       {\"status\":\"open\"}",
             "  5. ERROR from get_user [c2]\n       404",
-            "  6. REFUSED delete_ticket [c3]",
+            "  6. REFUSED delete_ticket [c3]: not in the handler's allowed tools",
+            " 10. REFUSED update_ticket [c6]: outside the handler's argument scope\n       argument `status` may not be set",
             "  7. NOT SENT (dry-run): would call add_note [c4]",
             "       text: hi",
             "  8. NOT SENT (approve, approval 12): would call add_note [c5]",

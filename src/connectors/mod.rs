@@ -34,6 +34,12 @@ pub trait Connector: Send + Sync + 'static {
     /// The names of the tools `register_tools` adds, when they are known without asking the
     /// vendor; None when only its accounts know them at run time (Truto lists each account's).
     fn tool_names(&self) -> Option<Vec<&'static str>>;
+    /// Each tool's static argument schema (what `Tool::parameters` answers), when known without
+    /// I/O: `hookwise check` holds handlers' argument scopes against them. None for connectors
+    /// whose tools only exist at run time; their scopes are checked when the tools are loaded.
+    fn tool_schemas(&self) -> Option<Vec<(&'static str, serde_json::Value)>> {
+        None
+    }
     /// Adds its tools for the configured accounts.
     async fn register_tools(
         &self,

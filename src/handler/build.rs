@@ -25,7 +25,14 @@ const TOP_KEYS: &[&str] = &[
 ];
 const WHEN_KEYS: &[&str] = &["pointer", "op", "value"];
 const DEBOUNCE_KEYS: &[&str] = &["period", "max_wait", "key"];
-const AGENT_KEYS: &[&str] = &["prompt", "model", "tools", "max_steps", "deadline"];
+const AGENT_KEYS: &[&str] = &[
+    "prompt",
+    "model",
+    "tools",
+    "scopes",
+    "max_steps",
+    "deadline",
+];
 
 const DEFAULT_MAX_STEPS: u32 = 8;
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(120);
@@ -218,12 +225,14 @@ impl Walk<'_> {
             );
         }
         let tools = self.tools(table);
+        let scopes = self.scopes(table, &tools);
         let max_steps = self.int(table, "agent", "max_steps", 1..=50);
         let deadline = self.duration(table, "agent", "deadline");
         Some(AgentSpec {
             prompt: prompt?,
             model,
             tools,
+            scopes,
             max_steps: max_steps.unwrap_or(DEFAULT_MAX_STEPS),
             deadline: deadline.unwrap_or(DEFAULT_DEADLINE),
         })
@@ -265,7 +274,7 @@ fn is_tool_name(s: &str) -> bool {
 
 /// Condition values are compared against JSON payloads, so they become JSON here. TOML dates
 /// become their text, which orders correctly against ISO 8601 strings in payloads.
-fn toml_to_json(value: &Value) -> Result<serde_json::Value, String> {
+pub(super) fn toml_to_json(value: &Value) -> Result<serde_json::Value, String> {
     Ok(match value {
         Value::String(s) => serde_json::Value::String(s.clone()),
         Value::Integer(i) => serde_json::Value::from(*i),

@@ -5,11 +5,13 @@ mod build;
 mod condition;
 mod kind;
 mod load;
+mod scope;
 mod walk;
 
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +20,7 @@ pub use crate::kernel::ConfigError as HandlerError;
 pub use condition::{Condition, Op};
 pub use kind::KindPattern;
 pub use load::{load_dir, load_file, parse_handler};
+pub use scope::{ArgRule, Pattern, ToolScope, scope_key};
 
 /// The loaded handlers, looked up by name: the router matches events against them, the
 /// scheduler finds a job's handler in them.
@@ -195,13 +198,16 @@ pub enum DebounceKey {
 }
 
 /// How the agent runs for this handler.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentSpec {
     pub prompt: String,
     /// `None` uses the model from the service configuration.
     pub model: Option<String>,
     /// The only tools that exist for the model in this handler's runs (`connector.tool_name`).
     pub tools: Vec<String>,
+    /// Narrowings of some of those tools (`[agent.scopes."tool"]`), by tool name: which
+    /// arguments the model may set and what values they may take.
+    pub scopes: BTreeMap<String, ToolScope>,
     pub max_steps: u32,
     pub deadline: Duration,
 }

@@ -427,3 +427,107 @@ fn top_level_key_below_a_table_gets_a_hint() {
         errors[2].message
     );
 }
+
+#[test]
+fn scopes_load_with_their_rules() {
+    let handler = parse(
+        r#"
+on = ["happyfox.ticket.created"]
+[agent]
+prompt = "Escalate."
+tools = ["happyfox.update_ticket", "planhat.create_task"]
+
+[agent.scopes."happyfox.update_ticket"]
+allow = ["ticket_id", "priority"]
+
+[agent.scopes."happyfox.update_ticket".args.priority]
+one_of = [3, 4]
+
+[agent.scopes."planhat.create_task".args.mainType]
+equals = "task"
+
+[agent.scopes."planhat.create_task".args.action]
+max_length = 80
+pattern = '^Renewal risk \((high|medium)\): '
+"#,
+    )
+    .unwrap();
+    let scopes = &handler.agent.scopes;
+    assert_eq!(scopes.len(), 2);
+    let update = &scopes["happyfox.update_ticket"];
+    assert_eq!(
+        update.allow.as_deref(),
+        Some(&["ticket_id".to_string(), "priority".to_string()][..])
+    );
+    assert_eq!(
+        update.args["priority"].one_of,
+        Some(vec![json!(3), json!(4)])
+    );
+    let task = &scopes["planhat.create_task"];
+    assert_eq!(task.allow, None, "no `allow`: every argument stays");
+    assert_eq!(task.args["mainType"].equals, Some(json!("task")));
+    assert_eq!(task.args["action"].max_length, Some(80));
+    let pattern = task.args["action"].pattern.as_ref().unwrap();
+    assert!(pattern.is_match("Renewal risk (high): Acme"));
+    assert!(!pattern.is_match("Renewal risk (low): Acme"));
+}
+
+#[test]
+fn every_scope_mistake_names_its_key() {
+    let errors = parse(
+        r#"
+on = ["happyfox.ticket.created"]
+[agent]
+prompt = "Escalate."
+tools = ["happyfox.update_ticket", "happyfox.add_private_note", "planhat.create_task"]
+
+[agent.scopes."happyfox.reply_to_customer"]
+allow = ["ticket_id"]
+
+[agent.scopes."happyfox.update_ticket"]
+allow = ["ticket_id", "priority", "priority"]
+alow = ["status"]
+
+[agent.scopes."happyfox.update_ticket".args.status]
+equals = 2
+
+[agent.scopes."happyfox.update_ticket".args.priority]
+equals = 4
+one_of = [3, 4]
+
+[agent.scopes."happyfox.add_private_note".args.html]
+max_length = 0
+pattern = "(unclosed"
+
+[agent.scopes."happyfox.add_private_note".args.time_spent]
+at_most = 5
+
+[agent.scopes."planhat.create_task"]
+"#,
+    )
+    .unwrap_err();
+    assert_eq!(
+        keys(&errors),
+        [
+            r#"agent.scopes."happyfox.add_private_note".args.html.max_length"#,
+            r#"agent.scopes."happyfox.add_private_note".args.html.pattern"#,
+            r#"agent.scopes."happyfox.add_private_note".args.time_spent.at_most"#,
+            r#"agent.scopes."happyfox.reply_to_customer""#,
+            r#"agent.scopes."happyfox.update_ticket".alow"#,
+            r#"agent.scopes."happyfox.update_ticket".allow[2]"#,
+            r#"agent.scopes."happyfox.update_ticket".args.priority"#,
+            r#"agent.scopes."happyfox.update_ticket".args.status"#,
+            r#"agent.scopes."planhat.create_task""#,
+        ],
+        "{errors:#?}"
+    );
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let text = text.join("\n");
+    assert!(text.contains("is not in agent.tools"), "{text}");
+    assert!(text.contains("which `allow` leaves out"), "{text}");
+    assert!(
+        text.contains("`equals` and `one_of` both fix the value"),
+        "{text}"
+    );
+    assert!(text.contains("an empty scope narrows nothing"), "{text}");
+}

@@ -239,9 +239,9 @@ impl From<DecideError> for ApiError {
             DecideError::NotPending { .. } | DecideError::ClaimLost(_) => {
                 ApiError::Conflict(e.to_string())
             }
-            DecideError::ToolMissing { .. } | DecideError::InvalidArguments { .. } => {
-                ApiError::Unprocessable(e.to_string())
-            }
+            DecideError::ToolMissing { .. }
+            | DecideError::InvalidArguments { .. }
+            | DecideError::OutOfScope { .. } => ApiError::Unprocessable(e.to_string()),
             DecideError::Unavailable { .. } => ApiError::UpstreamUnavailable(e.to_string()),
             DecideError::Internal { .. } => ApiError::Internal(e.to_string()),
             DecideError::Store(e) => ApiError::StoreUnavailable(e),

@@ -1,10 +1,14 @@
 //! Tools the agent may call: the `Tool` trait, a registry of every tool hookwise has, and the
-//! scoped view one handler's run sees (only its allow-list exists for the model).
+//! scoped view one handler's run sees (only its allow-list exists for the model, each tool
+//! narrowed by the handler's argument scope: `scope.rs`).
 //!
 //! A tool knows nothing of who calls it: the account and the idempotency key come in a
 //! `ToolContext` built from the job, never from model output. Arguments are validated against the
 //! tool's JSON Schema before `call` runs, so a tool only ever sees schema-valid input.
 
+pub mod scope;
+
+use crate::handler::ToolScope;
 use crate::llm::ToolSpec;
 use async_trait::async_trait;
 use serde_json::Value;
@@ -49,11 +53,27 @@ pub struct Entry {
     validator: jsonschema::Validator,
     /// The name the model sees: providers allow `[a-zA-Z0-9_-]`, so dots become `__`.
     pub wire_name: String,
+    /// The handler's narrowing of this tool, already applied to `parameters`; checked again on
+    /// every call (`out_of_scope`). None in the registry and for tools a handler leaves whole.
+    pub scope: Option<Arc<ToolScope>>,
 }
 
 impl Entry {
     fn new(tool: Arc<dyn Tool>, parameters: Value) -> Result<Self, String> {
+        Self::scoped(tool, parameters, None)
+    }
+
+    /// The entry for `parameters` (the tool's own or a live schema) narrowed by `scope`.
+    fn scoped(
+        tool: Arc<dyn Tool>,
+        parameters: Value,
+        scope: Option<Arc<ToolScope>>,
+    ) -> Result<Self, String> {
         let name = tool.name().to_string();
+        let parameters = match &scope {
+            Some(scope) => scope::narrow(&parameters, scope),
+            None => parameters,
+        };
         let validator = jsonschema::validator_for(&parameters)
             .map_err(|e| format!("tool {name:?}: invalid JSON Schema: {e}"))?;
         Ok(Self {
@@ -61,7 +81,17 @@ impl Entry {
             tool,
             parameters,
             validator,
+            scope,
         })
+    }
+
+    /// Every way `args` leaves the handler's scope for this tool; empty when in scope (or when
+    /// the handler does not narrow it). Judged from the scope itself, not from the schema.
+    pub fn out_of_scope(&self, args: &Value) -> Vec<String> {
+        self.scope
+            .as_ref()
+            .map(|s| s.violations(args))
+            .unwrap_or_default()
     }
 
     /// Every way `args` breaks the schema, as `path: message` lines; empty when valid.
@@ -122,25 +152,52 @@ impl ToolRegistry {
         self.tools.keys().map(String::as_str)
     }
 
-    /// The tools one handler may use. Allow-listed names this process does not have are listed in
-    /// `missing` (the run says so; the model never sees them).
+    /// The registered tool called `name`, with its own schema.
+    pub fn get(&self, name: &str) -> Option<&Arc<Entry>> {
+        self.tools.get(name)
+    }
+
+    /// The tools of an allow-list, whole (no argument scopes).
     pub fn scoped(&self, allow: &[String]) -> ScopedTools {
+        self.scoped_by(allow, &BTreeMap::new())
+    }
+
+    /// The tools one handler may use, each narrowed by its scope in `scopes`. Allow-listed names
+    /// this process does not have are listed in `missing` (the run says so; the model never sees
+    /// them); a tool whose narrowed schema does not compile is left out too, with a note.
+    pub fn scoped_by(&self, allow: &[String], scopes: &BTreeMap<String, ToolScope>) -> ScopedTools {
         let mut entries = Vec::new();
         let mut missing = Vec::new();
+        let mut notes = Vec::new();
         for name in allow {
-            match self.tools.get(name) {
-                Some(e) => entries.push(e.clone()),
-                None => missing.push(name.clone()),
+            let Some(entry) = self.tools.get(name) else {
+                missing.push(name.clone());
+                continue;
+            };
+            let Some(scope) = scopes.get(name) else {
+                entries.push(entry.clone());
+                continue;
+            };
+            let scope = Some(Arc::new(scope.clone()));
+            match Entry::scoped(entry.tool.clone(), entry.parameters.clone(), scope) {
+                Ok(narrowed) => entries.push(Arc::new(narrowed)),
+                Err(e) => notes.push(format!("{name} is not offered: its scope: {e}")),
             }
         }
-        ScopedTools { entries, missing }
+        ScopedTools {
+            entries,
+            missing,
+            notes,
+        }
     }
 }
 
-/// A handler's view: exactly its allow-list, nothing else exists.
+/// A handler's view: exactly its allow-list, narrowed by its scopes; nothing else exists.
 pub struct ScopedTools {
     entries: Vec<Arc<Entry>>,
     pub missing: Vec<String>,
+    /// Why an allow-listed tool was left out although this process has it (for the transcript).
+    pub notes: Vec<String>,
 }
 
 impl ScopedTools {
@@ -157,17 +214,19 @@ impl ScopedTools {
     }
 
     /// Replaces the schema of every tool whose schema depends on live upstream data with this
-    /// run's. A tool whose live schema cannot be read stays offered with its static schema; the
-    /// returned notes say which and why (for the transcript).
+    /// run's, narrowed by the same scope. A tool whose live schema cannot be read stays offered
+    /// with its static schema; the returned notes say which and why (for the transcript).
     pub async fn resolve_live(&mut self, ctx: &ToolContext) -> Vec<String> {
         let mut notes = Vec::new();
         for entry in &mut self.entries {
             match entry.tool.live_parameters(ctx).await {
                 Ok(None) => {}
-                Ok(Some(schema)) => match Entry::new(entry.tool.clone(), schema) {
-                    Ok(live) => *entry = Arc::new(live),
-                    Err(e) => notes.push(e),
-                },
+                Ok(Some(schema)) => {
+                    match Entry::scoped(entry.tool.clone(), schema, entry.scope.clone()) {
+                        Ok(live) => *entry = Arc::new(live),
+                        Err(e) => notes.push(e),
+                    }
+                }
                 Err(e) => notes.push(format!(
                     "{}: live schema unavailable, using the static one: {e}",
                     entry.tool.name()

@@ -442,3 +442,157 @@ fn an_unreachable_or_missing_postgres_database_says_why_in_one_line() {
         assert_eq!(line.matches("cannot open store").count(), 1, "{text}");
     }
 }
+
+#[test]
+fn check_names_every_scope_that_does_not_fit_its_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hookwise.toml"),
+        format!("handlers_dir = \"handlers\"\n{GOOD_SOURCE}"),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("handlers")).unwrap();
+    let handler = dir.path().join("handlers/triage.toml");
+    std::fs::write(
+        &handler,
+        r#"on = ["happyfox.ticket.created"]
+[agent]
+prompt = "Triage."
+tools = ["happyfox.update_ticket", "happyfox.add_private_note", "planhat.create_task"]
+
+# Not an argument of update_ticket, and the required ticket_id left out.
+[agent.scopes."happyfox.update_ticket"]
+allow = ["priorty"]
+
+# A string rule on a number, and a value the argument cannot take.
+[agent.scopes."happyfox.add_private_note".args.time_spent]
+max_length = 3
+
+[agent.scopes."planhat.create_task".args.mainType]
+one_of = ["task", "meeting"]
+"#,
+    )
+    .unwrap();
+    let out = hookwise(dir.path(), &["check"], &[]);
+    assert!(!out.status.success());
+    let text = stderr(&out);
+    let file = Path::new("handlers").join("triage.toml");
+    let expected = [
+        r#"key `agent.scopes."happyfox.update_ticket".allow[0]`: the tool has no argument `priorty`; did you mean `priority`?"#,
+        r#"key `agent.scopes."happyfox.update_ticket".allow`: leaves out `ticket_id`, which the tool requires"#,
+        r#"key `agent.scopes."happyfox.add_private_note".args.time_spent.max_length`: applies to strings, but the argument is integer"#,
+        r#"key `agent.scopes."planhat.create_task".args.mainType.one_of[1]`: "meeting" is not a value the argument takes"#,
+    ];
+    for line in expected {
+        assert_eq!(
+            text.matches(&format!("{}: {line}", file.display())).count(),
+            1,
+            "{line:?} once in:\n{text}"
+        );
+    }
+    assert!(text.contains("4 problem(s) found"), "{text}");
+
+    // A scope for a tool the handler does not allow (a file-local mistake: reported alone, since
+    // a file that does not load is not held against the tools' schemas).
+    std::fs::write(
+        &handler,
+        r#"on = ["happyfox.ticket.created"]
+[agent]
+prompt = "Triage."
+tools = ["happyfox.update_ticket"]
+
+[agent.scopes."happyfox.reply_to_customer"]
+allow = ["ticket_id", "html"]
+"#,
+    )
+    .unwrap();
+    let out = hookwise(dir.path(), &["check"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            r#"{}: key `agent.scopes."happyfox.reply_to_customer"`: "happyfox.reply_to_customer" is not in agent.tools"#,
+            file.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+
+    // The same file with the scopes fixed passes.
+    std::fs::write(
+        &handler,
+        r#"on = ["happyfox.ticket.created"]
+[agent]
+prompt = "Triage."
+tools = ["happyfox.update_ticket", "planhat.create_task"]
+
+[agent.scopes."happyfox.update_ticket"]
+allow = ["ticket_id", "priority"]
+
+[agent.scopes."happyfox.update_ticket".args.priority]
+one_of = [3, 4]
+
+[agent.scopes."planhat.create_task".args.mainType]
+equals = "task"
+"#,
+    )
+    .unwrap();
+    let out = hookwise(dir.path(), &["check"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn a_scope_that_does_not_fit_a_truto_tool_is_a_start_up_warning() {
+    use crate::support::fake_truto::{API_KEY, FakeTruto, happyfox_tools};
+    hookwise::init_tls();
+    let truto = FakeTruto::start(vec![("ia-1", happyfox_tools())], 10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hookwise.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "store = \"sqlite://{}\"\nhandlers_dir = \"{}\"\n{GOOD_SOURCE}\n\
+             [accounts.hf]\nconnector = \"truto\"\nbase_url = \"{}\"\napi_key = \"{API_KEY}\"\n\
+             integrated_account_id = \"ia-1\"\n",
+            dir.path().join("hookwise.db").display(),
+            dir.path().join("handlers").display(),
+            truto.url
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("handlers")).unwrap();
+    std::fs::write(
+        dir.path().join("handlers/notes.toml"),
+        r#"on = ["happyfox.ticket.created"]
+[agent]
+prompt = "Note."
+tools = ["truto.create_a_happy_fox_private_note"]
+
+[agent.scopes."truto.create_a_happy_fox_private_note"]
+allow = ["ticket_id", "txt"]
+"#,
+    )
+    .unwrap();
+    // `check` cannot know a Truto tool's arguments without asking Truto: it passes.
+    let out = hookwise(dir.path(), &["check"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let port = free_port();
+    let log = dir.path().join("serve.log");
+    let mut proc = spawn_hookwise(&config, port, &log, "info");
+    wait_ready(
+        &reqwest::Client::new(),
+        &format!("http://127.0.0.1:{port}/healthz"),
+    )
+    .await;
+    proc.signal("TERM");
+    proc.exited_within(Duration::from_secs(30)).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("the tool has no argument `txt`; did you mean `text`?")
+            && text.contains("truto.create_a_happy_fox_private_note")
+            && text.contains(".allow[1]")
+            && text.contains("leaves out `text`, which the tool requires")
+            && text.contains("the scope is still enforced at every call"),
+        "{text}"
+    );
+}

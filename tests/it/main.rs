@@ -28,6 +28,7 @@ mod replay;
 mod replicas;
 mod rolling_restart;
 mod runs;
+mod scopes;
 mod secrets;
 mod store_contract;
 mod store_open;

@@ -7,11 +7,16 @@
 //! Facts and their confidence: `reference/happyfox.md`; user-facing notes: README, "HappyFox tools".
 
 /// Declares a module's tools once, each with its name: `tools` builds them over a client,
-/// `NAMES` lists them without one (`hookwise check` compares handlers' `tools` with it), and each
-/// tool's `NAME` is what its `Tool::name` answers.
+/// `NAMES` and `schemas` list them and their arguments' schemas without one (`hookwise check`
+/// compares handlers' `tools` and `scopes` with them), and each tool's `NAME` is what its
+/// `Tool::name` answers.
 macro_rules! tool_list {
     ($($tool:ident = $name:literal),* $(,)?) => {
         pub const NAMES: &[&str] = &[$($name),*];
+
+        pub fn schemas() -> Vec<(&'static str, Value)> {
+            vec![$(($name, $tool::static_parameters())),*]
+        }
 
         pub fn tools(client: &Arc<Client>) -> Vec<Arc<dyn Tool>> {
             vec![$(Arc::new($tool(client.clone()))),*]
@@ -95,6 +100,11 @@ impl Connector for HappyFoxConnector {
 
     fn tool_names(&self) -> Option<Vec<&'static str>> {
         Some(read::NAMES.iter().chain(write::NAMES).copied().collect())
+    }
+    fn tool_schemas(&self) -> Option<Vec<(&'static str, Value)>> {
+        let mut all = read::schemas();
+        all.extend(write::schemas());
+        Some(all)
     }
     async fn register_tools(
         &self,

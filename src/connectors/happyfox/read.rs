@@ -64,6 +64,13 @@ struct TicketArgs {
     ticket_id: u64,
 }
 
+impl GetTicket {
+    /// Its arguments' schema, known without a client (`hookwise check` reads it).
+    pub fn static_parameters() -> Value {
+        object(json!({"ticket_id": ticket_id()}), &["ticket_id"])
+    }
+}
+
 #[async_trait]
 impl Tool for GetTicket {
     read_tool!(
@@ -72,7 +79,7 @@ impl Tool for GetTicket {
          (messages shortened, property changes, who made them), oldest first."
     );
     fn parameters(&self) -> Value {
-        object(json!({"ticket_id": ticket_id()}), &["ticket_id"])
+        Self::static_parameters()
     }
     async fn call(&self, ctx: &ToolContext, a: Value) -> Result<Value, ToolError> {
         let a: TicketArgs = args(a)?;
@@ -111,13 +118,9 @@ const SORTS: &[(&str, &str)] = &[
     ("due", "due"),
 ];
 
-#[async_trait]
-impl Tool for ListTickets {
-    read_tool!(
-        "Search HappyFox tickets, one page at a time (at most 20 per page; use `page` for more). \
-         Rows are summaries: read a ticket in full with happyfox.get_ticket."
-    );
-    fn parameters(&self) -> Value {
+impl ListTickets {
+    /// Its arguments' schema, known without a client (`hookwise check` reads it).
+    pub fn static_parameters() -> Value {
         let sorts: Vec<&str> = SORTS.iter().map(|(name, _)| *name).collect();
         object(
             json!({
@@ -139,6 +142,17 @@ impl Tool for ListTickets {
             }),
             &[],
         )
+    }
+}
+
+#[async_trait]
+impl Tool for ListTickets {
+    read_tool!(
+        "Search HappyFox tickets, one page at a time (at most 20 per page; use `page` for more). \
+         Rows are summaries: read a ticket in full with happyfox.get_ticket."
+    );
+    fn parameters(&self) -> Value {
+        Self::static_parameters()
     }
     async fn call(&self, ctx: &ToolContext, a: Value) -> Result<Value, ToolError> {
         let a: ListArgs = args(a)?;
@@ -203,13 +217,9 @@ struct UsersArgs {
     page: Option<u32>,
 }
 
-#[async_trait]
-impl Tool for ListUsers {
-    read_tool!(
-        "Find HappyFox contacts (customers) by email address, or part of one such as a domain: \
-         id, name, email, phones, contact groups, custom fields, ticket counts."
-    );
-    fn parameters(&self) -> Value {
+impl ListUsers {
+    /// Its arguments' schema, known without a client (`hookwise check` reads it).
+    pub fn static_parameters() -> Value {
         object(
             json!({
                 "email": {"type": "string", "minLength": 3, "maxLength": 254, "pattern": "^[^\\s\"]+$",
@@ -218,6 +228,17 @@ impl Tool for ListUsers {
             }),
             &["email"],
         )
+    }
+}
+
+#[async_trait]
+impl Tool for ListUsers {
+    read_tool!(
+        "Find HappyFox contacts (customers) by email address, or part of one such as a domain: \
+         id, name, email, phones, contact groups, custom fields, ticket counts."
+    );
+    fn parameters(&self) -> Value {
+        Self::static_parameters()
     }
     async fn call(&self, ctx: &ToolContext, a: Value) -> Result<Value, ToolError> {
         let a: UsersArgs = args(a)?;
@@ -240,6 +261,13 @@ impl Tool for ListUsers {
 
 pub struct ListCategories(Arc<Client>);
 
+impl ListCategories {
+    /// Its arguments' schema, known without a client (`hookwise check` reads it).
+    pub fn static_parameters() -> Value {
+        object(json!({}), &[])
+    }
+}
+
 #[async_trait]
 impl Tool for ListCategories {
     read_tool!(
@@ -247,7 +275,7 @@ impl Tool for ListCategories {
          choice ids, which are mandatory or needed before completing or moving a ticket)."
     );
     fn parameters(&self) -> Value {
-        object(json!({}), &[])
+        Self::static_parameters()
     }
     async fn call(&self, ctx: &ToolContext, _: Value) -> Result<Value, ToolError> {
         let categories = self.0.categories(ctx).await?;
@@ -282,13 +310,20 @@ impl Tool for ListCategories {
 
 pub struct ListStatuses(Arc<Client>);
 
+impl ListStatuses {
+    /// Its arguments' schema, known without a client (`hookwise check` reads it).
+    pub fn static_parameters() -> Value {
+        object(json!({}), &[])
+    }
+}
+
 #[async_trait]
 impl Tool for ListStatuses {
     read_tool!(
         "List the HappyFox ticket statuses: id, name, and behavior (\"pending\" or \"completed\")."
     );
     fn parameters(&self) -> Value {
-        object(json!({}), &[])
+        Self::static_parameters()
     }
     async fn call(&self, ctx: &ToolContext, _: Value) -> Result<Value, ToolError> {
         let mut statuses: Vec<_> = self.0.statuses(ctx).await?.iter().cloned().collect();
@@ -303,11 +338,18 @@ impl Tool for ListStatuses {
 
 pub struct ListPriorities(Arc<Client>);
 
+impl ListPriorities {
+    /// Its arguments' schema, known without a client (`hookwise check` reads it).
+    pub fn static_parameters() -> Value {
+        object(json!({}), &[])
+    }
+}
+
 #[async_trait]
 impl Tool for ListPriorities {
     read_tool!("List the HappyFox ticket priorities, lowest first: id and name.");
     fn parameters(&self) -> Value {
-        object(json!({}), &[])
+        Self::static_parameters()
     }
     async fn call(&self, ctx: &ToolContext, _: Value) -> Result<Value, ToolError> {
         let mut priorities: Vec<_> = self.0.priorities(ctx).await?.iter().cloned().collect();
@@ -330,13 +372,9 @@ struct StaffArgs {
     include_inactive: bool,
 }
 
-#[async_trait]
-impl Tool for ListStaff {
-    read_tool!(
-        "List HappyFox agents (staff): id, name, email, active, role, and the category ids they \
-         work in. Only active agents unless include_inactive is true."
-    );
-    fn parameters(&self) -> Value {
+impl ListStaff {
+    /// Its arguments' schema, known without a client (`hookwise check` reads it).
+    pub fn static_parameters() -> Value {
         object(
             json!({
                 "category_id": {"type": "integer", "minimum": 1, "description": "Only agents who work in this category."},
@@ -344,6 +382,17 @@ impl Tool for ListStaff {
             }),
             &[],
         )
+    }
+}
+
+#[async_trait]
+impl Tool for ListStaff {
+    read_tool!(
+        "List HappyFox agents (staff): id, name, email, active, role, and the category ids they \
+         work in. Only active agents unless include_inactive is true."
+    );
+    fn parameters(&self) -> Value {
+        Self::static_parameters()
     }
     async fn call(&self, ctx: &ToolContext, a: Value) -> Result<Value, ToolError> {
         let a: StaffArgs = args(a)?;

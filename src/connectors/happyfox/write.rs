@@ -84,12 +84,9 @@ enum Alert {
     Group(String),
 }
 
-#[async_trait]
-impl Tool for AddPrivateNote {
-    write_tool!(
-        "Add a private note to a HappyFox ticket, visible to staff only (never to the customer)."
-    );
-    fn parameters(&self) -> Value {
+impl AddPrivateNote {
+    /// Its arguments' schema, known without a client (`hookwise check` reads it).
+    pub fn static_parameters() -> Value {
         object(
             json!({
                 "ticket_id": ticket_id(),
@@ -102,6 +99,16 @@ impl Tool for AddPrivateNote {
             }),
             &["ticket_id", "html"],
         )
+    }
+}
+
+#[async_trait]
+impl Tool for AddPrivateNote {
+    write_tool!(
+        "Add a private note to a HappyFox ticket, visible to staff only (never to the customer)."
+    );
+    fn parameters(&self) -> Value {
+        Self::static_parameters()
     }
     async fn call(&self, ctx: &ToolContext, a: Value) -> Result<Value, ToolError> {
         let a: NoteArgs = args(a)?;
@@ -144,7 +151,7 @@ const UPDATE_DESCRIPTION: &str = "Change a HappyFox ticket's status, priority or
     the bot staff member). Sends nothing to the customer; give only what changes.";
 
 impl UpdateTicket {
-    fn schema(&self, status: Value, priority: Value) -> Value {
+    fn schema(status: Value, priority: Value) -> Value {
         object(
             json!({
                 "ticket_id": ticket_id(),
@@ -171,14 +178,21 @@ fn id_enum(what: &str, items: Vec<(Option<Id>, String)>) -> Value {
     json!({"type": "integer", "enum": ids, "description": format!("{what} id: {}.", named.join(", "))})
 }
 
+impl UpdateTicket {
+    /// Its arguments' schema, known without a client (`hookwise check` reads it).
+    pub fn static_parameters() -> Value {
+        Self::schema(
+            json!({"type": "integer", "minimum": 1, "description": "Status id (see happyfox.list_statuses)."}),
+            json!({"type": "integer", "minimum": 1, "description": "Priority id (see happyfox.list_priorities)."}),
+        )
+    }
+}
+
 #[async_trait]
 impl Tool for UpdateTicket {
     write_tool!(UPDATE_DESCRIPTION);
     fn parameters(&self) -> Value {
-        self.schema(
-            json!({"type": "integer", "minimum": 1, "description": "Status id (see happyfox.list_statuses)."}),
-            json!({"type": "integer", "minimum": 1, "description": "Priority id (see happyfox.list_priorities)."}),
-        )
+        Self::static_parameters()
     }
     /// The account's statuses and priorities as enums, so the model picks real ids.
     async fn live_parameters(&self, ctx: &ToolContext) -> Result<Option<Value>, ToolError> {
@@ -203,7 +217,7 @@ impl Tool for UpdateTicket {
                 .map(|p| (p.id, p.name.unwrap_or_default()))
                 .collect(),
         );
-        Ok(Some(self.schema(status, priority)))
+        Ok(Some(Self::schema(status, priority)))
     }
     async fn call(&self, ctx: &ToolContext, a: Value) -> Result<Value, ToolError> {
         let a: UpdateArgs = args(a)?;
@@ -243,14 +257,9 @@ struct ReplyArgs {
     time_spent: Option<u32>,
 }
 
-#[async_trait]
-impl Tool for ReplyToCustomer {
-    write_tool!(
-        "Send a PUBLIC reply on a HappyFox ticket as the bot staff member: the customer sees it \
-         in the portal and, unless notify_customer is false, gets it by email. For staff-only \
-         text use happyfox.add_private_note."
-    );
-    fn parameters(&self) -> Value {
+impl ReplyToCustomer {
+    /// Its arguments' schema, known without a client (`hookwise check` reads it).
+    pub fn static_parameters() -> Value {
         object(
             json!({
                 "ticket_id": ticket_id(),
@@ -260,6 +269,18 @@ impl Tool for ReplyToCustomer {
             }),
             &["ticket_id", "html"],
         )
+    }
+}
+
+#[async_trait]
+impl Tool for ReplyToCustomer {
+    write_tool!(
+        "Send a PUBLIC reply on a HappyFox ticket as the bot staff member: the customer sees it \
+         in the portal and, unless notify_customer is false, gets it by email. For staff-only \
+         text use happyfox.add_private_note."
+    );
+    fn parameters(&self) -> Value {
+        Self::static_parameters()
     }
     async fn call(&self, ctx: &ToolContext, a: Value) -> Result<Value, ToolError> {
         let a: ReplyArgs = args(a)?;
@@ -289,7 +310,7 @@ struct MoveArgs {
 }
 
 impl MoveTicket {
-    fn schema(&self, category: Value) -> Value {
+    fn schema(category: Value) -> Value {
         object(
             json!({
                 "ticket_id": ticket_id(),
@@ -301,6 +322,15 @@ impl MoveTicket {
     }
 }
 
+impl MoveTicket {
+    /// Its arguments' schema, known without a client (`hookwise check` reads it).
+    pub fn static_parameters() -> Value {
+        Self::schema(
+            json!({"type": "integer", "minimum": 1, "description": "Target category id (see happyfox.list_categories)."}),
+        )
+    }
+}
+
 #[async_trait]
 impl Tool for MoveTicket {
     write_tool!(
@@ -308,7 +338,7 @@ impl Tool for MoveTicket {
          category). Does not assign it."
     );
     fn parameters(&self) -> Value {
-        self.schema(json!({"type": "integer", "minimum": 1, "description": "Target category id (see happyfox.list_categories)."}))
+        Self::static_parameters()
     }
     /// The account's categories as an enum.
     async fn live_parameters(&self, ctx: &ToolContext) -> Result<Option<Value>, ToolError> {
@@ -316,9 +346,10 @@ impl Tool for MoveTicket {
         let items = categories
             .iter()
             .map(|c| (c.id.clone(), c.name.clone().unwrap_or_default()));
-        Ok(Some(
-            self.schema(id_enum("Target category", items.collect())),
-        ))
+        Ok(Some(Self::schema(id_enum(
+            "Target category",
+            items.collect(),
+        ))))
     }
     async fn call(&self, ctx: &ToolContext, a: Value) -> Result<Value, ToolError> {
         let a: MoveArgs = args(a)?;
@@ -354,11 +385,9 @@ struct FieldsArgs {
 const FIELDS_DESCRIPTION: &str = "Set custom field values on a HappyFox ticket. The fields \
     offered are those of the ticket's category; dropdowns take a choice id, never text.";
 
-#[async_trait]
-impl Tool for UpdateCustomFields {
-    write_tool!(FIELDS_DESCRIPTION);
-    /// Without a live ticket: any field id with a plain value; `call` checks them all.
-    fn parameters(&self) -> Value {
+impl UpdateCustomFields {
+    /// Its arguments' schema, known without a client (`hookwise check` reads it).
+    pub fn static_parameters() -> Value {
         object(
             json!({
                 "ticket_id": ticket_id(),
@@ -371,6 +400,15 @@ impl Tool for UpdateCustomFields {
             }),
             &["ticket_id", "fields"],
         )
+    }
+}
+
+#[async_trait]
+impl Tool for UpdateCustomFields {
+    write_tool!(FIELDS_DESCRIPTION);
+    /// Without a live ticket: any field id with a plain value; `call` checks them all.
+    fn parameters(&self) -> Value {
+        Self::static_parameters()
     }
     /// Built from the job's ticket: exactly its category's fields, typed, with choices as enums
     /// and mandatory empty fields required.

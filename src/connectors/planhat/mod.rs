@@ -77,6 +77,9 @@ impl Connector for PlanhatConnector {
     fn tool_names(&self) -> Option<Vec<&'static str>> {
         Some(NAMES.to_vec())
     }
+    fn tool_schemas(&self) -> Option<Vec<(&'static str, Value)>> {
+        Some(schemas())
+    }
     async fn register_tools(
         &self,
         registry: &mut ToolRegistry,
@@ -86,11 +89,16 @@ impl Connector for PlanhatConnector {
     }
 }
 
-/// Every Planhat tool, listed once: `tools` builds them, `NAMES` names them without a client
-/// (`hookwise check` compares handlers' `tools` with it).
+/// Every Planhat tool, listed once: `tools` builds them, `NAMES` and `schemas` name them and
+/// their arguments' schemas without a client (`hookwise check` compares handlers' `tools` and
+/// `scopes` with them).
 macro_rules! ops {
     ($($op:ty),* $(,)?) => {
         const NAMES: &[&str] = &[$(<$op as Op>::NAME),*];
+
+        fn schemas() -> Vec<(&'static str, Value)> {
+            vec![$((<$op as Op>::NAME, <$op as Op>::schema())),*]
+        }
 
         fn tools(ph: &Arc<Planhat>) -> Vec<Arc<dyn Tool>> {
             vec![$(tool::<$op>(ph)),*]

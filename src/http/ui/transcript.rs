@@ -89,6 +89,12 @@ fn step(step: &Value) -> Markup {
             "tool_error" => li.step.error {
                 (foldable(&format!("Error from {name} [{call}], given back to the model"), &text(step, "error")))
             },
+            // A refusal with the call's arguments is one outside the tool's argument scope.
+            "refused" if step.get("arguments").is_some() => li.step.refused {
+                div.label { "Refused " code { (name) } " [" (call) "]: outside the handler's argument scope" }
+                @let reason = text(step, "reason");
+                @if !reason.is_empty() { p { (reason) } }
+            },
             "refused" => li.step.refused {
                 div.label { "Refused " code { (name) } " [" (call) "]: not among the handler's tools" }
                 @let reason = text(step, "reason");
