@@ -539,7 +539,14 @@ async fn eval_compares_a_candidate_with_what_the_current_version_wrote_and_sends
     let no_note = dir.path().join("triage-no-note.toml");
     std::fs::write(
         &no_note,
-        live_triage(|t| t.replace("  \"happyfox.add_private_note\",\n", "")),
+        live_triage(|t| {
+            // The tool, and the scope tables that narrow it (the last in the file).
+            let without = t.replace("  \"happyfox.add_private_note\",\n", "");
+            let cut = without
+                .find("[agent.scopes.\"happyfox.add_private_note\"]")
+                .unwrap();
+            without[..cut].to_string()
+        }),
     )
     .unwrap();
     for reply in [
