@@ -177,7 +177,7 @@ temperature = 0.2
     assert!(
         errors[2]
             .message
-            .contains("prompt, model, tools, max_steps, deadline")
+            .contains("prompt, model, tools, scopes, max_steps, deadline")
     );
 }
 
