@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzing (cargo-fuzz, libFuzzer): builds every target in fuzz/ once, then runs each for SECONDS
 # (default 30) from its committed seeds (fuzz/seeds/TARGET) plus the corpus earlier runs grew
-# (fuzz/corpus/TARGET, not committed). Fails if any target crashes; the input is then in
+# (fuzz/corpus/TARGET, not committed), with the dictionary fuzz/dicts/TARGET.dict if there is one. Fails if any target crashes; the input is then in
 # fuzz/artifacts/TARGET/ (`cargo fuzz run TARGET FILE` reproduces it; fix it and add a regression
 # test in the module at fault).
 #
@@ -34,10 +34,15 @@ failed=()
 for target in $targets; do
     echo "== cargo fuzz run $target (${seconds}s)"
     mkdir -p "fuzz/corpus/$target"
+    dict=()
+    if [[ -f "fuzz/dicts/$target.dict" ]]; then
+        dict=(-dict="fuzz/dicts/$target.dict")
+    fi
     # The corpus directory first: new inputs are written there, never into the seeds.
     if ! cargo fuzz run "${flags[@]}" "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
-        -print_final_stats=1; then
+        -print_final_stats=1 "${dict[@]}" 2>&1 | grep -vE '^#[0-9]+[[:space:]]+(NEW|REDUCE) '; then
+        # (Each new and reduced input is a line: pulses and the final stats stay.)
         failed+=("$target")
     fi
 done
