@@ -162,7 +162,9 @@ struct WireUsage {
     output_tokens: u64,
 }
 
-fn parse_response(body: &[u8]) -> Result<Completion, LlmError> {
+/// Public only for the fuzz targets (`fuzz/`); not an API.
+#[doc(hidden)]
+pub fn parse_response(body: &[u8]) -> Result<Completion, LlmError> {
     let invalid = |why: String| {
         LlmError::InvalidResponse(format!("{PROVIDER}: {why}: {}", http::body_excerpt(body)))
     };

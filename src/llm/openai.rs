@@ -268,7 +268,9 @@ struct WireUsage {
     completion_tokens: u64,
 }
 
-fn parse_response(body: &[u8]) -> Result<Completion, LlmError> {
+/// Public only for the fuzz targets (`fuzz/`); not an API.
+#[doc(hidden)]
+pub fn parse_response(body: &[u8]) -> Result<Completion, LlmError> {
     let response: ChatResponse = serde_json::from_slice(body).map_err(|e| {
         LlmError::InvalidResponse(format!(
             "{PROVIDER}: not a chat completion ({e}): {}",

@@ -182,7 +182,14 @@ fn structured(field: &str, now: SystemTime, hint: &mut Hint) {
             let Some((k, v)) = part.trim().split_once('=') else {
                 continue;
             };
-            let n = v.trim().trim_matches('"').parse::<f64>().ok();
+            // As `first_number`: "nan", "inf" and negatives parse as f64 but are no count or
+            // wait (NaN reached `Duration::from_secs_f64` and panicked).
+            let n = v
+                .trim()
+                .trim_matches('"')
+                .parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite() && *n >= 0.0);
             match k.trim() {
                 "limit" => hint.limit = n.map(|n| n as u64).or(hint.limit),
                 "remaining" | "r" => remaining = n,
@@ -238,6 +245,26 @@ mod tests {
     }
 
     const NOW: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+    /// Found by the `ratelimit` fuzz target: `reset=nan` in the structured field panicked in
+    /// `Duration::from_secs_f64`; non-finite and negative values are now no value, as in the
+    /// other header forms.
+    #[test]
+    fn structured_field_ignores_nan_infinite_and_negative_values() {
+        let now = at(NOW);
+        for field in [
+            "reset=NaN",
+            "limit=100, remaining=0, reset=nan",
+            "\"default\";r=0;t=inf",
+            "\"default\";r=-1;t=-5",
+        ] {
+            let hint = read_headers(&headers(&[("ratelimit", field)]), now);
+            assert_eq!(hint.reset, None, "{field}");
+            assert_eq!(hint.pause(), None, "{field}");
+        }
+        let hint = read_headers(&headers(&[("ratelimit", "limit=nan, remaining=nan")]), now);
+        assert_eq!((hint.limit, hint.remaining), (None, None));
+    }
 
     #[test]
     fn quotas_parse_and_space_calls_evenly() {
