@@ -14,6 +14,7 @@ mod handlers;
 mod happyfox;
 mod ingest;
 mod jobs;
+mod kill_rounds;
 mod layering;
 mod llm;
 mod llm_faults;
