@@ -129,6 +129,7 @@ pub struct Metrics {
     slot_wait: Histograms<AccountLabel>,
     journal: Labeled<OutcomeLabel>,
     pruned: Labeled<KindLabel>,
+    runtime_tasks: Gauge,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -292,6 +293,13 @@ impl Metrics {
             "Rows removed by retention, by kind (events, jobs, runs, actions, approvals)",
             pruned.clone(),
         );
+        let runtime_tasks = Gauge::default();
+        registry.register(
+            "hookwise_runtime_tasks",
+            "Tasks alive in this process's async runtime, read at scrape time: flat under a steady \
+             load (connections, runs in flight and the background loops)",
+            runtime_tasks.clone(),
+        );
         Self {
             registry,
             scrape: std::sync::Mutex::new(()),
@@ -316,6 +324,7 @@ impl Metrics {
             slot_wait,
             journal,
             pruned,
+            runtime_tasks,
         }
     }
 
@@ -323,6 +332,10 @@ impl Metrics {
     pub fn scrape(&self, queue: &QueueGauges) -> String {
         let _one = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         self.set_queue(queue);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.runtime_tasks
+                .set(runtime.metrics().num_alive_tasks() as i64);
+        }
         self.render()
     }
 

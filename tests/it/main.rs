@@ -31,6 +31,7 @@ mod rolling_restart;
 mod runs;
 mod scopes;
 mod secrets;
+mod soak;
 mod store_contract;
 mod store_open;
 mod support;

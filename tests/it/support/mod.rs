@@ -12,6 +12,7 @@ pub mod fake_upstream;
 pub mod gate;
 pub mod process;
 pub mod registry;
+pub mod workload;
 
 use hookwise::Server;
 use hookwise::config::Config;
