@@ -149,6 +149,7 @@ fn main() {
             max_tokens: 256,
             metrics: Default::default(),
             runs: store::batcher::RunWriter::start(store.clone()),
+            budgets: Default::default(),
         };
 
         // Baseline: the same provider and tool calls, nothing around them.

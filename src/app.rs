@@ -6,6 +6,7 @@
 //! the LLM client, the resolved accounts) and reports every problem with file and key: that is
 //! `hookwise check`. `App::assemble` then opens and migrates the store and loads the tools.
 
+use crate::agent::budget::Budgets;
 use crate::agent::run::AgentRunner;
 use crate::approvals::Approvals;
 use crate::config::{Config, RetentionConfig};
@@ -99,6 +100,7 @@ impl Plan {
         let handlers = match load_handlers(&config.handlers_dir) {
             Ok(handlers) => {
                 check_tools(&handlers, &mut errors, &mut warnings);
+                warn_unpriced(config, &handlers, &mut warnings);
                 handlers
             }
             Err(mut e) => {
@@ -148,6 +150,39 @@ fn check_tools(
             }
         }
         check_scopes(handler, errors);
+    }
+}
+
+/// With a cost budget set, every model a handler runs on needs a price, or its runs cost nothing
+/// against the budget: a warning for the configured model and for each handler's own one.
+fn warn_unpriced(config: &Config, handlers: &[handler::Handler], warnings: &mut Vec<ConfigError>) {
+    let Some(llm) = config
+        .llm
+        .as_ref()
+        .filter(|_| config.budgets.cost_limited())
+    else {
+        return;
+    };
+    let message = |model: &str| {
+        format!(
+            "model {model:?} has no price in [llm.prices]: its runs count no cost against the \
+             cost budgets in [budgets] (add [llm.prices.{model:?}])"
+        )
+    };
+    let default_used = handlers.iter().any(|h| h.agent.model.is_none());
+    if default_used && !llm.prices.contains_key(&llm.model) {
+        warnings.push(config.problem("llm.model", message(&llm.model)));
+    }
+    for handler in handlers {
+        if let Some(model) = &handler.agent.model
+            && !llm.prices.contains_key(model)
+        {
+            warnings.push(ConfigError::new(
+                &handler.file,
+                "agent.model",
+                message(model),
+            ));
+        }
     }
 }
 
@@ -313,6 +348,8 @@ pub struct App {
     pub tools: Arc<ToolRegistry>,
     /// What `/metrics` shows; every component counts into it.
     pub metrics: SharedMetrics,
+    /// `[budgets]` and `[llm.prices]`.
+    pub budgets: Arc<Budgets>,
 }
 
 impl App {
@@ -372,6 +409,7 @@ impl App {
             upstream,
             tools: Arc::new(tools),
             metrics,
+            budgets: Arc::new(budgets(&config)),
             config,
         })
     }
@@ -389,6 +427,7 @@ impl App {
             max_tokens: llm.max_tokens,
             metrics: self.metrics.clone(),
             runs: RunWriter::start(self.store.clone()),
+            budgets: self.budgets.clone(),
         })
     }
 
@@ -416,6 +455,18 @@ impl App {
             handlers: self.handlers.clone(),
             clock: self.clock.clone(),
         }
+    }
+}
+
+/// `[budgets]` with the price table of `[llm]`.
+pub fn budgets(config: &Config) -> Budgets {
+    Budgets {
+        limits: config.budgets.clone(),
+        prices: config
+            .llm
+            .as_ref()
+            .map(|llm| llm.prices.clone())
+            .unwrap_or_default(),
     }
 }
 

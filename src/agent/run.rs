@@ -9,6 +9,8 @@
 //! send later (`crate::approvals`). The account comes from the job; nothing the model writes can
 //! change it.
 
+use crate::agent::budget::{self, Budgets, Exceeded};
+use crate::config::llm::Price;
 use crate::handler::Mode;
 use crate::kernel::clock::SharedClock;
 use crate::kernel::event::AccountId;
@@ -51,6 +53,8 @@ pub struct AgentRunner {
     pub metrics: SharedMetrics,
     /// Writes each run's transcript as it goes (`RunWriter::start(store)`).
     pub runs: RunWriter,
+    /// `[budgets]` and `[llm.prices]`: what runs cost, and how much a day may spend.
+    pub budgets: Arc<Budgets>,
 }
 
 /// How a conversation ended.
@@ -58,6 +62,8 @@ enum Ending {
     Done,
     MaxSteps,
     Deadline,
+    /// A step spent what was left of a budget: the run stopped after it.
+    OverBudget(Exceeded),
     Failed(RunError),
 }
 
@@ -65,6 +71,8 @@ struct Transcript {
     steps: Vec<Value>,
     input_tokens: u64,
     output_tokens: u64,
+    /// The run's model's price, if it has one: the run's cost follows its tokens.
+    price: Option<Price>,
     /// The run as it started (outcome `running`): the fields that do not change.
     started: RunRecord,
     /// Its id, when recording the start worked.
@@ -85,6 +93,9 @@ impl Transcript {
             error,
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,
+            cost_usd: self
+                .price
+                .map(|p| p.cost(self.input_tokens, self.output_tokens)),
             steps: Value::Array(self.steps.clone()),
             ..self.started.clone()
         }
@@ -106,6 +117,8 @@ impl JobRunner for AgentRunner {
         let started = self.clock.now().timestamp_millis();
         let agent = &ctx.handler.agent;
         let model = agent.model.clone().unwrap_or_else(|| self.model.clone());
+        self.check_budget(&ctx, started).await?;
+        let price = self.budgets.prices.get(&model).copied();
         let mut scoped = self.tools.scoped_by(&agent.tools, &agent.scopes);
         let system = format!("{}\n\n{RULES}", agent.prompt.trim());
         let context = render_context(&ctx);
@@ -126,6 +139,7 @@ impl JobRunner for AgentRunner {
             error: None,
             input_tokens: 0,
             output_tokens: 0,
+            cost_usd: price.map(|_| 0.0),
             steps: Value::Array(steps.clone()),
         };
         let id = match self.store.record_run(&start).await {
@@ -140,6 +154,7 @@ impl JobRunner for AgentRunner {
             steps,
             input_tokens: 0,
             output_tokens: 0,
+            price,
             started: start,
             id,
             writer: self.runs.clone(),
@@ -161,9 +176,9 @@ impl JobRunner for AgentRunner {
         }
 
         // Finish a little before the scheduler's hard deadline, so the transcript is kept.
-        let budget = agent.deadline.saturating_sub(Duration::from_millis(500));
+        let time_left = agent.deadline.saturating_sub(Duration::from_millis(500));
         let ending = match tokio::time::timeout(
-            budget,
+            time_left,
             self.converse(&ctx, &mut scoped, &model, system, context, &mut transcript),
         )
         .await
@@ -188,6 +203,17 @@ impl JobRunner for AgentRunner {
                     agent.deadline
                 ))),
             ),
+            Ending::OverBudget(e) => {
+                self.metrics.budget_deferred(e.scope);
+                tracing::info!(job = %ctx.job.id, account = %ctx.job.account, handler = %ctx.job.handler, reason = %e.reason, "run stopped: a budget is spent");
+                (
+                    "budget_exceeded",
+                    Err(RunError::Deferred {
+                        until_ms: budget::next_day_ms(self.clock.now().timestamp_millis()),
+                        reason: e.reason,
+                    }),
+                )
+            }
             Ending::Failed(e @ RunError::Deferred { .. }) => ("deferred", Err(e)),
             Ending::Failed(e) => ("failed", Err(e)),
         };
@@ -231,6 +257,14 @@ impl AgentRunner {
             self.metrics.agent_step(&ctx.job.handler);
             transcript.input_tokens += completion.usage.input_tokens;
             transcript.output_tokens += completion.usage.output_tokens;
+            let over = self
+                .spend(
+                    ctx,
+                    model,
+                    completion.usage.input_tokens,
+                    completion.usage.output_tokens,
+                )
+                .await;
             let calls = completion.message.tool_calls.clone();
             transcript.push(json!({
                 "type": "assistant",
@@ -273,8 +307,68 @@ impl AgentRunner {
                 request.tools = scoped.specs();
             }
             transcript.checkpoint(self.clock.now().timestamp_millis());
+            // The step is finished, its tool calls answered: a budget it spent ends the run here.
+            if let Some(over) = over {
+                return Ending::OverBudget(over);
+            }
         }
         Ending::MaxSteps
+    }
+
+    /// Before a run: a job whose account or handler has spent a day's budget does not start; it
+    /// goes back to pending until the next UTC day, its attempt not counted.
+    async fn check_budget(&self, ctx: &RunContext<'_>, now_ms: i64) -> Result<(), RunError> {
+        if !self.budgets.limits.any() {
+            return Ok(());
+        }
+        let (job, day) = (ctx.job, budget::day(now_ms));
+        let usage = self
+            .store
+            .usage(&day, &job.account, &job.handler)
+            .await
+            .map_err(|e| RunError::Retryable(format!("reading the day's budget usage: {e}")))?;
+        match self
+            .budgets
+            .exceeded(&day, &job.account, &job.handler, &usage)
+        {
+            None => Ok(()),
+            Some(over) => {
+                self.metrics.budget_deferred(over.scope);
+                tracing::info!(job = %job.id, account = %job.account, handler = %job.handler, reason = %over.reason, "run not started: a budget is spent");
+                Err(RunError::Deferred {
+                    until_ms: budget::next_day_ms(now_ms),
+                    reason: over.reason,
+                })
+            }
+        }
+    }
+
+    /// Adds one model step to the day's usage of the job's account and handler, shared through
+    /// the store; the limit it reached, if any. A store that cannot count does not stop the run
+    /// (the log says so): the next check before a run reads what was counted.
+    async fn spend(
+        &self,
+        ctx: &RunContext<'_>,
+        model: &str,
+        input: u64,
+        output: u64,
+    ) -> Option<Exceeded> {
+        let job = ctx.job;
+        let day = budget::day(self.clock.now().timestamp_millis());
+        let step = self.budgets.step(model, input, output);
+        match self
+            .store
+            .add_usage(&day, &job.account, &job.handler, step)
+            .await
+        {
+            Ok(usage) => self
+                .budgets
+                .exceeded(&day, &job.account, &job.handler, &usage),
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e, "counting the step's tokens against the budgets failed");
+                None
+            }
+        }
     }
 
     /// One tool call to the message answering it, in an `execute_tool {name}` span whose

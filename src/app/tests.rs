@@ -1,6 +1,7 @@
 //! Configuration as assembled: the documented example loads, every mistake names its file and key.
 
 use super::*;
+use crate::config::BudgetsConfig;
 use std::path::{Path, PathBuf};
 
 fn env(name: &str) -> Option<String> {
@@ -336,4 +337,124 @@ fn http_limits_have_defaults_and_mistakes_name_the_key() {
         vec!["http.idle"],
         "unknown keys are errors"
     );
+}
+
+#[test]
+fn budgets_and_prices_load_and_mistakes_name_the_key() {
+    let llm = "[llm]\nprovider = \"openai\"\nmodel = \"gpt-4o-mini\"\n";
+    let c = parse(&format!(
+        "{llm}[llm.prices.\"gpt-4o-mini\"]\ninput_per_million = 0.15\noutput_per_million = 0.6\n\
+         [budgets]\naccount_tokens_per_day = 10000\nhandler_cost_per_day = 2.5\n"
+    ))
+    .unwrap();
+    let price = c.llm.as_ref().unwrap().prices["gpt-4o-mini"];
+    assert_eq!(price.input_per_million, 0.15);
+    assert!((price.cost(1_000_000, 1_000_000) - 0.75).abs() < 1e-12);
+    assert_eq!(c.budgets.account_tokens_per_day, Some(10_000));
+    assert_eq!(c.budgets.handler_cost_per_day, Some(2.5));
+    assert_eq!(c.budgets.handler_tokens_per_day, None);
+    assert!(
+        Config::default().budgets == BudgetsConfig::default() && !Config::default().budgets.any()
+    );
+
+    assert_eq!(
+        keys(parse("[budgets]\naccount_tokens_per_dya = 5\n")),
+        vec!["budgets.account_tokens_per_dya"]
+    );
+    assert_eq!(
+        keys(parse("[budgets]\naccount_tokens_per_day = -5\n")),
+        vec!["budgets.account_tokens_per_day"]
+    );
+    assert_eq!(
+        keys(parse(
+            "[budgets]\nhandler_tokens_per_day = 0\naccount_cost_per_day = 0.0\nhandler_cost_per_day = -1.0\n"
+        )),
+        vec![
+            "budgets.handler_tokens_per_day",
+            "budgets.account_cost_per_day",
+            "budgets.handler_cost_per_day"
+        ]
+    );
+    assert_eq!(
+        keys(parse(&format!(
+            "{llm}[llm.prices.m]\ninput_per_million = 0.1\noutput_per_milion = 0.2\n"
+        ))),
+        vec!["llm.prices.m.output_per_milion"]
+    );
+    let err = parse(&format!(
+        "{llm}[llm.prices.m]\ninput_per_million = -0.1\noutput_per_million = nan\n"
+    ))
+    .unwrap_err();
+    let found: Vec<_> = err.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        found,
+        vec![
+            "llm.prices.\"m\".input_per_million",
+            "llm.prices.\"m\".output_per_million"
+        ]
+    );
+    assert!(err.0[0].message.contains("at least 0"), "{err}");
+}
+
+#[test]
+fn a_cost_budget_warns_of_models_without_a_price() {
+    let dir = tempfile::tempdir().unwrap();
+    let handler = |name: &str, model: &str| {
+        format!(
+            "name = \"{name}\"\non = [\"happyfox.ticket.updated\"]\nmode = \"dry-run\"\n[agent]\n\
+             prompt = \"Look.\"\ntools = [\"happyfox.get_ticket\"]\n{model}"
+        )
+    };
+    std::fs::write(dir.path().join("a.toml"), handler("a", "")).unwrap();
+    std::fs::write(dir.path().join("b.toml"), handler("b", "model = \"big\"\n")).unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        handler("c", "model = \"small\"\n"),
+    )
+    .unwrap();
+    let text = |budget: &str| {
+        format!(
+            "handlers_dir = {:?}\n[llm]\nprovider = \"openai\"\nmodel = \"default\"\n\
+             [llm.prices.small]\ninput_per_million = 0.1\noutput_per_million = 0.4\n[budgets]\n{budget}",
+            dir.path().display().to_string()
+        )
+    };
+    let config = Config::parse(
+        Path::new("hookwise.toml"),
+        &text("account_cost_per_day = 5.0\n"),
+        &env,
+    )
+    .unwrap();
+    let plan = Plan::check(&config).unwrap();
+    let mut warned: Vec<_> = plan
+        .warnings
+        .iter()
+        .map(|w| {
+            (
+                w.file.file_name().unwrap().to_string_lossy().into_owned(),
+                w.key.clone(),
+            )
+        })
+        .collect();
+    warned.sort();
+    assert_eq!(
+        warned,
+        vec![
+            ("b.toml".to_string(), "agent.model".to_string()),
+            ("hookwise.toml".to_string(), "llm.model".to_string()),
+        ]
+    );
+    assert!(
+        plan.warnings[0].message.contains("no price"),
+        "{}",
+        plan.warnings[0]
+    );
+    // A token budget alone needs no prices.
+    let config = Config::parse(
+        Path::new("hookwise.toml"),
+        &text("account_tokens_per_day = 5\n"),
+        &env,
+    )
+    .unwrap();
+    assert!(Plan::check(&config).unwrap().warnings.is_empty());
 }

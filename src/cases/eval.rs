@@ -85,6 +85,9 @@ pub struct JobReport {
     pub actions: Vec<Compared>,
     pub current_tokens: (u64, u64),
     pub candidate_tokens: (u64, u64),
+    /// USD by `[llm.prices]` and each run's model; null when the model has no price.
+    pub current_cost_usd: Option<f64>,
+    pub candidate_cost_usd: Option<f64>,
     /// Reads neither the transcript nor (with `--no-upstream`) the upstream answered.
     pub unanswered_reads: Vec<String>,
 }
@@ -101,6 +104,9 @@ pub struct Totals {
     pub current_output_tokens: u64,
     pub candidate_input_tokens: u64,
     pub candidate_output_tokens: u64,
+    /// Null when a job's cost is unknown (a model without a price).
+    pub current_cost_usd: Option<f64>,
+    pub candidate_cost_usd: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -191,6 +197,11 @@ pub async fn eval(config: &Config, options: &EvalOptions) -> anyhow::Result<Exit
             max_tokens: llm.max_tokens,
             metrics: app.metrics.clone(),
             runs: RunWriter::start(app.store.clone()),
+            // The candidate's runs are priced, never held to a budget: its store is a scratch one.
+            budgets: Arc::new(crate::agent::budget::Budgets {
+                prices: app.budgets.prices.clone(),
+                ..Default::default()
+            }),
         };
         let mut report = JobReport {
             job: job.job.id.0,
@@ -203,6 +214,13 @@ pub async fn eval(config: &Config, options: &EvalOptions) -> anyhow::Result<Exit
             actions: Vec::new(),
             current_tokens: (current.run.input_tokens, current.run.output_tokens),
             candidate_tokens: (0, 0),
+            // Both priced by today's table, so they compare.
+            current_cost_usd: app.budgets.cost(
+                &current.run.model,
+                current.run.input_tokens,
+                current.run.output_tokens,
+            ),
+            candidate_cost_usd: Some(0.0),
             unanswered_reads: Vec::new(),
         };
         let current_actions = written(&current, &app);
@@ -261,6 +279,10 @@ pub async fn eval(config: &Config, options: &EvalOptions) -> anyhow::Result<Exit
             report.candidate_error = run.run.error.clone();
             report.candidate_tokens.0 += run.run.input_tokens;
             report.candidate_tokens.1 += run.run.output_tokens;
+            report.candidate_cost_usd = report
+                .candidate_cost_usd
+                .zip(run.run.cost_usd)
+                .map(|(a, b)| a + b);
             actions.extend(intended_actions(&run.run.steps));
         }
         report.unanswered_reads = book.unanswered();
@@ -270,6 +292,8 @@ pub async fn eval(config: &Config, options: &EvalOptions) -> anyhow::Result<Exit
 
     let mut totals = Totals {
         jobs: reports.len(),
+        current_cost_usd: Some(0.0),
+        candidate_cost_usd: Some(0.0),
         ..Totals::default()
     };
     for r in &reports {
@@ -288,6 +312,14 @@ pub async fn eval(config: &Config, options: &EvalOptions) -> anyhow::Result<Exit
         totals.current_output_tokens += r.current_tokens.1;
         totals.candidate_input_tokens += r.candidate_tokens.0;
         totals.candidate_output_tokens += r.candidate_tokens.1;
+        totals.current_cost_usd = totals
+            .current_cost_usd
+            .zip(r.current_cost_usd)
+            .map(|(a, b)| a + b);
+        totals.candidate_cost_usd = totals
+            .candidate_cost_usd
+            .zip(r.candidate_cost_usd)
+            .map(|(a, b)| a + b);
     }
     let report = EvalReport {
         handler: options.handler.clone(),
@@ -559,6 +591,11 @@ fn render(report: &EvalReport) -> String {
             job.candidate_tokens.0,
             job.candidate_tokens.1
         ));
+        out.push_str(&format!(
+            "  cost: current {}, candidate {}\n",
+            cost(job.current_cost_usd),
+            cost(job.candidate_cost_usd)
+        ));
     }
     let t = &report.totals;
     out.push_str(&format!(
@@ -575,7 +612,20 @@ fn render(report: &EvalReport) -> String {
         t.candidate_input_tokens,
         t.candidate_output_tokens
     ));
+    out.push_str(&format!(
+        "cost: current {}, candidate {}\n",
+        cost(t.current_cost_usd),
+        cost(t.candidate_cost_usd)
+    ));
     out
+}
+
+/// A cost for the report: unknown when a model has no price in `[llm.prices]`.
+fn cost(usd: Option<f64>) -> String {
+    usd.map_or_else(
+        || "unknown (a model without a price in [llm.prices])".to_string(),
+        crate::agent::budget::dollars,
+    )
 }
 
 #[cfg(test)]

@@ -377,6 +377,11 @@ async fn run_case(
         max_tokens,
         metrics: app.metrics.clone(),
         runs: RunWriter::start(app.store.clone()),
+        // A case's runs are priced, never held to a budget: its store is a scratch one.
+        budgets: Arc::new(crate::agent::budget::Budgets {
+            prices: app.budgets.prices.clone(),
+            ..Default::default()
+        }),
     };
 
     // Every job the events made, at once; other handlers' jobs are passed over.

@@ -102,8 +102,17 @@ pub async fn run(store: &dyn store::Store, command: RunsCommand) -> anyhow::Resu
 /// The `runs list` table's header line.
 fn header() -> String {
     format!(
-        "{:>6} {:>6}  {:<20} {:<12} {:>7}  {:<8} {:<9} {:>5} {:>15}  started\n",
-        "id", "job", "handler", "account", "attempt", "mode", "outcome", "steps", "tokens in/out"
+        "{:>6} {:>6}  {:<20} {:<12} {:>7}  {:<8} {:<15} {:>5} {:>15} {:>9}  started\n",
+        "id",
+        "job",
+        "handler",
+        "account",
+        "attempt",
+        "mode",
+        "outcome",
+        "steps",
+        "tokens in/out",
+        "cost"
     )
 }
 
@@ -112,16 +121,17 @@ fn row(r: &StoredRun) -> String {
     let run = &r.run;
     let steps = run.steps.as_array().map_or(0, Vec::len);
     format!(
-        "{:>6} {:>6}  {:<20} {:<12} {:>7}  {:<8} {:<9} {:>5} {:>15}  {}\n",
+        "{:>6} {:>6}  {:<20} {:<12} {:>7}  {:<8} {:<15} {:>5} {:>15} {:>9}  {}\n",
         r.id,
         run.job,
         clip(&run.handler, 20),
         clip(&run.account, 12),
         run.attempt,
         clip(&run.mode, 8),
-        clip(&run.outcome, 9),
+        clip(&run.outcome, 15),
         steps,
         format!("{}/{}", run.input_tokens, run.output_tokens),
+        cost(run.cost_usd),
         super::time(run.started_at_ms)
     )
 }
@@ -150,6 +160,7 @@ pub fn transcript(r: &StoredRun) -> String {
         "  tokens    {} in, {} out",
         run.input_tokens, run.output_tokens
     );
+    let _ = writeln!(out, "  cost      {}", cost(run.cost_usd));
     if let Some(e) = &run.error {
         let _ = writeln!(out, "  error     {}", shorten(e));
     }
@@ -297,6 +308,11 @@ pub(super) fn clip(s: &str, width: usize) -> String {
     }
 }
 
+/// A run's cost for people: `$0.0042`, or `-` when its model has no price.
+fn cost(usd: Option<f64>) -> String {
+    usd.map_or_else(|| "-".to_string(), crate::agent::budget::dollars)
+}
+
 fn duration(ms: i64) -> String {
     if ms < 60_000 {
         format!("{:.1}s", ms as f64 / 1000.0)
@@ -327,6 +343,7 @@ mod tests {
                 error: Some("upstream said 502".into()),
                 input_tokens: 1200,
                 output_tokens: 34,
+                cost_usd: Some(0.00021),
                 steps,
             },
         }
@@ -355,6 +372,7 @@ mod tests {
             "  error     upstream said 502",
             "duration 2.5s",
             "  tokens    1200 in, 34 out",
+            "  cost      $0.0002",
             "steps (10):",
             "  1. system prompt\n       You triage.\n",
             "       Ticket 7\n       was updated\n",
@@ -371,6 +389,19 @@ mod tests {
         ] {
             assert!(text.contains(expected), "{expected:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn the_list_shows_the_cost_and_a_budget_outcome_whole() {
+        let mut run = stored(json!([]));
+        run.run.outcome = "budget_exceeded".into();
+        let line = row(&run);
+        assert!(line.contains(" budget_exceeded "), "{line}");
+        assert!(line.contains("1200/34   $0.0002  "), "{line}");
+        run.run.cost_usd = None;
+        let line = row(&run);
+        assert!(line.contains("1200/34         -  "), "{line}");
+        assert!(header().contains("tokens in/out      cost  started"));
     }
 
     #[test]

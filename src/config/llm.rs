@@ -5,6 +5,7 @@
 
 use crate::kernel::Secret;
 use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -61,6 +62,26 @@ pub struct LlmConfig {
     /// llama-cpp-python's server needs it (it rejects `null` next to `tool_calls`).
     #[serde(default)]
     pub empty_content_as_string: bool,
+    /// What each model's tokens cost, by model name as sent to the provider:
+    /// `[llm.prices."gpt-4o-mini"]`. A run of a model without a price has no cost (null).
+    #[serde(default)]
+    pub prices: BTreeMap<String, Price>,
+}
+
+/// `[llm.prices."MODEL"]`: USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+}
+
+impl Price {
+    /// What `input` and `output` tokens cost, in USD.
+    pub fn cost(&self, input: u64, output: u64) -> f64 {
+        (input as f64 * self.input_per_million + output as f64 * self.output_per_million)
+            / 1_000_000.0
+    }
 }
 
 fn default_max_tokens() -> u32 {
@@ -137,6 +158,25 @@ impl LlmConfig {
             return Err(("azure_deployment", "needs azure_api_version".into()));
         }
         Ok(())
+    }
+
+    /// Every price that is not a number of USD of at least 0: (key under `llm`, message).
+    pub fn price_problems(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        for (model, price) in &self.prices {
+            for (key, value) in [
+                ("input_per_million", price.input_per_million),
+                ("output_per_million", price.output_per_million),
+            ] {
+                if !(value.is_finite() && value >= 0.0) {
+                    problems.push((
+                        format!("prices.{model:?}.{key}"),
+                        format!("must be a number of USD of at least 0, found {value}"),
+                    ));
+                }
+            }
+        }
+        problems
     }
 }
 

@@ -3,6 +3,7 @@
 //! Every problem is reported with the file and the dotted key it concerns, so `hookwise check` and
 //! start-up failures tell the user exactly what to fix.
 
+pub mod budgets;
 mod env;
 pub mod http;
 mod listen;
@@ -11,6 +12,7 @@ pub mod retention;
 mod strict;
 
 use crate::kernel::{ConfigError, ConfigErrors, Secret};
+pub use budgets::BudgetsConfig;
 pub use http::HttpConfig;
 pub use listen::Listen;
 pub use retention::RetentionConfig;
@@ -58,6 +60,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How long events, jobs and runs are kept, and how often the pruner runs.
     pub retention: RetentionConfig,
+    /// Tokens and cost the agent may spend per UTC day, per account and per handler.
+    pub budgets: BudgetsConfig,
     /// Where this configuration came from; None for built-in defaults.
     #[serde(skip)]
     pub file: Option<PathBuf>,
@@ -105,6 +109,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             log_format: LogFormat::Text,
             retention: RetentionConfig::default(),
+            budgets: BudgetsConfig::default(),
             file: None,
             from_env: BTreeMap::new(),
         }
@@ -548,6 +553,10 @@ impl Config {
         self.validate_scheduler(&file, &mut errors);
         self.retention.validate(&file, &mut errors);
         self.http.validate(&file, &mut errors);
+        self.budgets.validate(&file, &mut errors);
+        for (key, message) in self.llm.iter().flat_map(|llm| llm.price_problems()) {
+            errors.push(self.problem(&format!("llm.{key}"), message));
+        }
         if errors.is_empty() {
             Ok(())
         } else {

@@ -353,7 +353,7 @@ async fn finish(inner: &Inner, job: &JobRecord, finish: JobFinish) {
         }
         JobFinish::Release => tracing::info!(job = %job.id, "job released at shutdown"),
         JobFinish::Defer { at_ms, error } => {
-            tracing::info!(job = %job.id, at_ms, error, "job deferred: its account must wait")
+            tracing::info!(job = %job.id, at_ms, error, "job deferred")
         }
     }
     match inner

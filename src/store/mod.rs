@@ -527,16 +527,54 @@ pub struct RunRecord {
     pub model: String,
     pub started_at_ms: i64,
     pub finished_at_ms: i64,
-    /// `running` while it runs; then `done`, `failed`, `deferred`, `max_steps` or `deadline`;
+    /// `running` while it runs; then `done`, `failed`, `deferred`, `budget_exceeded` (stopped
+    /// after the step that spent a `[budgets]` limit; the job waits for the next day),
+    /// `max_steps` or `deadline`;
     /// `interrupted` when it ended without recording how (its process died and the lease expired,
     /// or it was dropped at the deadline, at shutdown, or by a panic), with the steps it had taken.
     pub outcome: String,
     pub error: Option<String>,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// What the run's tokens cost in USD by `[llm.prices]`; null when its model has no price.
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
     /// The transcript: a JSON array of steps (model messages, tool calls with arguments and
     /// results, refusals, intended actions), in order.
     pub steps: serde_json::Value,
+}
+
+/// Tokens and cost spent, by one model step or over a budget window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Usage {
+    /// Input and output tokens together.
+    pub tokens: u64,
+    /// USD, by the price table; steps of a model without a price add nothing.
+    pub cost_usd: f64,
+}
+
+/// One day's usage of a run's account and of its handler.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct DayUsage {
+    pub account: Usage,
+    pub handler: Usage,
+}
+
+/// Reads the (scope, tokens, cost) rows both stores return into a `DayUsage`.
+pub(crate) fn usage_of(rows: Vec<(String, i64, f64)>) -> DayUsage {
+    let mut usage = DayUsage::default();
+    for (scope, tokens, cost_usd) in rows {
+        let spent = Usage {
+            tokens: tokens.max(0).unsigned_abs(),
+            cost_usd,
+        };
+        match scope.as_str() {
+            "account" => usage.account = spent,
+            "handler" => usage.handler = spent,
+            _ => {}
+        }
+    }
+    usage
 }
 
 /// A stored run.
@@ -680,6 +718,19 @@ pub trait Store: Send + Sync + 'static {
     /// Runs newest first; `steps` is included (callers that only list can ignore it).
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<StoredRun>, StoreError>;
     async fn get_run(&self, id: i64) -> Result<Option<StoredRun>, StoreError>;
+
+    /// Adds one model step's tokens and cost to `day`'s usage (a UTC date, `YYYY-MM-DD`) of
+    /// `account` and of `handler`, in one statement, and returns both totals after it: what every
+    /// process sharing the store has spent that day.
+    async fn add_usage(
+        &self,
+        day: &str,
+        account: &str,
+        handler: &str,
+        spent: Usage,
+    ) -> Result<DayUsage, StoreError>;
+    /// `day`'s usage of `account` and of `handler` (zero where nothing was spent).
+    async fn usage(&self, day: &str, account: &str, handler: &str) -> Result<DayUsage, StoreError>;
 
     /// Holds a write for a person's decision, as `pending`. Idempotent on the approval's key: a
     /// second create with the same key inserts nothing and returns the first.

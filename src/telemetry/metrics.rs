@@ -102,6 +102,11 @@ struct KindLabel {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScopeLabel {
+    scope: &'static str,
+}
+
 /// Every metric hookwise exports. Cheap to share (`SharedMetrics`); recording is a few atomic
 /// operations and, the first time a label set is seen, one map insert.
 pub struct Metrics {
@@ -130,6 +135,7 @@ pub struct Metrics {
     journal: Labeled<OutcomeLabel>,
     pruned: Labeled<KindLabel>,
     runtime_tasks: Gauge,
+    budget_deferrals: Labeled<ScopeLabel>,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -300,6 +306,13 @@ impl Metrics {
              load (connections, runs in flight and the background loops)",
             runtime_tasks.clone(),
         );
+        let budget_deferrals = Labeled::<ScopeLabel>::default();
+        registry.register(
+            "hookwise_budget_deferrals",
+            "Jobs put back until the next UTC day because a [budgets] limit was spent, by scope \
+             (account, handler): before their run started, or after the step that spent it",
+            budget_deferrals.clone(),
+        );
         Self {
             registry,
             scrape: std::sync::Mutex::new(()),
@@ -325,6 +338,7 @@ impl Metrics {
             journal,
             pruned,
             runtime_tasks,
+            budget_deferrals,
         }
     }
 
@@ -515,6 +529,12 @@ impl Metrics {
     }
 
     /// `kind`: events, jobs, runs, actions, approvals.
+    pub fn budget_deferred(&self, scope: &'static str) {
+        self.budget_deferrals
+            .get_or_create(&ScopeLabel { scope })
+            .inc();
+    }
+
     pub fn pruned(&self, kind: &'static str, rows: u64) {
         if rows > 0 {
             self.pruned.get_or_create(&KindLabel { kind }).inc_by(rows);

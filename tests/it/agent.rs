@@ -14,10 +14,10 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// What reached the stand-in upstream: (tool, account, arguments).
 #[derive(Default)]
-struct Upstream(Mutex<Vec<(String, String, Value)>>);
+pub(crate) struct Upstream(Mutex<Vec<(String, String, Value)>>);
 
 impl Upstream {
-    fn calls(&self) -> Vec<(String, String, Value)> {
+    pub(crate) fn calls(&self) -> Vec<(String, String, Value)> {
         self.0.lock().unwrap().clone()
     }
 }
@@ -56,7 +56,7 @@ impl Tool for TestTool {
     }
 }
 
-fn tools(upstream: &Arc<Upstream>) -> Vec<Arc<dyn Tool>> {
+pub(crate) fn tools(upstream: &Arc<Upstream>) -> Vec<Arc<dyn Tool>> {
     let ticket = json!({
         "type": "object",
         "properties": {"ticket_id": {"type": "integer"}},
@@ -84,7 +84,7 @@ fn tools(upstream: &Arc<Upstream>) -> Vec<Arc<dyn Tool>> {
     ]
 }
 
-fn handler(mode: &str, max_steps: u32) -> (String, String) {
+pub(crate) fn handler(mode: &str, max_steps: u32) -> (String, String) {
     (
         "triage.toml".into(),
         format!(

@@ -488,9 +488,28 @@ fn live_triage(tools_change: impl Fn(&str) -> String) -> String {
     tools_change(&text)
 }
 
+/// The fake model's price in the eval test: $2 per million input tokens, $8 per million output.
+const EVAL_PRICE: &str =
+    "[llm.prices.\"test-model\"]\ninput_per_million = 2.0\noutput_per_million = 8.0\n";
+
+/// What `(input, output)` tokens cost at `EVAL_PRICE`.
+fn eval_cost(tokens: &Value) -> f64 {
+    (tokens[0].as_f64().unwrap() * 2.0 + tokens[1].as_f64().unwrap() * 8.0) / 1e6
+}
+
+fn assert_usd(got: &Value, want: f64) {
+    let got = got
+        .as_f64()
+        .unwrap_or_else(|| panic!("a cost, found {got}"));
+    assert!(
+        want > 0.0 && (got - want).abs() < 1e-12,
+        "cost {got}, expected {want}"
+    );
+}
+
 /// `eval` over a store seeded by a real live run against the fake HappyFox: a candidate without
 /// the note tool is reported as missing the note, one that adds a public reply as a new write,
-/// never sent; the fake receives no write from either.
+/// never sent; the fake receives no write from either. Both versions' tokens are priced.
 #[tokio::test(flavor = "multi_thread")]
 async fn eval_compares_a_candidate_with_what_the_current_version_wrote_and_sends_nothing() {
     let fake = FakeHappyfox::start().await;
@@ -505,7 +524,7 @@ async fn eval_compares_a_candidate_with_what_the_current_version_wrote_and_sends
             live_triage(|t| t.to_string()),
         )],
         extra_config: format!(
-            "[scheduler]\npoll_interval = \"10ms\"\n\n{}\n{}",
+            "[scheduler]\npoll_interval = \"10ms\"\n\n{}{EVAL_PRICE}\n{}",
             llm_table(&llm.url),
             fake.account_toml("acme", Some(BOT_STAFF_ID), "")
         ),
@@ -589,6 +608,8 @@ async fn eval_compares_a_candidate_with_what_the_current_version_wrote_and_sends
         out.contains("writes 2 same, 0 changed, 0 new, 1 missing"),
         "{out}"
     );
+    assert!(out.contains("  cost: current $0.0"), "{out}");
+    assert!(!out.contains("unknown"), "every model has a price: {out}");
     assert_eq!(llm.unused(), 0);
 
     // Candidate 2: may reply to the customer, and does; JSON for tools.
@@ -662,6 +683,28 @@ async fn eval_compares_a_candidate_with_what_the_current_version_wrote_and_sends
         "{out}"
     );
     assert_eq!(report["totals"]["new"], 1);
+    // Each version's cost is its tokens at the model's price, per job and in total.
+    let job = &report["jobs"][0];
+    assert_usd(&job["current_cost_usd"], eval_cost(&job["current_tokens"]));
+    assert_usd(
+        &job["candidate_cost_usd"],
+        eval_cost(&job["candidate_tokens"]),
+    );
+    let totals = &report["totals"];
+    assert_usd(
+        &totals["current_cost_usd"],
+        eval_cost(&json!([
+            totals["current_input_tokens"],
+            totals["current_output_tokens"]
+        ])),
+    );
+    assert_usd(
+        &totals["candidate_cost_usd"],
+        eval_cost(&json!([
+            totals["candidate_input_tokens"],
+            totals["candidate_output_tokens"]
+        ])),
+    );
     assert_eq!(
         fake.writes().len(),
         sent,

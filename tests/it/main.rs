@@ -5,6 +5,7 @@ mod agent;
 mod api;
 mod approvals;
 mod boundary;
+mod budgets;
 mod cases;
 mod check;
 mod crash;

@@ -229,6 +229,7 @@ async fn real_answers_match_their_documented_schemas() {
             error: None,
             input_tokens: 10,
             output_tokens: 2,
+            cost_usd: Some(0.25),
             steps: json!([{"type": "user", "text": "Ticket 3"}]),
         })
         .await

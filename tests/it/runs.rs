@@ -57,6 +57,7 @@ async fn a_recorded_run_shows_in_the_cli_and_the_api() {
         error: None,
         input_tokens: 900,
         output_tokens: 40,
+        cost_usd: Some(0.5),
         steps: json!([
             {"type": "system", "text": "You triage tickets."},
             {"type": "user", "text": "Ticket created"},
@@ -80,9 +81,10 @@ async fn a_recorded_run_shows_in_the_cli_and_the_api() {
     assert_eq!(lines[0]["id"], id);
     assert_eq!(lines[0]["job"], job.id.0);
     assert_eq!(lines[0]["steps"], run.steps, "--json never shortens");
+    assert_eq!(lines[0]["cost_usd"], 0.5);
     let table = hookwise(&app, &["runs", "list", "--job", &job.id.to_string()]).await;
     assert!(
-        table.contains("triage") && table.contains("900/40"),
+        table.contains("triage") && table.contains("900/40") && table.contains("$0.5000"),
         "{table}"
     );
     let none = hookwise(&app, &["runs", "list", "--handler", "other", "--json"]).await;
@@ -96,6 +98,7 @@ async fn a_recorded_run_shows_in_the_cli_and_the_api() {
         "  mode      dry-run",
         "duration 3.0s",
         "900 in, 40 out",
+        "  cost      $0.5000",
         "steps (6):",
         "system prompt",
         "event context",

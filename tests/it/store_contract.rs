@@ -14,6 +14,7 @@ mod replicas;
 mod retention;
 mod runs;
 mod upstream;
+mod usage;
 
 use crate::support::gate;
 use chrono::{DateTime, TimeZone, Utc};

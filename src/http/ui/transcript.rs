@@ -21,6 +21,7 @@ pub fn run(r: &StoredRun, open: bool, now: i64) -> Markup {
                 span class={ "outcome " (run.outcome) } { (run.outcome) }
                 " · " (run.mode) " · " (run.model)
                 " · " (run.input_tokens) " in / " (run.output_tokens) " out tokens"
+                @if let Some(usd) = run.cost_usd { " · " (crate::agent::budget::dollars(usd)) }
                 " · " (format!("{:.1}s", duration_ms as f64 / 1000.0))
                 " · " (when(run.started_at_ms, now))
             }

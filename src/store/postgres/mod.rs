@@ -19,13 +19,15 @@ mod overview;
 mod retention;
 mod runs;
 mod upstream;
+mod usage;
 
 use super::migrate::{Migration, POSTGRES};
 use super::{
-    ActionBegin, Approval, ApprovalCreated, ApprovalFilter, Decided, Decision, Disposition,
-    EventFilter, EventStatus, EventWithJobs, Execution, IngestItem, IngestOutcome, JobFilter,
-    JobFinish, JobId, JobRecord, JobWithEvents, NewApproval, PrunePolicy, PruneReport, RetryResult,
-    RunFilter, RunRecord, Store, StoreError, StoredAction, StoredEvent, StoredRun, redact,
+    ActionBegin, Approval, ApprovalCreated, ApprovalFilter, DayUsage, Decided, Decision,
+    Disposition, EventFilter, EventStatus, EventWithJobs, Execution, IngestItem, IngestOutcome,
+    JobFilter, JobFinish, JobId, JobRecord, JobWithEvents, NewApproval, PrunePolicy, PruneReport,
+    RetryResult, RunFilter, RunRecord, Store, StoreError, StoredAction, StoredEvent, StoredRun,
+    Usage, redact,
 };
 use crate::kernel::event::{EventId, SourceName};
 use async_trait::async_trait;
@@ -597,6 +599,23 @@ impl Store for PostgresStore {
     async fn get_run(&self, id: i64) -> Result<Option<StoredRun>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         runs::get(&mut conn, id).await
+    }
+
+    async fn add_usage(
+        &self,
+        day: &str,
+        account: &str,
+        handler: &str,
+        spent: Usage,
+    ) -> Result<DayUsage, StoreError> {
+        in_transaction!(self, "add usage", |conn| usage::add(
+            conn, day, account, handler, spent
+        ))
+    }
+
+    async fn usage(&self, day: &str, account: &str, handler: &str) -> Result<DayUsage, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        usage::get(&mut conn, day, account, handler).await
     }
 
     async fn create_approval(&self, approval: &NewApproval) -> Result<ApprovalCreated, StoreError> {

@@ -6,14 +6,14 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 
 const RUN_COLUMNS: &str = "id, job_id, handler, account, attempt, mode, model, started_at,
-    finished_at, outcome, error, input_tokens, output_tokens, steps";
+    finished_at, outcome, error, input_tokens, output_tokens, steps, cost_usd";
 
 pub async fn record(conn: &mut PgConnection, run: &RunRecord) -> Result<i64, StoreError> {
     let steps = crate::store::steps_text(&run.steps)?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO runs (job_id, handler, account, attempt, mode, model, started_at,
-            finished_at, outcome, error, input_tokens, output_tokens, steps)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+            finished_at, outcome, error, input_tokens, output_tokens, steps, cost_usd)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          RETURNING id",
     )
     .bind(run.job.0)
@@ -30,6 +30,7 @@ pub async fn record(conn: &mut PgConnection, run: &RunRecord) -> Result<i64, Sto
     .bind(crate::store::tokens_column(run.input_tokens))
     .bind(crate::store::tokens_column(run.output_tokens))
     .bind(steps)
+    .bind(run.cost_usd)
     .fetch_one(&mut *conn)
     .await?;
     Ok(id)
@@ -42,7 +43,7 @@ pub async fn record(conn: &mut PgConnection, run: &RunRecord) -> Result<i64, Sto
 pub async fn update(conn: &mut PgConnection, runs: &[(i64, RunRecord)]) -> Result<(), StoreError> {
     for (id, run) in runs {
         sqlx::query(
-            "UPDATE runs SET input_tokens = $5, output_tokens = $6, steps = $7,
+            "UPDATE runs SET input_tokens = $5, output_tokens = $6, steps = $7, cost_usd = $8,
                 finished_at = CASE WHEN $3 = 'running' AND outcome <> 'running' THEN finished_at ELSE $2 END,
                 error = CASE WHEN $3 = 'running' AND outcome <> 'running' THEN error ELSE $4 END,
                 outcome = CASE WHEN $3 = 'running' AND outcome <> 'running' THEN outcome ELSE $3 END
@@ -55,6 +56,7 @@ pub async fn update(conn: &mut PgConnection, runs: &[(i64, RunRecord)]) -> Resul
         .bind(crate::store::tokens_column(run.input_tokens))
         .bind(crate::store::tokens_column(run.output_tokens))
         .bind(crate::store::steps_text(&run.steps)?)
+        .bind(run.cost_usd)
         .execute(&mut *conn)
         .await?;
     }
@@ -93,6 +95,7 @@ fn from_row(r: &PgRow) -> Result<StoredRun, StoreError> {
             error: r.try_get(10)?,
             input_tokens: r.try_get::<i64, _>(11)?.max(0).unsigned_abs(),
             output_tokens: r.try_get::<i64, _>(12)?.max(0).unsigned_abs(),
+            cost_usd: r.try_get(14)?,
             steps: crate::store::steps_value(id, &steps)?,
         },
     })

@@ -14,13 +14,15 @@ mod overview;
 mod retention;
 mod runs;
 mod upstream;
+mod usage;
 
 use super::migrate::{Migration, SQLITE};
 use super::{
-    ActionBegin, Approval, ApprovalCreated, ApprovalFilter, Decided, Decision, Disposition,
-    EventFilter, EventStatus, EventWithJobs, Execution, IngestItem, IngestOutcome, JobFilter,
-    JobFinish, JobId, JobRecord, JobWithEvents, NewApproval, PrunePolicy, PruneReport, RetryResult,
-    RunFilter, RunRecord, Store, StoreError, StoredAction, StoredEvent, StoredRun,
+    ActionBegin, Approval, ApprovalCreated, ApprovalFilter, DayUsage, Decided, Decision,
+    Disposition, EventFilter, EventStatus, EventWithJobs, Execution, IngestItem, IngestOutcome,
+    JobFilter, JobFinish, JobId, JobRecord, JobWithEvents, NewApproval, PrunePolicy, PruneReport,
+    RetryResult, RunFilter, RunRecord, Store, StoreError, StoredAction, StoredEvent, StoredRun,
+    Usage,
 };
 use crate::kernel::event::{EventId, SourceName};
 use async_trait::async_trait;
@@ -507,6 +509,24 @@ impl Store for SqliteStore {
 
     async fn get_run(&self, id: i64) -> Result<Option<StoredRun>, StoreError> {
         self.call(move |conn| runs::get(conn, id)).await
+    }
+
+    async fn add_usage(
+        &self,
+        day: &str,
+        account: &str,
+        handler: &str,
+        spent: Usage,
+    ) -> Result<DayUsage, StoreError> {
+        let (day, account, handler) = (day.to_owned(), account.to_owned(), handler.to_owned());
+        self.call(move |conn| usage::add(conn, &day, &account, &handler, spent))
+            .await
+    }
+
+    async fn usage(&self, day: &str, account: &str, handler: &str) -> Result<DayUsage, StoreError> {
+        let (day, account, handler) = (day.to_owned(), account.to_owned(), handler.to_owned());
+        self.call(move |conn| usage::get(conn, &day, &account, &handler))
+            .await
     }
 
     async fn create_approval(&self, approval: &NewApproval) -> Result<ApprovalCreated, StoreError> {

@@ -5,7 +5,7 @@ use crate::store::{JobId, RunFilter, RunRecord, StoreError, StoredRun};
 use rusqlite::{Connection, OptionalExtension, params};
 
 const RUN_COLUMNS: &str = "id, job_id, handler, account, attempt, mode, model, started_at,
-    finished_at, outcome, error, input_tokens, output_tokens, steps";
+    finished_at, outcome, error, input_tokens, output_tokens, steps, cost_usd";
 
 /// `steps` is the run's steps already serialized (`steps_text`), so the store's one thread does
 /// not spend its time encoding a long transcript.
@@ -13,8 +13,8 @@ pub fn record(conn: &Connection, run: &RunRecord, steps: &str) -> Result<i64, St
     let id = conn
         .prepare_cached(
             "INSERT INTO runs (job_id, handler, account, attempt, mode, model, started_at,
-                finished_at, outcome, error, input_tokens, output_tokens, steps)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                finished_at, outcome, error, input_tokens, output_tokens, steps, cost_usd)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
              RETURNING id",
         )?
         .query_row(
@@ -32,6 +32,7 @@ pub fn record(conn: &Connection, run: &RunRecord, steps: &str) -> Result<i64, St
                 crate::store::tokens_column(run.input_tokens),
                 crate::store::tokens_column(run.output_tokens),
                 steps,
+                run.cost_usd,
             ],
             |r| r.get(0),
         )?;
@@ -44,7 +45,7 @@ pub fn record(conn: &Connection, run: &RunRecord, steps: &str) -> Result<i64, St
 /// was closed as `interrupted` (it was queued before a panic) adds its steps, nothing else.
 pub fn update(conn: &Connection, runs: &[(i64, RunRecord, String)]) -> Result<(), StoreError> {
     let mut statement = conn.prepare_cached(
-        "UPDATE runs SET input_tokens = ?5, output_tokens = ?6, steps = ?7,
+        "UPDATE runs SET input_tokens = ?5, output_tokens = ?6, steps = ?7, cost_usd = ?8,
             finished_at = CASE WHEN ?3 = 'running' AND outcome <> 'running' THEN finished_at ELSE ?2 END,
             error = CASE WHEN ?3 = 'running' AND outcome <> 'running' THEN error ELSE ?4 END,
             outcome = CASE WHEN ?3 = 'running' AND outcome <> 'running' THEN outcome ELSE ?3 END
@@ -59,6 +60,7 @@ pub fn update(conn: &Connection, runs: &[(i64, RunRecord, String)]) -> Result<()
             crate::store::tokens_column(run.input_tokens),
             crate::store::tokens_column(run.output_tokens),
             steps,
+            run.cost_usd,
         ])?;
     }
     Ok(())
@@ -97,6 +99,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
             error: r.get(10)?,
             input_tokens: r.get::<_, i64>(11)?.max(0).unsigned_abs(),
             output_tokens: r.get::<_, i64>(12)?.max(0).unsigned_abs(),
+            cost_usd: r.get(14)?,
             steps: serde_json::Value::Null,
         },
         steps: r.get(13)?,

@@ -261,7 +261,7 @@ async fn three_replicas_starting_at_once_migrate_once() {
                     .fetch_all(&mut conn)
                     .await
                     .unwrap();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
         },
     )
     .await;

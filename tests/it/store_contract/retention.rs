@@ -88,6 +88,7 @@ async fn ran_job(store: &SharedStore, id: &str, account: &str, at_ms: i64) -> Jo
             error: None,
             input_tokens: 1,
             output_tokens: 1,
+            cost_usd: None,
             steps: json!([]),
         })
         .await

@@ -28,6 +28,7 @@ fn run(job: JobId, handler: &str, account: &str, attempt: u32) -> RunRecord {
         error: None,
         input_tokens: 1_234,
         output_tokens: 56,
+        cost_usd: None,
         steps: json!([
             {"type": "system", "text": "You triage tickets."},
             {"type": "user", "text": "Ticket 7 was updated: «Ça ne marche pas» 🚒"},
