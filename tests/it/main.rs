@@ -4,6 +4,7 @@
 mod agent;
 mod api;
 mod approvals;
+mod bad_input;
 mod boundary;
 mod cases;
 mod check;
