@@ -37,3 +37,4 @@ mod support;
 mod traces;
 mod truto;
 mod upstream;
+mod upstream_faults;
