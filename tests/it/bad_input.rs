@@ -490,9 +490,10 @@ impl Generator<'_> {
                     Expect::Bare(400),
                 ),
                 _ => {
-                    // hyper buffers about 400 KB of headers (`max_buf_size`; a head that arrived whole in
-                    // a read past it may still parse), then refuses.
-                    let pad = "a".repeat(self.rng.range(1_000_000, 2_000_000));
+                    // hyper refuses a head that outgrows its read buffer (`max_buf_size`, about
+                    // 400 KB), but parses one that arrived whole in a single larger read: well
+                    // past both, so it never arrives whole.
+                    let pad = "a".repeat(self.rng.range(1_500_000, 3_000_000));
                     let r = format!(
                         "POST /webhooks/happyfox HTTP/1.1\r\nHost: x\r\nX-Pad: {pad}\r\nContent-Length: 2\r\n\r\n{{}}"
                     );
