@@ -93,7 +93,7 @@ pub(super) async fn exchange(
             Err(e) => {
                 // A refused connection never carried the request; anything later might have.
                 let unsent = e.is_connect() || e.is_builder();
-                let error = format!("{what}: {e}");
+                let error = format!("{what}: {}", transport_error(&e, account.timeout));
                 if request.write && !unsent {
                     return Err(Failure {
                         error: CallError::Unavailable(format!(
@@ -110,6 +110,28 @@ pub(super) async fn exchange(
             }
         }
     }
+}
+
+/// A transport failure in words an operator can act on. reqwest's own text ("error sending
+/// request for url (...)") is the same for a timeout, a refused connection and an answer cut off
+/// halfway, so the causes it wraps are added, and a timeout says which limit it met.
+fn transport_error(e: &reqwest::Error, timeout: Duration) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let shown = c.to_string();
+        if !text.contains(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        cause = c.source();
+    }
+    if e.is_timeout() {
+        text.push_str(&format!(
+            " (no answer within the account's timeout of {timeout:?})"
+        ));
+    }
+    text
 }
 
 /// How long an answer holds every call of the account. A 429 always pauses: for the server's

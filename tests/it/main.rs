@@ -4,6 +4,7 @@
 mod agent;
 mod api;
 mod approvals;
+mod bad_input;
 mod boundary;
 mod budgets;
 mod cases;
@@ -39,3 +40,4 @@ mod support;
 mod traces;
 mod truto;
 mod upstream;
+mod upstream_faults;

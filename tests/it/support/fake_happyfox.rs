@@ -8,6 +8,9 @@
 //! (500 GET + 300 POST per minute and 10 minutes by default; `Limits` makes them small for
 //! tests). Every request is recorded, refused ones included, so tests assert exact paths and
 //! bodies. Its clock only matters for the rate limit and can be moved with `advance`.
+//! `inject` makes the next writes fail the way a network or an overloaded server does: a 429
+//! storm (with `Retry-After` or without), an answer slower than the client waits, a connection
+//! dropped halfway through the answer, a 5xx after the write was applied.
 
 mod api;
 
@@ -15,6 +18,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,6 +63,30 @@ pub struct Received {
     pub authorization: Option<String>,
     pub body: Value,
     pub status: u16,
+    /// The request changed the fake's state (a write answered 2xx, or applied before a fault).
+    pub applied: bool,
+    /// The fault injected into this request's answer.
+    pub fault: Option<WriteFault>,
+}
+
+/// How the fake mistreats a write (a POST) that `FakeHappyfox::inject` armed it for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteFault {
+    /// 429, nothing applied; `retry_after` (seconds) adds that header.
+    TooMany { retry_after: Option<u64> },
+    /// Applied, then answered only after this long (past the client's timeout).
+    Slow(Duration),
+    /// Applied, then the status line, the headers (the full `Content-Length`) and half the body,
+    /// then the connection is dropped.
+    ResetMidBody,
+    /// Applied, then answered with this status (500, 502, 503) instead of its real answer.
+    ErrorAfterApply(u16),
+}
+
+impl WriteFault {
+    fn applies(&self) -> bool {
+        !matches!(self, WriteFault::TooMany { .. })
+    }
 }
 
 impl Received {
@@ -87,6 +115,8 @@ struct Fake {
     /// Writes are applied and recorded at once but answered only after this long: the window
     /// in which a crash leaves a write sent and its answer unknown.
     hold_writes: Duration,
+    /// Faults for the next writes, in order.
+    faults: std::collections::VecDeque<WriteFault>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -117,6 +147,7 @@ impl FakeHappyfox {
             received: Vec::new(),
             data: api::Data::load(),
             hold_writes: Duration::ZERO,
+            faults: Default::default(),
         }));
         let app = axum::Router::new()
             .fallback(answer)
@@ -209,6 +240,31 @@ impl FakeHappyfox {
         self.state.lock().unwrap().hold_writes = hold;
     }
 
+    /// The next `times` writes (POSTs, whatever they change) each get `fault`, after any faults
+    /// armed before.
+    pub fn inject(&self, fault: WriteFault, times: usize) {
+        let mut state = self.state.lock().unwrap();
+        state.faults.extend(std::iter::repeat_n(fault, times));
+    }
+
+    /// Faults armed and not yet spent.
+    pub fn faults_left(&self) -> usize {
+        self.state.lock().unwrap().faults.len()
+    }
+
+    /// The writes that changed the fake's state, as the invariants compare them with the journal.
+    pub fn applied_writes(&self) -> Vec<super::invariants::Write> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.applied)
+            .map(|r| super::invariants::Write {
+                method: r.method.to_string(),
+                path: r.path,
+                body: r.body,
+            })
+            .collect()
+    }
+
     /// Moves the fake's clock forward (rate-limit windows and penalty).
     pub fn advance(&self, by: Duration) {
         self.state.lock().unwrap().offset += by;
@@ -234,21 +290,48 @@ async fn answer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (response, hold) = record(&state, method, uri, headers, body);
+    let (response, hold, fault) = record(&state, method, uri, headers, body);
     if !hold.is_zero() {
         tokio::time::sleep(hold).await;
     }
-    response
+    match fault {
+        Some(WriteFault::ResetMidBody) => reset_mid_body(response).await,
+        _ => response,
+    }
 }
 
-/// Answers and records one request; the answer is sent after the returned hold.
+/// `response` with its full `Content-Length` but only half its body: the stream then fails, and
+/// hyper drops the connection.
+async fn reset_mid_body(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let half = bytes.slice(..bytes.len() / 2);
+    // The failure comes a moment after the first half, so hyper has sent the head and that half.
+    let chunks = futures::stream::iter([Some(half), None]).then(|chunk| async move {
+        match chunk {
+            Some(bytes) => Ok(bytes),
+            None => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(std::io::Error::other("fake: connection dropped mid-body"))
+            }
+        }
+    });
+    parts.headers.insert(
+        axum::http::header::CONTENT_LENGTH,
+        bytes.len().to_string().parse().unwrap(),
+    );
+    Response::from_parts(parts, axum::body::Body::from_stream(chunks))
+}
+
+/// Answers and records one request; the answer is sent after the returned hold, mistreated by
+/// the returned fault.
 fn record(
     state: &Shared,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> (Response, Duration) {
+) -> (Response, Duration, Option<WriteFault>) {
     let mut state = state.lock().unwrap();
     let query: Vec<(String, String)> = uri
         .query()
@@ -273,6 +356,11 @@ fn record(
         .unwrap_or(uri.path())
         .to_string();
 
+    let fault = if method == Method::POST {
+        state.faults.pop_front()
+    } else {
+        None
+    };
     let (status, response) = if authorization.as_deref() != Some(&expected_authorization()) {
         let mut r = (StatusCode::UNAUTHORIZED, "Authorization Required").into_response();
         r.headers_mut().insert(
@@ -284,15 +372,43 @@ fn record(
         (429, limited)
     } else if !uri.path().starts_with(PREFIX) {
         (404, api::not_found())
+    } else if let Some(fault @ WriteFault::TooMany { .. }) = fault.as_ref() {
+        let mut r = (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response();
+        if let WriteFault::TooMany {
+            retry_after: Some(s),
+        } = fault
+        {
+            r.headers_mut()
+                .insert("retry-after", s.to_string().parse().unwrap());
+        }
+        (429, r)
     } else {
         let r = api::dispatch(&mut state.data, &method, &path, &query, &body);
         (r.status().as_u16(), r)
     };
-    let hold = if method == Method::POST {
+    let applied = method == Method::POST
+        && (200..300).contains(&status)
+        && fault.as_ref().is_none_or(WriteFault::applies);
+    let (status, response) = match &fault {
+        // Applied above; the answer says otherwise.
+        Some(WriteFault::ErrorAfterApply(code)) if applied => (
+            *code,
+            (
+                StatusCode::from_u16(*code).unwrap(),
+                "<html><body>Server Error</body></html>",
+            )
+                .into_response(),
+        ),
+        _ => (status, response),
+    };
+    let mut hold = if method == Method::POST {
         state.hold_writes
     } else {
         Duration::ZERO
     };
+    if let Some(WriteFault::Slow(d)) = fault {
+        hold = d;
+    }
     state.received.push(Received {
         method,
         path,
@@ -300,8 +416,10 @@ fn record(
         authorization,
         body,
         status,
+        applied,
+        fault: fault.clone(),
     });
-    (response, hold)
+    (response, hold, fault)
 }
 
 impl Fake {

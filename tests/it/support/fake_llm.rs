@@ -77,10 +77,14 @@ impl Received {
     }
 }
 
+/// Answers a request from its body once the script is used up (see `FakeLlm::respond_with`).
+pub type Responder = Arc<dyn Fn(&Value) -> Reply + Send + Sync>;
+
 #[derive(Default)]
 struct Script {
     replies: VecDeque<Reply>,
     received: Vec<Received>,
+    responder: Option<Responder>,
 }
 
 pub struct FakeLlm {
@@ -97,6 +101,7 @@ impl FakeLlm {
         let script = Arc::new(Mutex::new(Script {
             replies: replies.into(),
             received: Vec::new(),
+            responder: None,
         }));
         let app = axum::Router::new()
             .fallback(answer)
@@ -120,6 +125,12 @@ impl FakeLlm {
     /// Adds a reply after the scripted ones (what a retried run will be told).
     pub fn push(&self, reply: Reply) {
         self.script.lock().unwrap().replies.push_back(reply);
+    }
+
+    /// Past the script, answers each request with what `responder` makes of its body: for runs
+    /// of many jobs at once, whose requests arrive in no fixed order.
+    pub fn respond_with(&self, responder: impl Fn(&Value) -> Reply + Send + Sync + 'static) {
+        self.script.lock().unwrap().responder = Some(Arc::new(responder));
     }
 
     /// Scripted replies nobody asked for: a test that expects no retry checks this stayed full.
@@ -156,19 +167,26 @@ fn next_reply(
     body: Bytes,
 ) -> (Response, std::time::Duration) {
     let mut script = script.lock().unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let responder = script.responder.clone();
+    // Past the script (and without a responder) the answer is a 418 no client retries, so a
+    // retry bug cannot loop.
+    let reply = script
+        .replies
+        .pop_front()
+        .unwrap_or_else(|| match responder {
+            Some(respond) => respond(&body),
+            None => Reply::status(
+                418,
+                json!({"error": {"message": "fake: unscripted request"}}),
+            ),
+        });
     script.received.push(Received {
         method,
         uri: uri.to_string(),
         headers,
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        body,
         at: Instant::now(),
-    });
-    // Past the script the answer is a 418 no client retries, so a retry bug cannot loop.
-    let reply = script.replies.pop_front().unwrap_or_else(|| {
-        Reply::status(
-            418,
-            json!({"error": {"message": "fake: unscripted request"}}),
-        )
     });
     let status = StatusCode::from_u16(reply.status).unwrap();
     let mut response = match reply.raw {
