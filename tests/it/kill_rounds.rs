@@ -17,11 +17,11 @@
 //! kill_rounds -- --test-threads 1` is the long form (README, Development).
 
 use crate::store_contract::TestSchema;
+use crate::support::invariants::Figures;
 use crate::support::process::Proc;
 use crate::support::workload::*;
-use hookwise::store::{JobFilter, JobState, SharedStore};
+use hookwise::store::{JobFilter, JobRecord, JobState, SharedStore};
 use serde_json::json;
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 /// Events per round: some repeat a subject within the debounce period (one job), some are
 /// delivered twice (one event).
@@ -77,20 +77,20 @@ async fn inside_a_run(store: &SharedStore) -> Vec<String> {
 }
 
 /// Figures of one test, printed and checked: the kills must have cut runs short.
-fn report(store_name: &str, tally: &Tally, acked: usize, world: &World, extra: &str) {
+fn report(store_name: &str, figures: &Figures, jobs: &[JobRecord], world: &World, extra: &str) {
+    let rerun = jobs.iter().filter(|j| j.attempts > 1).count();
     eprintln!(
-        "kill_rounds {store_name}: {} rounds, {acked} events acked, {} jobs ({} run again after a kill, {} merged, {} dead), {} model answers, writes: {} answered, {} in doubt (never sent again), {} at the fakes{extra}",
+        "kill_rounds {store_name}: {} rounds, {} events stored, jobs {:?} ({rerun} run again after a kill), {} runs, {} model answers, writes: {} journaled ({} in doubt, never sent again), {} applied upstream{extra}",
         rounds(),
-        tally.jobs,
-        tally.rerun,
-        tally.merged,
-        tally.dead,
+        figures.events,
+        figures.jobs,
+        figures.runs,
         world.observed.lock().unwrap().answers,
-        tally.answered,
-        tally.in_doubt,
-        tally.upstream_writes,
+        figures.journaled,
+        figures.in_doubt,
+        figures.applied,
     );
-    assert!(tally.rerun > 0, "no kill landed inside a run");
+    assert!(rerun > 0, "no kill landed inside a run");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +103,7 @@ async fn sqlite_killed_at_random_moments_loses_nothing_and_writes_once() {
     let mut server = Replica::new("serve");
     server.start(&world, &[]).await;
     let store = hookwise::store::open(&url).await.unwrap();
-    let mut acked = HashSet::new();
+    let mut acked = Vec::new();
     for round in 0..rounds() {
         let deliveries = tokio::spawn(deliver_all(vec![server.url()], round_events(round)));
         inside_a_run(&store).await;
@@ -111,8 +111,8 @@ async fn sqlite_killed_at_random_moments_loses_nothing_and_writes_once() {
         server.start(&world, &[]).await;
         acked.extend(deliveries.await.unwrap());
     }
-    let tally = check_invariants(&store, &world, &acked).await;
-    report("sqlite", &tally, acked.len(), &world, "");
+    let (figures, jobs) = check_invariants(&store, &world, &acked, false).await;
+    report("sqlite", &figures, &jobs, &world, "");
     drop(server);
 }
 
@@ -131,7 +131,7 @@ async fn postgres_replicas_killed_and_cut_off_lose_nothing_and_write_once() {
     for r in &mut replicas {
         r.start(&world, &[]).await;
     }
-    let mut acked = HashSet::new();
+    let mut acked = Vec::new();
     let mut terminated = 0;
     for round in 0..rounds() {
         let urls = replicas.iter().map(Replica::url).collect();
@@ -155,11 +155,11 @@ async fn postgres_replicas_killed_and_cut_off_lose_nothing_and_write_once() {
         replicas[victim].start(&world, &[]).await;
         acked.extend(deliveries.await.unwrap());
     }
-    let tally = check_invariants(&store, &world, &acked).await;
+    let (figures, jobs) = check_invariants(&store, &world, &acked, false).await;
     report(
         "postgres",
-        &tally,
-        acked.len(),
+        &figures,
+        &jobs,
         &world,
         &format!(", {terminated} connections terminated"),
     );

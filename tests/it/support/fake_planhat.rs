@@ -128,6 +128,19 @@ impl FakePlanhat {
             .collect()
     }
 
+    /// The writes that changed the tenant (answered 2xx), for `invariants::check`.
+    pub fn applied_writes(&self) -> Vec<super::invariants::Write> {
+        self.writes()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .map(|r| super::invariants::Write {
+                method: r.method.to_string(),
+                path: r.path,
+                body: r.body,
+            })
+            .collect()
+    }
+
     pub fn fail_next(&self, failure: Failure) {
         self.tenant.lock().unwrap().failures.push_back(failure);
     }

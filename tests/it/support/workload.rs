@@ -6,11 +6,12 @@
 
 use super::fake_happyfox::{FakeHappyfox, Limits};
 use super::fake_planhat::{self, FakePlanhat};
+use super::invariants::{self, Figures};
 use super::process::*;
 use super::*;
 use hookwise::store::{JobFilter, JobRecord, JobState, SharedStore};
 use serde_json::{Value, json};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -130,7 +131,7 @@ pub async fn stateless_model() -> (String, Arc<Mutex<Observed>>) {
 }
 
 /// The text job `job` writes upstream: unique per job, the same on every attempt of it.
-pub fn write_text(job: &str) -> String {
+fn write_text(job: &str) -> String {
     format!("Checked by job {job}.")
 }
 
@@ -141,6 +142,8 @@ pub struct World {
     pub happyfox: FakeHappyfox,
     pub planhat: FakePlanhat,
     pub observed: Arc<Mutex<Observed>>,
+    /// The fixture ticket new tickets are copies of.
+    ticket: Value,
 }
 
 pub async fn world(store_url: &str, extra_config: &str) -> World {
@@ -159,9 +162,7 @@ pub async fn world(store_url: &str, extra_config: &str) -> World {
     )
     .unwrap();
     for id in FIRST_TICKET..FIRST_TICKET + SUBJECTS {
-        let mut ticket = template.clone();
-        ticket["id"] = json!(id);
-        happyfox.put_ticket(ticket);
+        open_ticket(&happyfox, &template, id);
     }
     let planhat = FakePlanhat::with_quota(100_000, Duration::from_secs(60)).await;
     let dir = tempfile::tempdir().unwrap();
@@ -208,29 +209,37 @@ deadline = "20s"
         happyfox,
         planhat,
         observed,
+        ticket: template,
     }
 }
 
+fn open_ticket(happyfox: &FakeHappyfox, template: &Value, id: u64) {
+    let mut ticket = template.clone();
+    ticket["id"] = json!(id);
+    happyfox.put_ticket(ticket);
+}
+
 impl World {
+    /// A new ticket `id` at the fake HappyFox (a copy of the fixture ticket), so notes to it
+    /// are accepted.
+    pub fn open_ticket(&self, id: u64) {
+        open_ticket(&self.happyfox, &self.ticket, id);
+    }
+
     pub fn log(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("{name}.log"))
     }
 
-    /// Every log line that reports a panic, from every process so far.
-    pub fn panics(&self) -> Vec<String> {
-        let mut found = Vec::new();
+    /// What every process so far logged, one after the other.
+    pub fn logs(&self) -> String {
+        let mut logs = String::new();
         for entry in std::fs::read_dir(self.dir.path()).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "log") {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
-                found.extend(
-                    text.lines()
-                        .filter(|l| l.contains("panicked"))
-                        .map(|l| format!("{}: {l}", path.display())),
-                );
+                logs.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
             }
         }
-        found
+        logs
     }
 }
 
@@ -283,8 +292,9 @@ impl Replica {
 }
 
 /// Delivers like a sender: every copy until some replica acknowledges it (2xx), trying the
-/// replicas in turn and waiting between attempts (one may be down). Returns the bodies acked.
-pub async fn deliver_all(urls: Vec<String>, events: Vec<(String, usize)>) -> Vec<String> {
+/// replicas in turn and waiting between attempts (one may be down). Returns the acknowledged
+/// events as (source, event id).
+pub async fn deliver_all(urls: Vec<String>, events: Vec<(String, usize)>) -> Vec<(String, String)> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -308,8 +318,12 @@ pub async fn deliver_all(urls: Vec<String>, events: Vec<(String, usize)>) -> Vec
                     .await;
                 if let Ok(r) = sent
                     && r.status().is_success()
+                    && let Ok(ack) = r.json::<Value>().await
                 {
-                    return body;
+                    return (
+                        "multi".to_string(),
+                        ack["event_id"].as_str().unwrap().to_string(),
+                    );
                 }
                 assert!(
                     start.elapsed() < Duration::from_secs(60),
@@ -324,7 +338,7 @@ pub async fn deliver_all(urls: Vec<String>, events: Vec<(String, usize)>) -> Vec
 }
 
 /// Waits (bounded) until no job is pending or running, and returns every job.
-pub async fn settled(store: &SharedStore, world: &World) -> Vec<JobRecord> {
+pub async fn settled(store: &SharedStore) -> Vec<JobRecord> {
     let start = Instant::now();
     loop {
         let jobs = store
@@ -343,151 +357,50 @@ pub async fn settled(store: &SharedStore, world: &World) -> Vec<JobRecord> {
         }
         assert!(
             start.elapsed() < Duration::from_secs(90),
-            "{open} jobs still open after 90 s: {:?}\npanics: {:?}",
+            "{open} jobs still open after 90 s: {:?}",
             jobs.iter()
                 .filter(|j| matches!(j.state, JobState::Pending | JobState::Running))
                 .map(|j| (j.id, j.state, j.attempts, j.last_error.clone()))
                 .collect::<Vec<_>>(),
-            world.panics()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-/// What the invariants found, for the suites' figures.
-#[derive(Debug, Default)]
-pub struct Tally {
-    pub jobs: usize,
-    /// Jobs that ran more than once (a kill, a cut connection or a failure cut an attempt short).
-    pub rerun: usize,
-    pub merged: usize,
-    pub dead: usize,
-    /// Writes the journal recorded as answered.
-    pub answered: usize,
-    /// Writes sent (or about to be) when their process died: never sent again.
-    pub in_doubt: usize,
-    pub upstream_writes: usize,
-}
-
-/// The invariants of a run where nothing is pruned: every acknowledged event stored once, then
-/// (once the backlog settled) `check_jobs_and_writes`.
+/// Once the backlog has settled, `invariants::check` over the store, every write the fakes
+/// applied and every process's log (`acked`: the events acknowledged), and the model's view:
+/// never two runs of one account in flight at once, killed ones included. With `pruned`
+/// (retention took jobs and their journal: stop the server first, so no more go meanwhile),
+/// no write may have been applied twice, and the journal checks cover the writes of the jobs
+/// still stored. Returns the figures, and the settled jobs.
 pub async fn check_invariants(
     store: &SharedStore,
     world: &World,
-    acked: &HashSet<String>,
-) -> Tally {
-    let events = store
-        .list_events(&hookwise::store::EventFilter {
-            limit: 10_000,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        events.len(),
-        acked.len(),
-        "each acknowledged event stored once (events only come from the test)"
-    );
-    let stored: HashSet<Value> = events
-        .iter()
-        .map(|e| serde_json::from_str(&e.payload).unwrap())
-        .collect();
-    for body in acked {
-        let body: Value = serde_json::from_str(body).unwrap();
-        assert!(stored.contains(&body), "acknowledged, not stored: {body}");
-    }
-    check_jobs_and_writes(store, world).await
-}
-
-/// Waits for the backlog to settle, then: every job done, merged or dead with a reason; at
-/// most one write per job, never at an upstream twice (by content, whoever sent it); every write
-/// the journal recorded as answered is upstream, and every upstream write belongs to a journaled
-/// job (of those not pruned); never two runs of one account in flight at once; no panic logged.
-pub async fn check_jobs_and_writes(store: &SharedStore, world: &World) -> Tally {
-    let jobs = settled(store, world).await;
-    let writes = upstream_writes(world);
-    let distinct: HashSet<&String> = writes.iter().collect();
-    assert_eq!(
-        distinct.len(),
-        writes.len(),
-        "a write reached an upstream twice"
-    );
-    let mut tally = Tally {
-        jobs: jobs.len(),
-        upstream_writes: writes.len(),
-        ..Tally::default()
-    };
-    let mut journaled = HashSet::new();
-    for job in &jobs {
-        match job.state {
-            JobState::Done => {}
-            // Put back to pending while its key had a pending job, and folded into that one.
-            JobState::Merged => tally.merged += 1,
-            JobState::Dead => {
-                tally.dead += 1;
-                assert!(
-                    job.last_error.as_deref().is_some_and(|e| !e.is_empty()),
-                    "job {} dead without a reason",
-                    job.id
-                )
-            }
-            other => panic!("job {} ended {other:?}", job.id),
-        }
-        if job.attempts > 1 {
-            tally.rerun += 1;
-        }
-        let text = write_text(&job.id.to_string());
-        let at_upstream = writes.iter().filter(|w| w.contains(&text)).count();
-        let actions = store.list_actions(job.id).await.unwrap();
-        assert!(actions.len() <= 1, "one write per job: {actions:?}");
-        if !actions.is_empty() {
-            journaled.insert(text);
-        }
-        for action in &actions {
-            if action.state == "done" {
-                tally.answered += 1;
-                assert_eq!(
-                    at_upstream, 1,
-                    "job {}'s answered write is upstream",
-                    job.id
-                );
-            } else {
-                tally.in_doubt += 1;
-            }
-        }
-    }
-    let kept: HashSet<String> = jobs.iter().map(|j| write_text(&j.id.to_string())).collect();
-    for write in &writes {
-        if let Some(text) = kept.iter().find(|t| write.contains(t.as_str())) {
+    acked: &[(String, String)],
+    pruned: bool,
+) -> (Figures, Vec<JobRecord>) {
+    let jobs = settled(store).await;
+    let mut applied = world.happyfox.applied_writes();
+    applied.extend(world.planhat.applied_writes());
+    if pruned {
+        let mut seen = std::collections::HashSet::new();
+        for w in &applied {
             assert!(
-                journaled.contains(text),
-                "{write} reached the upstream unjournaled"
+                seen.insert((w.path.clone(), w.body.to_string())),
+                "applied twice: {} {} {}",
+                w.method,
+                w.path,
+                w.body
             );
         }
+        let kept: Vec<String> = jobs.iter().map(|j| write_text(&j.id.to_string())).collect();
+        applied.retain(|w| kept.iter().any(|t| w.body.to_string().contains(t.as_str())));
     }
+    let figures = invariants::check(store, acked, &applied, &world.logs()).await;
     assert_eq!(
         world.observed.lock().unwrap().max_in_flight,
         1,
         "two runs of one account were in flight together"
     );
-    let panics = world.panics();
-    assert!(panics.is_empty(), "{panics:#?}");
-    tally
-}
-
-/// The content of every write either fake received: HappyFox notes and Planhat tasks.
-pub fn upstream_writes(world: &World) -> Vec<String> {
-    let notes = world
-        .happyfox
-        .writes()
-        .into_iter()
-        .filter(|w| w.path.ends_with("/staff_pvtnote/"))
-        .map(|w| format!("{} {}", w.path, w.body["html"]));
-    let tasks = world
-        .planhat
-        .writes()
-        .into_iter()
-        .filter(|w| w.path.starts_with("/tasks"))
-        .map(|w| format!("task {}", w.body["action"]));
-    notes.chain(tasks).collect()
+    (figures, jobs)
 }
