@@ -49,6 +49,11 @@ pub const SQLITE: &[Migration] = &[
         name: "trace_context",
         sql: include_str!("migrations/sqlite/0008_trace_context.sql"),
     },
+    Migration {
+        version: 10,
+        name: "llm_breakers",
+        sql: include_str!("migrations/sqlite/0010_llm_breakers.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -91,5 +96,10 @@ pub const POSTGRES: &[Migration] = &[
         version: 8,
         name: "trace_context",
         sql: include_str!("migrations/postgres/0008_trace_context.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "llm_breakers",
+        sql: include_str!("migrations/postgres/0010_llm_breakers.sql"),
     },
 ];

@@ -16,6 +16,7 @@ mod ingest;
 mod jobs;
 mod layering;
 mod llm;
+mod llm_breaker;
 mod llm_faults;
 mod log_safety;
 mod metrics;

@@ -14,6 +14,7 @@
 //! database. The parameter is hookwise's, removed before the URL reaches the driver.
 
 mod approvals;
+mod breaker;
 mod jobs;
 mod overview;
 mod retention;
@@ -22,10 +23,11 @@ mod upstream;
 
 use super::migrate::{Migration, POSTGRES};
 use super::{
-    ActionBegin, Approval, ApprovalCreated, ApprovalFilter, Decided, Decision, Disposition,
-    EventFilter, EventStatus, EventWithJobs, Execution, IngestItem, IngestOutcome, JobFilter,
-    JobFinish, JobId, JobRecord, JobWithEvents, NewApproval, PrunePolicy, PruneReport, RetryResult,
-    RunFilter, RunRecord, Store, StoreError, StoredAction, StoredEvent, StoredRun, redact,
+    ActionBegin, Approval, ApprovalCreated, ApprovalFilter, BreakerChange, BreakerEvent,
+    BreakerRow, Decided, Decision, Disposition, EventFilter, EventStatus, EventWithJobs, Execution,
+    IngestItem, IngestOutcome, JobFilter, JobFinish, JobId, JobRecord, JobWithEvents, NewApproval,
+    PrunePolicy, PruneReport, RetryResult, RunFilter, RunRecord, Store, StoreError, StoredAction,
+    StoredEvent, StoredRun, redact,
 };
 use crate::kernel::event::{EventId, SourceName};
 use async_trait::async_trait;
@@ -701,6 +703,22 @@ impl Store for PostgresStore {
     async fn account_pause(&self, account: &str) -> Result<Option<(i64, String)>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         upstream::account_pause(&mut conn, account).await
+    }
+
+    async fn llm_breaker(&self, provider: &str) -> Result<Option<BreakerRow>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        breaker::read(&mut conn, provider).await
+    }
+
+    async fn llm_breaker_step(
+        &self,
+        provider: &str,
+        event: BreakerEvent,
+        now_ms: i64,
+    ) -> Result<(BreakerRow, BreakerChange), StoreError> {
+        in_transaction!(self, "llm_breaker_step", |conn| breaker::step(
+            conn, provider, &event, now_ms
+        ))
     }
 
     async fn prune(&self, policy: &PrunePolicy, now_ms: i64) -> Result<PruneReport, StoreError> {

@@ -81,6 +81,8 @@ impl Received {
 struct Script {
     replies: VecDeque<Reply>,
     received: Vec<Received>,
+    /// While set, every request gets this and the script waits: a provider outage.
+    outage: Option<Reply>,
 }
 
 pub struct FakeLlm {
@@ -97,6 +99,7 @@ impl FakeLlm {
         let script = Arc::new(Mutex::new(Script {
             replies: replies.into(),
             received: Vec::new(),
+            outage: None,
         }));
         let app = axum::Router::new()
             .fallback(answer)
@@ -120,6 +123,17 @@ impl FakeLlm {
     /// Adds a reply after the scripted ones (what a retried run will be told).
     pub fn push(&self, reply: Reply) {
         self.script.lock().unwrap().replies.push_back(reply);
+    }
+
+    /// From now on every request is answered with `reply` (a 503, say), however many come,
+    /// until `recover`; the scripted replies wait meanwhile.
+    pub fn outage(&self, reply: Reply) {
+        self.script.lock().unwrap().outage = Some(reply);
+    }
+
+    /// The outage is over: requests get the scripted replies again.
+    pub fn recover(&self) {
+        self.script.lock().unwrap().outage = None;
     }
 
     /// Scripted replies nobody asked for: a test that expects no retry checks this stayed full.
@@ -164,12 +178,15 @@ fn next_reply(
         at: Instant::now(),
     });
     // Past the script the answer is a 418 no client retries, so a retry bug cannot loop.
-    let reply = script.replies.pop_front().unwrap_or_else(|| {
-        Reply::status(
-            418,
-            json!({"error": {"message": "fake: unscripted request"}}),
-        )
-    });
+    let outage = script.outage.clone();
+    let reply = outage
+        .or_else(|| script.replies.pop_front())
+        .unwrap_or_else(|| {
+            Reply::status(
+                418,
+                json!({"error": {"message": "fake: unscripted request"}}),
+            )
+        });
     let status = StatusCode::from_u16(reply.status).unwrap();
     let mut response = match reply.raw {
         Some(text) => (status, [("content-type", "application/json")], text).into_response(),
