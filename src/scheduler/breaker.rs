@@ -28,6 +28,9 @@ pub struct LlmBreaker {
     /// Kind and base URL: the store's key, the same on every replica of one configuration.
     key: String,
     policy: BreakerPolicy,
+    /// The scheduler's lease owner in this process, once one claims through this breaker:
+    /// half-open, only the runs of the process holding the probe may call the provider.
+    owner: std::sync::OnceLock<String>,
 }
 
 /// What the scheduler may claim now.
@@ -60,6 +63,22 @@ impl LlmBreaker {
             kind,
             base_url,
             policy,
+            owner: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The scheduler of this process claims as `owner` (the name on its leases and probes).
+    pub fn claim_as(&self, owner: &str) {
+        let _ = self.owner.set(owner.to_string());
+    }
+
+    /// Half-open, whether this process's runs may call: those of the probe's holder may (its
+    /// probe, and a run claimed just before the breaker opened); without a scheduler (`replay
+    /// --local`) there is no probe to wait for.
+    fn may_call(&self, probe: Option<&str>) -> bool {
+        match self.owner.get() {
+            Some(me) => probe == Some(me.as_str()),
+            None => true,
         }
     }
 
@@ -156,20 +175,27 @@ impl LlmBreaker {
         .await;
     }
 
-    /// What a run is told while the breaker is open: why, and when the probe may go.
+    /// What a run is told while the breaker is open: why, and when the probe may go (half-open:
+    /// that one is under way, and the job may run again as soon as it closes the breaker).
     fn open_error(&self, row: &BreakerRow, until_ms: i64) -> LlmError {
-        let next = chrono::DateTime::from_timestamp_millis(until_ms)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_else(|| until_ms.to_string());
+        let now = self.now();
+        let next = if until_ms > now {
+            let at = chrono::DateTime::from_timestamp_millis(until_ms)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_else(|| until_ms.to_string());
+            format!("next probe at {at}")
+        } else {
+            "a probe is under way".to_string()
+        };
         let last = row
             .last_error
             .as_deref()
             .map(|e| format!(" (last: {e})"))
             .unwrap_or_default();
         LlmError::BreakerOpen {
-            until_ms,
+            until_ms: until_ms.max(now),
             message: format!(
-                "provider {} at {} unavailable: {} consecutive failures{last}; next probe at {next}",
+                "provider {} at {} unavailable: {} consecutive failures{last}; {next}",
                 self.kind, self.base_url, row.failures
             ),
         }
@@ -226,10 +252,14 @@ struct Guarded {
 impl LlmProvider for Guarded {
     async fn complete(&self, req: &CompletionRequest) -> Result<Completion, LlmError> {
         let breaker = &self.breaker;
-        if let Some(row) = breaker.row().await
-            && let BreakerState::Open { until_ms } = row.state(breaker.now())
-        {
-            return Err(breaker.open_error(&row, until_ms));
+        if let Some(row) = breaker.row().await {
+            match row.state(breaker.now()) {
+                BreakerState::Open { until_ms } => return Err(breaker.open_error(&row, until_ms)),
+                BreakerState::HalfOpen { probe } if !breaker.may_call(probe.as_deref()) => {
+                    return Err(breaker.open_error(&row, breaker.now()));
+                }
+                _ => {}
+            }
         }
         let result = self.inner.complete(req).await;
         match &result {

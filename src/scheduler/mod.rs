@@ -102,9 +102,11 @@ impl Scheduler {
 
     /// Claims only what `breaker` lets through. Call before `run`.
     pub fn with_breaker(mut self, breaker: Option<Arc<LlmBreaker>>) -> Self {
-        Arc::get_mut(&mut self.inner)
-            .expect("only `run` shares the scheduler's state")
-            .breaker = breaker;
+        let inner = Arc::get_mut(&mut self.inner).expect("only `run` shares the scheduler's state");
+        if let Some(breaker) = &breaker {
+            breaker.claim_as(&inner.owner);
+        }
+        inner.breaker = breaker;
         self
     }
 
