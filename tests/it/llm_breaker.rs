@@ -3,12 +3,14 @@
 //! hears one probe per cool-down rather than one request per job, and every job is done once the
 //! provider is back. Requests the provider refuses as the request's own fault do not open it.
 
+use crate::store_contract::in_schema;
 use crate::support::fake_llm::{FakeLlm, Reply, openai_text};
 use crate::support::*;
 use hookwise::kernel::clock::{Clock, ManualClock};
 use hookwise::store::{BreakerRow, BreakerState, JobFilter, JobRecord, JobState};
 use reqwest::StatusCode;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -262,4 +264,123 @@ async fn requests_the_provider_refuses_or_rate_limits_do_not_open_the_breaker() 
     })
     .await;
     app.stop().await;
+}
+
+/// One replica of two sharing a PostgreSQL schema.
+struct Replica {
+    url: String,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn replica(config: &hookwise::config::Config, clock: &ManualClock) -> Replica {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = hookwise::Server::prepare_with_clock(config.clone(), Arc::new(clock.clone()))
+        .await
+        .expect("replica prepares");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(server.run(listener, stop.clone()));
+    Replica { url, stop, task }
+}
+
+/// Two replicas with one configuration share the breaker: both stop claiming when it opens, and
+/// when the cool-down ends only one of them sends the probe, so the provider hears one request
+/// per cool-down, not one per replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_the_breaker_and_send_one_probe_per_cool_down() {
+    in_schema(
+        concat!(
+            module_path!(),
+            "::two_replicas_share_the_breaker_and_send_one_probe_per_cool_down"
+        ),
+        |schema| async move {
+            let clock = ManualClock::starting_at(chrono::Utc::now());
+            let llm = FakeLlm::start((0..JOBS).map(|_| openai_text("Done.")).collect()).await;
+            llm.outage(unavailable());
+            let dir = tempfile::tempdir().unwrap();
+            let handlers = dir.path().join("handlers");
+            std::fs::create_dir_all(&handlers).unwrap();
+            let (name, text) = handler_toml("work", "multi.work", None, "max_attempts = 2");
+            std::fs::write(handlers.join(name), text).unwrap();
+            let path = dir.path().join("hookwise.toml");
+            let extra = format!(
+                "[scheduler]\nworkers = 2\npoll_interval = \"10ms\"\nretry_base = \"1s\"\nretry_max = \"1s\"\n\n\
+                 [llm]\nprovider = \"openai\"\nbase_url = \"{}/v1\"\napi_key = \"test-key\"\nmodel = \"test-model\"\n\
+                 timeout = \"5s\"\nmax_retries = 0\n\n\
+                 [llm.breaker]\nfailures = 3\ncool_down = \"60s\"\n",
+                llm.url
+            );
+            std::fs::write(&path, config_text(&schema.url(""), &handlers, &extra)).unwrap();
+            let config =
+                hookwise::config::Config::load_with(Some(&path), &|_| None).expect("valid config");
+            let replicas = [replica(&config, &clock).await, replica(&config, &clock).await];
+            let store = schema.open_store().await;
+            let jobs = || async {
+                store
+                    .list_jobs(&JobFilter {
+                        limit: 1000,
+                        ..JobFilter::default()
+                    })
+                    .await
+                    .unwrap()
+            };
+            let row = || async {
+                store
+                    .llm_breaker(&key(&llm))
+                    .await
+                    .unwrap()
+                    .unwrap_or_default()
+            };
+            let client = reqwest::Client::new();
+            for i in 0..JOBS {
+                let body = json!({"account": format!("acct-{}", i % ACCOUNTS), "subject": format!("s-{i}")});
+                let status = client
+                    .post(format!("{}/webhooks/multi", replicas[i % 2].url))
+                    .header("content-type", "application/json")
+                    .header("x-hookwise-token", "multi-token")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                assert_eq!(status, StatusCode::ACCEPTED);
+            }
+
+            let idle = || async { jobs().await.iter().all(|j| j.state == JobState::Pending) };
+            eventually("the breaker to open", WAIT, || async {
+                matches!(row().await.state(now_ms(&clock)), BreakerState::Open { .. })
+                    && idle().await
+            })
+            .await;
+            let at_open = llm.received().len();
+            for _ in 0..3 {
+                let until = row().await.open_until_ms.expect("open");
+                clock.advance(Duration::from_millis((until - now_ms(&clock)) as u64));
+                eventually("the probe to fail", WAIT, || async {
+                    row().await.open_until_ms > Some(until) && idle().await
+                })
+                .await;
+            }
+            assert_eq!(
+                llm.received().len(),
+                at_open + 3,
+                "one probe per cool-down between the two replicas"
+            );
+
+            llm.recover();
+            let until = row().await.open_until_ms.unwrap();
+            clock.advance(Duration::from_millis((until - now_ms(&clock)) as u64));
+            eventually("every job done", WAIT, || async {
+                jobs().await.iter().all(|j| j.state == JobState::Done)
+            })
+            .await;
+            assert!(jobs().await.iter().all(|j| j.attempts <= 2));
+            for replica in replicas {
+                replica.stop.cancel();
+                replica.task.await.unwrap().unwrap();
+            }
+        },
+    )
+    .await;
 }
