@@ -18,8 +18,9 @@ use crate::kernel::clock::{SharedClock, SystemClock};
 use crate::kernel::{ConfigError, ConfigErrors};
 use crate::llm::{self, LlmProvider, Metered, RetryPolicy};
 use crate::scheduler::JobRunner;
+use crate::scheduler::breaker::LlmBreaker;
 use crate::store::batcher::RunWriter;
-use crate::store::{self, PrunePolicy, Pruner, SharedStore};
+use crate::store::{self, BreakerPolicy, PrunePolicy, Pruner, SharedStore};
 use crate::telemetry::metrics::{Metrics, SharedMetrics};
 use crate::tools::{self, ToolRegistry};
 use crate::upstream::{Account, Upstream};
@@ -36,6 +37,9 @@ pub struct Llm {
     /// The model for handlers that do not name one.
     pub model: String,
     pub max_tokens: u32,
+    /// The provider's circuit breaker (`[llm.breaker]`), once the store is open; the provider
+    /// above already reports to it. None before `App::assemble` or with `failures = 0`.
+    pub breaker: Option<Arc<LlmBreaker>>,
 }
 
 /// Everything configuration describes that can be built without I/O, checked as a whole.
@@ -82,6 +86,7 @@ impl Plan {
                     retry: llm::retry_policy(cfg),
                     model: cfg.model.clone(),
                     max_tokens: cfg.max_tokens,
+                    breaker: None,
                 }),
                 Err(e) => {
                     let key = if e.key.is_empty() {
@@ -398,6 +403,23 @@ impl App {
                 cfg.provider.as_str(),
                 metrics.clone(),
             ));
+            if cfg.breaker.failures > 0 {
+                let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                let breaker = Arc::new(LlmBreaker::new(
+                    store.clone(),
+                    options.clock.clone(),
+                    metrics.clone(),
+                    cfg.provider.as_str(),
+                    cfg.base_url_or_default(),
+                    BreakerPolicy {
+                        threshold: cfg.breaker.failures,
+                        cool_down_ms: ms(cfg.breaker.cool_down),
+                        max_cool_down_ms: ms(cfg.breaker.max_cool_down),
+                    },
+                ));
+                llm.provider = breaker.guard(llm.provider.clone());
+                llm.breaker = Some(breaker);
+            }
         }
         Ok(App {
             clock: options.clock,

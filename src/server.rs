@@ -79,7 +79,8 @@ impl Server {
                     app.clock.clone(),
                     app.config.scheduler.clone(),
                     app.metrics.clone(),
-                );
+                )
+                .with_breaker(app.llm.as_ref().and_then(|llm| llm.breaker.clone()));
                 let wake = scheduler.waker();
                 (
                     wake,

@@ -704,9 +704,16 @@ fn time(ms: i64) -> String {
 }
 
 /// A run whose LLM calls failed after the in-call retries: rate limits and outages are worth a
-/// later attempt of the job; quota, credentials and bad requests are not.
+/// later attempt of the job; quota, credentials and bad requests are not. While the provider's
+/// breaker is open the job waits for its probe without spending the attempt.
 impl From<LlmError> for RunError {
     fn from(e: LlmError) -> Self {
+        if let LlmError::BreakerOpen { until_ms, message } = e {
+            return RunError::Deferred {
+                until_ms,
+                reason: format!("LLM: {message}"),
+            };
+        }
         if e.retryable() {
             RunError::Retryable(format!("LLM: {e}"))
         } else {
@@ -729,5 +736,21 @@ mod tests {
         }
         .into();
         assert!(matches!(e, RunError::Retryable(_)));
+    }
+
+    #[test]
+    fn an_open_breaker_defers_the_job_to_its_probe() {
+        let e: RunError = LlmError::BreakerOpen {
+            until_ms: 1_700_000_060_000,
+            message: "provider openai at http://x unavailable".into(),
+        }
+        .into();
+        match e {
+            RunError::Deferred { until_ms, reason } => {
+                assert_eq!(until_ms, 1_700_000_060_000);
+                assert_eq!(reason, "LLM: provider openai at http://x unavailable");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -206,6 +206,27 @@ model = "claude"
 }
 
 #[test]
+fn breaker_mistakes_name_their_keys() {
+    let llm = "[llm]\nprovider = \"openai\"\nmodel = \"m\"\n";
+    assert_eq!(
+        keys(parse(&format!("{llm}[llm.breaker]\nfailure = 3\n"))),
+        vec!["llm.breaker.failure"]
+    );
+    assert_eq!(
+        keys(parse(&format!("{llm}[llm.breaker]\ncool_down = \"0s\"\n"))),
+        vec!["llm.breaker.cool_down"]
+    );
+    assert_eq!(
+        keys(parse(&format!(
+            "{llm}[llm.breaker]\ncool_down = \"5m\"\nmax_cool_down = \"1m\"\n"
+        ))),
+        vec!["llm.breaker.max_cool_down"]
+    );
+    let off = parse(&format!("{llm}[llm.breaker]\nfailures = 0\n")).unwrap();
+    assert_eq!(off.llm.unwrap().breaker.failures, 0);
+}
+
+#[test]
 fn toml_syntax_errors_give_a_line() {
     let err = parse("listen = \n[oops").unwrap_err();
     assert!(err.0[0].message.contains("line"), "{err}");

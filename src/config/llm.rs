@@ -66,6 +66,9 @@ pub struct LlmConfig {
     /// `[llm.prices."gpt-4o-mini"]`. A run of a model without a price has no cost (null).
     #[serde(default)]
     pub prices: BTreeMap<String, Price>,
+    /// `[llm.breaker]`: when to stop claiming jobs because the provider is down.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
 }
 
 /// `[llm.prices."MODEL"]`: USD per million tokens.
@@ -82,6 +85,44 @@ impl Price {
         (input as f64 * self.input_per_million + output as f64 * self.output_per_million)
             / 1_000_000.0
     }
+}
+
+/// `[llm.breaker]`: the provider's circuit breaker, shared by every replica through the store.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive provider failures (5xx, 529, timeouts, no connection: each request counts,
+    /// retries included) that open it; 0 turns the breaker off.
+    #[serde(default = "default_breaker_failures")]
+    pub failures: u32,
+    /// How long it stays open before one probe may go through.
+    #[serde(default = "default_cool_down", deserialize_with = "duration")]
+    pub cool_down: Duration,
+    /// Each failed probe doubles the cool-down, up to this.
+    #[serde(default = "default_max_cool_down", deserialize_with = "duration")]
+    pub max_cool_down: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failures: default_breaker_failures(),
+            cool_down: default_cool_down(),
+            max_cool_down: default_max_cool_down(),
+        }
+    }
+}
+
+fn default_breaker_failures() -> u32 {
+    5
+}
+
+fn default_cool_down() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_max_cool_down() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_max_tokens() -> u32 {
@@ -106,6 +147,17 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 }
 
 impl LlmConfig {
+    /// `base_url`, or the provider's public API when it is not set.
+    pub fn base_url_or_default(&self) -> String {
+        self.base_url.clone().unwrap_or_else(|| {
+            match self.provider {
+                ProviderKind::Openai => "https://api.openai.com/v1",
+                ProviderKind::Anthropic => "https://api.anthropic.com",
+            }
+            .to_owned()
+        })
+    }
+
     /// Every combination serde cannot refuse; the error is (key, message).
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         if let Some(url) = &self.base_url {
@@ -157,6 +209,25 @@ impl LlmConfig {
         if self.azure_deployment.is_some() && self.azure_api_version.is_none() {
             return Err(("azure_deployment", "needs azure_api_version".into()));
         }
+        let breaker = &self.breaker;
+        if breaker.failures > 0 {
+            if breaker.cool_down.is_zero() {
+                return Err((
+                    "breaker.cool_down",
+                    "must be greater than 0 (set breaker.failures = 0 to turn the breaker off)"
+                        .into(),
+                ));
+            }
+            if breaker.max_cool_down < breaker.cool_down {
+                return Err((
+                    "breaker.max_cool_down",
+                    format!(
+                        "must be at least breaker.cool_down ({:?}), found {:?}",
+                        breaker.cool_down, breaker.max_cool_down
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -196,5 +267,45 @@ mod tests {
         assert!(e.contains("gemini"), "{e}");
         let e = parse("provider = \"openai\"\nmodel = \"m\"\ntimeout = \"1 minute\"").unwrap_err();
         assert!(e.contains("expected a duration"), "{e}");
+    }
+
+    #[test]
+    fn the_breaker_has_defaults_and_strict_keys() {
+        let c = parse("provider = \"openai\"\nmodel = \"m\"").unwrap();
+        assert_eq!(c.breaker, BreakerConfig::default());
+        assert_eq!(c.breaker.failures, 5);
+        assert_eq!(c.breaker.cool_down, Duration::from_secs(60));
+        assert_eq!(c.breaker.max_cool_down, Duration::from_secs(600));
+        let c = parse(
+            "provider = \"openai\"\nmodel = \"m\"\n[breaker]\nfailures = 3\ncool_down = \"30s\"",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.breaker.failures, c.breaker.cool_down),
+            (3, Duration::from_secs(30))
+        );
+        let e =
+            parse("provider = \"openai\"\nmodel = \"m\"\n[breaker]\nthreshold = 3").unwrap_err();
+        assert!(e.contains("threshold"), "{e}");
+    }
+
+    #[test]
+    fn a_breaker_that_could_never_close_is_refused_naming_the_key() {
+        let check = |table: &str| {
+            parse(&format!(
+                "provider = \"openai\"\nmodel = \"m\"\n[breaker]\n{table}"
+            ))
+            .unwrap()
+            .check()
+            .err()
+            .map(|(key, _)| key)
+        };
+        assert_eq!(check("cool_down = \"0s\""), Some("breaker.cool_down"));
+        assert_eq!(
+            check("cool_down = \"5m\"\nmax_cool_down = \"1m\""),
+            Some("breaker.max_cool_down")
+        );
+        // Turned off, its other keys do not matter.
+        assert_eq!(check("failures = 0\ncool_down = \"0s\""), None);
     }
 }

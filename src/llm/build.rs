@@ -20,13 +20,7 @@ pub fn build(config: &LlmConfig) -> Result<Arc<dyn LlmProvider>, BuildError> {
     config
         .check()
         .map_err(|(key, message)| BuildError { key, message })?;
-    let base_url = config.base_url.clone().unwrap_or_else(|| {
-        match config.provider {
-            ProviderKind::Openai => "https://api.openai.com/v1",
-            ProviderKind::Anthropic => "https://api.anthropic.com",
-        }
-        .to_owned()
-    });
+    let base_url = config.base_url_or_default();
     let client = |message: String| BuildError { key: "", message };
     Ok(match config.provider {
         ProviderKind::Openai => Arc::new(

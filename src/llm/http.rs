@@ -309,6 +309,41 @@ mod tests {
     }
 
     #[test]
+    fn only_the_providers_own_failures_count_for_the_breaker() {
+        let cases = [
+            (500, true),
+            (502, true),
+            (503, true),
+            (529, true),
+            (408, true),
+            // The provider is up: flow control, or the request's (or the account's) fault.
+            (429, false),
+            (400, false),
+            (401, false),
+            (403, false),
+            (404, false),
+            (409, false),
+            (422, false),
+        ];
+        for (status, counts) in cases {
+            let e = classify("p", &reply(status, &[]), api("t", false), None);
+            assert_eq!(e.provider_failure(), counts, "{status}: {e:?}");
+        }
+        // Still the provider's failure when it says not to retry.
+        let e = classify(
+            "p",
+            &reply(503, &[("x-should-retry", "false")]),
+            api("t", false),
+            None,
+        );
+        assert!(e.provider_failure(), "{e:?}");
+        let quota = classify("p", &reply(429, &[]), api("insufficient_quota", true), None);
+        assert!(!quota.provider_failure(), "{quota:?}");
+        assert!(LlmError::Transport("timed out".into()).provider_failure());
+        assert!(!LlmError::InvalidResponse("no choices".into()).provider_failure());
+    }
+
+    #[test]
     fn x_should_retry_overrides_either_way_but_not_quota_or_auth() {
         let e = classify(
             "p",

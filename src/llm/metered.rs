@@ -44,6 +44,7 @@ impl LlmError {
             LlmError::Http { .. } => "http",
             LlmError::Transport(_) => "transport",
             LlmError::InvalidResponse(_) => "invalid_response",
+            LlmError::BreakerOpen { .. } => "breaker_open",
         }
     }
 }

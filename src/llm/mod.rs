@@ -236,6 +236,11 @@ pub enum LlmError {
     /// A 2xx whose body is not the provider's format.
     #[error("invalid response: {0}")]
     InvalidResponse(String),
+    /// Not sent: the provider's circuit breaker is open after consecutive provider failures
+    /// (`scheduler::breaker`). Not retried within the run; the job waits until `until_ms`
+    /// (Unix ms), when the breaker lets a probe through.
+    #[error("{message}")]
+    BreakerOpen { until_ms: i64, message: String },
 }
 
 impl LlmError {
@@ -248,7 +253,24 @@ impl LlmError {
             LlmError::QuotaExhausted(_)
             | LlmError::Auth(_)
             | LlmError::BadRequest(_)
-            | LlmError::InvalidResponse(_) => false,
+            | LlmError::InvalidResponse(_)
+            | LlmError::BreakerOpen { .. } => false,
+        }
+    }
+
+    /// Whether the failure is the provider's (5xx, 529, a timeout, no connection): what the
+    /// circuit breaker counts. A 429 is not (the provider is up and says when to come back), nor
+    /// is a request it refused, an exhausted quota, a refused key or an unreadable answer.
+    pub fn provider_failure(&self) -> bool {
+        match self {
+            LlmError::Overloaded { .. } | LlmError::Transport(_) => true,
+            LlmError::Http { status, .. } => *status >= 500 || *status == 408,
+            LlmError::RateLimited { .. }
+            | LlmError::QuotaExhausted(_)
+            | LlmError::Auth(_)
+            | LlmError::BadRequest(_)
+            | LlmError::InvalidResponse(_)
+            | LlmError::BreakerOpen { .. } => false,
         }
     }
 

@@ -4,6 +4,11 @@
 //! Invariant: at most one running job per account. The store enforces it (a claim condition in
 //! SQLite, a unique index everywhere), not this process's memory, so it holds across replicas.
 //! A replica that dies loses nothing: its leases expire and another claim picks the jobs up.
+//!
+//! With an LLM breaker (`breaker`), nothing is claimed while the provider's breaker is open, and
+//! one job at a time, as the probe, while it is half-open.
+
+pub mod breaker;
 
 use crate::config::SchedulerConfig;
 use crate::handler::{Handler, HandlerSet};
@@ -12,6 +17,7 @@ use crate::store::{JobFinish, JobRecord, JobWithEvents, SharedStore, StoredEvent
 use crate::telemetry::metrics::SharedMetrics;
 use crate::telemetry::trace::{self, otel_span};
 use async_trait::async_trait;
+use breaker::{Gate, LlmBreaker};
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -60,6 +66,8 @@ struct Inner {
     /// This process's name on the leases it holds.
     owner: String,
     metrics: SharedMetrics,
+    /// The LLM provider's breaker, asked before each claim; None: always claim.
+    breaker: Option<Arc<LlmBreaker>>,
 }
 
 pub struct Scheduler {
@@ -86,9 +94,20 @@ impl Scheduler {
                 config,
                 owner,
                 metrics,
+                breaker: None,
             }),
             wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// Claims only what `breaker` lets through. Call before `run`.
+    pub fn with_breaker(mut self, breaker: Option<Arc<LlmBreaker>>) -> Self {
+        let inner = Arc::get_mut(&mut self.inner).expect("only `run` shares the scheduler's state");
+        if let Some(breaker) = &breaker {
+            breaker.claim_as(&inner.owner);
+        }
+        inner.breaker = breaker;
+        self
     }
 
     /// Notify this after committing new jobs, so they do not wait for the next poll.
@@ -104,15 +123,35 @@ impl Scheduler {
         let mut running = JoinSet::new();
         tracing::info!(owner = %inner.owner, workers = inner.config.workers, "scheduler started");
         loop {
-            let free = inner.config.workers.saturating_sub(running.len());
+            let mut free = inner.config.workers.saturating_sub(running.len());
             let mut wait = inner.config.poll_interval;
+            let lease = inner.config.lease.as_millis() as i64;
+            let mut probe = false;
+            if let (Some(breaker), true) = (&inner.breaker, free > 0) {
+                match breaker.gate(&inner.owner, lease).await {
+                    Gate::Claim => {}
+                    Gate::Probe => {
+                        free = 1;
+                        probe = true;
+                    }
+                    Gate::Open { until_ms } => {
+                        free = 0;
+                        let until = until_ms - inner.clock.now().timestamp_millis();
+                        wait = wait.min(Duration::from_millis(until.max(1) as u64));
+                    }
+                    Gate::ProbeOut => free = 0,
+                }
+            }
             if free > 0 {
                 let now = inner.clock.now().timestamp_millis();
-                let lease = inner.config.lease.as_millis() as i64;
                 match inner.store.claim_jobs(&inner.owner, now, free, lease).await {
                     Ok(jobs) => {
                         inner.metrics.claimed(jobs.len());
                         let full = jobs.len() == free;
+                        if probe && jobs.is_empty() {
+                            // Nothing due to probe with: let whoever has a job probe.
+                            release_probe(&inner).await;
+                        }
                         for job in jobs {
                             let span = tracing::info_span!(
                                 "job",
@@ -122,10 +161,17 @@ impl Scheduler {
                                 attempt = job.job.attempts
                             );
                             let run = run_span(&job);
+                            let task = execute(inner.clone(), job, abort.clone());
+                            let inner = inner.clone();
                             running.spawn(
-                                execute(inner.clone(), job, abort.clone())
-                                    .instrument(run)
-                                    .instrument(span),
+                                async move {
+                                    task.await;
+                                    if probe {
+                                        release_probe(&inner).await;
+                                    }
+                                }
+                                .instrument(run)
+                                .instrument(span),
                             );
                         }
                         if full {
@@ -142,6 +188,9 @@ impl Scheduler {
                         }
                     }
                     Err(e) => {
+                        if probe {
+                            release_probe(&inner).await;
+                        }
                         tracing::error!(error = %e, "claiming jobs failed; retrying after the poll interval")
                     }
                 }
@@ -175,6 +224,12 @@ impl Scheduler {
             }
         }
         tracing::info!("scheduler stopped");
+    }
+}
+
+async fn release_probe(inner: &Inner) {
+    if let Some(breaker) = &inner.breaker {
+        breaker.release_probe(&inner.owner).await;
     }
 }
 

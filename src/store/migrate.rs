@@ -54,6 +54,11 @@ pub const SQLITE: &[Migration] = &[
         name: "budgets",
         sql: include_str!("migrations/sqlite/0009_budgets.sql"),
     },
+    Migration {
+        version: 10,
+        name: "llm_breakers",
+        sql: include_str!("migrations/sqlite/0010_llm_breakers.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -101,5 +106,10 @@ pub const POSTGRES: &[Migration] = &[
         version: 9,
         name: "budgets",
         sql: include_str!("migrations/postgres/0009_budgets.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "llm_breakers",
+        sql: include_str!("migrations/postgres/0010_llm_breakers.sql"),
     },
 ];

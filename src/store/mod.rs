@@ -3,6 +3,7 @@
 
 mod approval;
 pub mod batcher;
+pub mod breaker;
 mod job_machine;
 mod migrate;
 pub mod postgres;
@@ -20,6 +21,7 @@ pub use sqlite::SqliteStore;
 use crate::kernel::event::{Event, EventId, SourceName};
 pub use crate::telemetry::metrics::QueueGauges;
 use async_trait::async_trait;
+pub use breaker::{BreakerChange, BreakerEvent, BreakerPolicy, BreakerRow, BreakerState};
 use serde::Serialize;
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -802,6 +804,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// The account's pause (until, reason), if one was ever set.
     async fn account_pause(&self, account: &str) -> Result<Option<(i64, String)>, StoreError>;
+
+    /// The circuit breaker row of an LLM provider (`breaker`), if it ever had one.
+    async fn llm_breaker(&self, provider: &str) -> Result<Option<BreakerRow>, StoreError>;
+    /// Applies `event` to the provider's breaker at `now_ms` (`breaker::step`) under a lock, so
+    /// replicas reporting at once are applied one after another; returns the row as it is now
+    /// and what changed. Of two replicas taking the probe at once, one gets `ProbeTaken`.
+    async fn llm_breaker_step(
+        &self,
+        provider: &str,
+        event: BreakerEvent,
+        now_ms: i64,
+    ) -> Result<(BreakerRow, BreakerChange), StoreError>;
 
     /// One retention round in one short transaction: deletes up to `policy.batch` of the oldest
     /// prunable jobs (with their runs, journal, approvals and event links), then up to

@@ -98,6 +98,11 @@ struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabel {
+    provider: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
 }
@@ -136,6 +141,8 @@ pub struct Metrics {
     pruned: Labeled<KindLabel>,
     runtime_tasks: Gauge,
     budget_deferrals: Labeled<ScopeLabel>,
+    breaker_state: Labeled<ProviderLabel, Gauge>,
+    breaker_openings: Labeled<ProviderLabel>,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -313,6 +320,20 @@ impl Metrics {
              (account, handler): before their run started, or after the step that spent it",
             budget_deferrals.clone(),
         );
+        let breaker_state = Labeled::<ProviderLabel, Gauge>::default();
+        registry.register(
+            "hookwise_llm_breaker_state",
+            "The LLM provider's circuit breaker as this process last saw it: 0 closed, 1 open (no \
+             job is claimed), 2 half-open (one probe may go through)",
+            breaker_state.clone(),
+        );
+        let breaker_openings = Labeled::<ProviderLabel>::default();
+        registry.register(
+            "hookwise_llm_breaker_openings",
+            "Times this process opened the LLM provider's circuit breaker (a failed probe \
+             opens it again)",
+            breaker_openings.clone(),
+        );
         Self {
             registry,
             scrape: std::sync::Mutex::new(()),
@@ -339,6 +360,8 @@ impl Metrics {
             pruned,
             runtime_tasks,
             budget_deferrals,
+            breaker_state,
+            breaker_openings,
         }
     }
 
@@ -463,6 +486,20 @@ impl Metrics {
                     .observe(count as f64);
             }
         }
+    }
+
+    /// The provider's breaker state as last seen: 0 closed, 1 open, 2 half-open.
+    pub fn llm_breaker_state(&self, provider: &'static str, state: i64) {
+        self.breaker_state
+            .get_or_create(&ProviderLabel { provider })
+            .set(state);
+    }
+
+    /// This process opened the provider's breaker.
+    pub fn llm_breaker_opened(&self, provider: &'static str) {
+        self.breaker_openings
+            .get_or_create(&ProviderLabel { provider })
+            .inc();
     }
 
     /// One HTTP exchange with a vendor's API; `status` None when no answer came.

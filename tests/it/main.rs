@@ -19,6 +19,7 @@ mod jobs;
 mod kill_rounds;
 mod layering;
 mod llm;
+mod llm_breaker;
 mod llm_faults;
 mod log_safety;
 mod metrics;

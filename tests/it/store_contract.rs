@@ -7,6 +7,7 @@
 //! `cargo test postgres` runs every PostgreSQL variant.
 
 mod approvals;
+mod breaker;
 mod dashboard;
 mod ingest;
 mod jobs;

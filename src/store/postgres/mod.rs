@@ -14,6 +14,7 @@
 //! database. The parameter is hookwise's, removed before the URL reaches the driver.
 
 mod approvals;
+mod breaker;
 mod jobs;
 mod overview;
 mod retention;
@@ -23,11 +24,11 @@ mod usage;
 
 use super::migrate::{Migration, POSTGRES};
 use super::{
-    ActionBegin, Approval, ApprovalCreated, ApprovalFilter, DayUsage, Decided, Decision,
-    Disposition, EventFilter, EventStatus, EventWithJobs, Execution, IngestItem, IngestOutcome,
-    JobFilter, JobFinish, JobId, JobRecord, JobWithEvents, NewApproval, PrunePolicy, PruneReport,
-    RetryResult, RunFilter, RunRecord, Store, StoreError, StoredAction, StoredEvent, StoredRun,
-    Usage, redact,
+    ActionBegin, Approval, ApprovalCreated, ApprovalFilter, BreakerChange, BreakerEvent,
+    BreakerRow, DayUsage, Decided, Decision, Disposition, EventFilter, EventStatus, EventWithJobs,
+    Execution, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId, JobRecord, JobWithEvents,
+    NewApproval, PrunePolicy, PruneReport, RetryResult, RunFilter, RunRecord, Store, StoreError,
+    StoredAction, StoredEvent, StoredRun, Usage, redact,
 };
 use crate::kernel::event::{EventId, SourceName};
 use async_trait::async_trait;
@@ -720,6 +721,22 @@ impl Store for PostgresStore {
     async fn account_pause(&self, account: &str) -> Result<Option<(i64, String)>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         upstream::account_pause(&mut conn, account).await
+    }
+
+    async fn llm_breaker(&self, provider: &str) -> Result<Option<BreakerRow>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        breaker::read(&mut conn, provider).await
+    }
+
+    async fn llm_breaker_step(
+        &self,
+        provider: &str,
+        event: BreakerEvent,
+        now_ms: i64,
+    ) -> Result<(BreakerRow, BreakerChange), StoreError> {
+        in_transaction!(self, "llm_breaker_step", |conn| breaker::step(
+            conn, provider, &event, now_ms
+        ))
     }
 
     async fn prune(&self, policy: &PrunePolicy, now_ms: i64) -> Result<PruneReport, StoreError> {

@@ -9,6 +9,7 @@
 //! group commit pays that fsync once per batch.
 
 mod approvals;
+mod breaker;
 mod jobs;
 mod overview;
 mod retention;
@@ -18,11 +19,11 @@ mod usage;
 
 use super::migrate::{Migration, SQLITE};
 use super::{
-    ActionBegin, Approval, ApprovalCreated, ApprovalFilter, DayUsage, Decided, Decision,
-    Disposition, EventFilter, EventStatus, EventWithJobs, Execution, IngestItem, IngestOutcome,
-    JobFilter, JobFinish, JobId, JobRecord, JobWithEvents, NewApproval, PrunePolicy, PruneReport,
-    RetryResult, RunFilter, RunRecord, Store, StoreError, StoredAction, StoredEvent, StoredRun,
-    Usage,
+    ActionBegin, Approval, ApprovalCreated, ApprovalFilter, BreakerChange, BreakerEvent,
+    BreakerRow, DayUsage, Decided, Decision, Disposition, EventFilter, EventStatus, EventWithJobs,
+    Execution, IngestItem, IngestOutcome, JobFilter, JobFinish, JobId, JobRecord, JobWithEvents,
+    NewApproval, PrunePolicy, PruneReport, RetryResult, RunFilter, RunRecord, Store, StoreError,
+    StoredAction, StoredEvent, StoredRun, Usage,
 };
 use crate::kernel::event::{EventId, SourceName};
 use async_trait::async_trait;
@@ -660,6 +661,22 @@ impl Store for SqliteStore {
     async fn account_pause(&self, account: &str) -> Result<Option<(i64, String)>, StoreError> {
         let account = account.to_owned();
         self.call(move |conn| upstream::account_pause(conn, &account))
+            .await
+    }
+
+    async fn llm_breaker(&self, provider: &str) -> Result<Option<BreakerRow>, StoreError> {
+        let provider = provider.to_owned();
+        self.call(move |conn| breaker::read(conn, &provider)).await
+    }
+
+    async fn llm_breaker_step(
+        &self,
+        provider: &str,
+        event: BreakerEvent,
+        now_ms: i64,
+    ) -> Result<(BreakerRow, BreakerChange), StoreError> {
+        let provider = provider.to_owned();
+        self.call(move |conn| breaker::step(conn, &provider, &event, now_ms))
             .await
     }
 

@@ -261,7 +261,7 @@ async fn three_replicas_starting_at_once_migrate_once() {
                     .fetch_all(&mut conn)
                     .await
                     .unwrap();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
         },
     )
     .await;
@@ -310,6 +310,82 @@ async fn replicas_share_call_slots_and_begin_a_write_once() {
                 .filter(|b| matches!(b, Ok(hookwise::store::ActionBegin::Fresh)))
                 .count();
             assert_eq!(fresh, 1, "{begins:?}");
+        },
+    )
+    .await;
+}
+
+/// The LLM breaker is one row for every replica: failures reported by both at once are all
+/// counted (none lost to a race), and of many claimants racing for the half-open probe on two
+/// replicas exactly one gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_count_breaker_failures_together_and_one_takes_the_probe() {
+    use hookwise::store::{BreakerChange, BreakerEvent, BreakerPolicy};
+    in_schema(
+        concat!(
+            module_path!(),
+            "::replicas_count_breaker_failures_together_and_one_takes_the_probe"
+        ),
+        |schema| async move {
+            const PROVIDER: &str = "anthropic https://api.anthropic.com";
+            let replicas = [schema.open_store().await, schema.open_store().await];
+            let policy = BreakerPolicy {
+                threshold: 20,
+                cool_down_ms: 60_000,
+                max_cool_down_ms: 600_000,
+            };
+            let mut tasks = tokio::task::JoinSet::new();
+            for store in &replicas {
+                for _ in 0..10 {
+                    let store = store.clone();
+                    tasks.spawn(async move {
+                        let failure = BreakerEvent::Failure {
+                            error: "provider unavailable: 529".into(),
+                            policy,
+                        };
+                        store
+                            .llm_breaker_step(PROVIDER, failure, T0)
+                            .await
+                            .unwrap()
+                            .1
+                    });
+                }
+            }
+            let changes = tasks.join_all().await;
+            let opened = changes
+                .iter()
+                .filter(|c| matches!(c, BreakerChange::Opened { .. }))
+                .count();
+            assert_eq!(opened, 1, "the 20th failure opens it, once: {changes:?}");
+            let row = replicas[1].llm_breaker(PROVIDER).await.unwrap().unwrap();
+            assert_eq!(row.failures, 20);
+            assert_eq!(row.open_until_ms, Some(T0 + 60_000));
+
+            let half = T0 + 60_000;
+            let mut tasks = tokio::task::JoinSet::new();
+            for (r, store) in replicas.iter().enumerate() {
+                for n in 0..10 {
+                    let store = store.clone();
+                    tasks.spawn(async move {
+                        let take = BreakerEvent::TakeProbe {
+                            owner: format!("replica-{r}-worker-{n}"),
+                            until_ms: half + 30_000,
+                        };
+                        store
+                            .llm_breaker_step(PROVIDER, take, half)
+                            .await
+                            .unwrap()
+                            .1
+                    });
+                }
+            }
+            let taken = tasks
+                .join_all()
+                .await
+                .into_iter()
+                .filter(|c| *c == BreakerChange::ProbeTaken)
+                .count();
+            assert_eq!(taken, 1, "exactly one probe");
         },
     )
     .await;

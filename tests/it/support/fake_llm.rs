@@ -85,6 +85,8 @@ struct Script {
     replies: VecDeque<Reply>,
     received: Vec<Received>,
     responder: Option<Responder>,
+    /// While set, every request gets this and the script waits: a provider outage.
+    outage: Option<Reply>,
 }
 
 pub struct FakeLlm {
@@ -102,6 +104,7 @@ impl FakeLlm {
             replies: replies.into(),
             received: Vec::new(),
             responder: None,
+            outage: None,
         }));
         let app = axum::Router::new()
             .fallback(answer)
@@ -131,6 +134,17 @@ impl FakeLlm {
     /// of many jobs at once, whose requests arrive in no fixed order.
     pub fn respond_with(&self, responder: impl Fn(&Value) -> Reply + Send + Sync + 'static) {
         self.script.lock().unwrap().responder = Some(Arc::new(responder));
+    }
+
+    /// From now on every request is answered with `reply` (a 503, say), however many come,
+    /// until `recover`; the scripted replies wait meanwhile.
+    pub fn outage(&self, reply: Reply) {
+        self.script.lock().unwrap().outage = Some(reply);
+    }
+
+    /// The outage is over: requests get the scripted replies again.
+    pub fn recover(&self) {
+        self.script.lock().unwrap().outage = None;
     }
 
     /// Scripted replies nobody asked for: a test that expects no retry checks this stayed full.
@@ -169,11 +183,12 @@ fn next_reply(
     let mut script = script.lock().unwrap();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let responder = script.responder.clone();
-    // Past the script (and without a responder) the answer is a 418 no client retries, so a
-    // retry bug cannot loop.
-    let reply = script
-        .replies
-        .pop_front()
+    // During an outage every request gets the outage's answer and the script waits. Past the
+    // script (and without a responder) the answer is a 418 no client retries, so a retry bug
+    // cannot loop.
+    let outage = script.outage.clone();
+    let reply = outage
+        .or_else(|| script.replies.pop_front())
         .unwrap_or_else(|| match responder {
             Some(respond) => respond(&body),
             None => Reply::status(
