@@ -9,9 +9,10 @@
 
 use crate::store_contract::in_schema;
 use crate::support::process::*;
+use crate::support::workload::{Observed, observe};
 use crate::support::*;
 use serde_json::json;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -77,34 +78,6 @@ async fn deliver(client: &reqwest::Client, url: &str, body: &str) -> Option<bool
     None
 }
 
-/// What the fake LLM saw: per-account concurrency, and every conversation's (job, account, subject).
-#[derive(Default)]
-struct Observed {
-    in_flight: HashMap<String, u32>,
-    max_in_flight: u32,
-    runs: Vec<(i64, String, String)>,
-}
-
-/// Counts a request out of `in_flight` however it ends.
-struct InFlight {
-    observed: Arc<Mutex<Observed>>,
-    account: String,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Some(n) = self
-            .observed
-            .lock()
-            .unwrap()
-            .in_flight
-            .get_mut(&self.account)
-        {
-            *n -= 1;
-        }
-    }
-}
-
 /// How long the fake LLM holds each answer: runs overlap in time, so a serialization bug shows.
 const HOLD: Duration = Duration::from_millis(150);
 
@@ -114,38 +87,9 @@ async fn fake_llm() -> (String, Arc<Mutex<Observed>>) {
     let answer = move |axum::Json(body): axum::Json<serde_json::Value>| {
         let observed = state.clone();
         async move {
-            // The context starts "Job 12 for handler work on account acct-3, subject burst.":
-            // words 1, 7 and 9.
-            let context = body["messages"][1]["content"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let words: Vec<&str> = context.split_whitespace().collect();
-            let job: i64 = words.get(1).and_then(|w| w.parse().ok()).unwrap_or(-1);
-            let account = words
-                .get(7)
-                .unwrap_or(&"?")
-                .trim_end_matches(',')
-                .to_string();
-            let subject = words
-                .get(9)
-                .unwrap_or(&"?")
-                .trim_end_matches('.')
-                .to_string();
-            {
-                let mut o = observed.lock().unwrap();
-                let n = o.in_flight.entry(account.clone()).or_default();
-                *n += 1;
-                let n = *n;
-                o.max_in_flight = o.max_in_flight.max(n);
-                o.runs.push((job, account.clone(), subject));
-            }
             // A request ends when its answer is sent or when its client goes away (a killed
             // replica's connection closes and this future is dropped mid-sleep).
-            let _in_flight = InFlight {
-                observed: observed.clone(),
-                account,
-            };
+            let _in_flight = observe(&observed, &body).0;
             tokio::time::sleep(HOLD).await;
             axum::Json(json!({
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": "fake",
@@ -310,9 +254,9 @@ async fn three_replicas_behind_nginx_lose_nothing_and_never_overlap_an_account_w
 
         let observed = observed.lock().unwrap();
         assert_eq!(observed.max_in_flight, 1, "two runs of one account overlapped");
-        let ran: HashSet<i64> = observed.runs.iter().map(|r| r.0).collect();
+        let ran: HashSet<i64> = observed.requests.iter().map(|r| r.0).collect();
         assert_eq!(ran.len(), jobs.len(), "every job ran");
-        for (job, account, subject) in &observed.runs {
+        for (job, account, subject) in &observed.requests {
             assert!(jobs.iter().any(|j| j.0 == *job && &j.1 == account && &j.2 == subject), "run of unknown job {job}");
         }
         drop(replicas);

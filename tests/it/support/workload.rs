@@ -31,11 +31,13 @@ pub struct Observed {
     in_flight: HashMap<String, u32>,
     pub max_in_flight: u32,
     pub answers: u64,
+    /// Every request's run: (job, account, subject).
+    pub requests: Vec<(i64, String, String)>,
 }
 
 /// Counts a request out of `in_flight` however it ends (a killed process drops its connection,
 /// and with it this request's future).
-struct InFlight {
+pub struct InFlight {
     observed: Arc<Mutex<Observed>>,
     account: String,
 }
@@ -54,6 +56,45 @@ impl Drop for InFlight {
     }
 }
 
+/// Which run a model request belongs to, read from the agent's context message ("Job 12 for
+/// handler work on account hf-1, subject 5003."): (job, account, subject).
+pub fn run_of(body: &Value) -> (i64, String, String) {
+    let context = body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["content"].as_str())
+        .find(|c| c.starts_with("Job "))
+        .unwrap_or_default();
+    let words: Vec<&str> = context.split_whitespace().collect();
+    let word = |i: usize, end: char| {
+        words
+            .get(i)
+            .unwrap_or(&"?")
+            .trim_end_matches(end)
+            .to_string()
+    };
+    let job = words.get(1).and_then(|w| w.parse().ok()).unwrap_or(-1);
+    (job, word(7, ','), word(9, '.'))
+}
+
+/// Records a model request as in flight for its account (until the guard drops) and returns
+/// the run it belongs to.
+pub fn observe(observed: &Arc<Mutex<Observed>>, body: &Value) -> (InFlight, (i64, String, String)) {
+    let run = run_of(body);
+    let mut o = observed.lock().unwrap();
+    let n = o.in_flight.entry(run.1.clone()).or_default();
+    *n += 1;
+    let n = *n;
+    o.max_in_flight = o.max_in_flight.max(n);
+    o.requests.push(run.clone());
+    let guard = InFlight {
+        observed: observed.clone(),
+        account: run.1.clone(),
+    };
+    (guard, run)
+}
+
 /// A model that decides from the conversation alone, so a restarted process gets the same
 /// answers: first one write for the job (a HappyFox note or a Planhat task, by account), then,
 /// once a tool result (or refusal) is in the conversation, a final answer.
@@ -64,36 +105,7 @@ pub async fn stateless_model() -> (String, Arc<Mutex<Observed>>) {
         let observed = state.clone();
         async move {
             let messages = body["messages"].as_array().cloned().unwrap_or_default();
-            // "Job 12 for handler work on account hf-1, subject 5003.": words 1, 7 and 9.
-            let context = messages
-                .iter()
-                .filter_map(|m| m["content"].as_str())
-                .find(|c| c.starts_with("Job "))
-                .unwrap_or_default()
-                .to_string();
-            let words: Vec<&str> = context.split_whitespace().collect();
-            let job = words.get(1).copied().unwrap_or("?").to_string();
-            let account = words
-                .get(7)
-                .unwrap_or(&"?")
-                .trim_end_matches(',')
-                .to_string();
-            let subject = words
-                .get(9)
-                .unwrap_or(&"?")
-                .trim_end_matches('.')
-                .to_string();
-            {
-                let mut o = observed.lock().unwrap();
-                let n = o.in_flight.entry(account.clone()).or_default();
-                *n += 1;
-                let n = *n;
-                o.max_in_flight = o.max_in_flight.max(n);
-            }
-            let _in_flight = InFlight {
-                observed: observed.clone(),
-                account: account.clone(),
-            };
+            let (_in_flight, (job, account, subject)) = observe(&observed, &body);
             tokio::time::sleep(HOLD).await;
             let answered = messages.iter().any(|m| m["role"] == "tool");
             let message = if answered {
@@ -102,12 +114,12 @@ pub async fn stateless_model() -> (String, Arc<Mutex<Observed>>) {
                 let (name, arguments) = if account.starts_with("hf-") {
                     (
                         "happyfox__add_private_note",
-                        json!({"ticket_id": subject.parse::<u64>().unwrap_or(0), "html": write_text(&job)}),
+                        json!({"ticket_id": subject.parse::<u64>().unwrap_or(0), "html": write_text(job)}),
                     )
                 } else {
                     (
                         "planhat__create_task",
-                        json!({"mainType": "task", "companyId": NORTHWIND, "action": write_text(&job)}),
+                        json!({"mainType": "task", "companyId": NORTHWIND, "action": write_text(job)}),
                     )
                 };
                 json!({"role": "assistant", "content": null, "tool_calls": [{
@@ -131,7 +143,7 @@ pub async fn stateless_model() -> (String, Arc<Mutex<Observed>>) {
 }
 
 /// The text job `job` writes upstream: unique per job, the same on every attempt of it.
-fn write_text(job: &str) -> String {
+fn write_text(job: impl std::fmt::Display) -> String {
     format!("Checked by job {job}.")
 }
 
@@ -393,7 +405,7 @@ pub async fn check_invariants(
                 w.body
             );
         }
-        let kept: Vec<String> = jobs.iter().map(|j| write_text(&j.id.to_string())).collect();
+        let kept: Vec<String> = jobs.iter().map(|j| write_text(j.id)).collect();
         applied.retain(|w| kept.iter().any(|t| w.body.to_string().contains(t.as_str())));
     }
     let figures = invariants::check(store, acked, &applied, &world.logs()).await;
