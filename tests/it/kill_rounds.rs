@@ -14,7 +14,9 @@
 //! - no process logged a panic.
 //!
 //! `cargo test` runs 3 rounds per store; `HOOKWISE_KILL_ROUNDS=100 cargo test --test it
-//! kill_rounds -- --test-threads 1` is the long form (README, Development).
+//! kill_rounds -- --test-threads 1` is the long form (README, Development). With
+//! `HOOKWISE_KILL_PG_RESTART=1` the PostgreSQL test also restarts the server itself every tenth
+//! round (from round 5): it cuts every connection on the machine, so run it alone.
 
 use crate::store_contract::TestSchema;
 use crate::support::invariants::Figures;
@@ -133,12 +135,20 @@ async fn postgres_replicas_killed_and_cut_off_lose_nothing_and_write_once() {
     }
     let mut acked = Vec::new();
     let mut terminated = 0;
+    // Restarting the server cuts every other test's connections too: only when asked, alone.
+    let restart_server = std::env::var("HOOKWISE_KILL_PG_RESTART").is_ok_and(|v| v == "1");
+    let mut restarts = 0;
     for round in 0..rounds() {
         let urls = replicas.iter().map(Replica::url).collect();
         let deliveries = tokio::spawn(deliver_all(urls, round_events(round)));
         if round % 2 == 1 {
             inside_a_run(&store).await;
             terminated += terminate_backends(&schema, &app_name).await;
+        }
+        if restart_server && round % 10 == 5 {
+            inside_a_run(&store).await;
+            restart_postgres();
+            restarts += 1;
         }
         // The replica holding a lease, if one still does after the wait.
         let owners = inside_a_run(&store).await;
@@ -161,7 +171,7 @@ async fn postgres_replicas_killed_and_cut_off_lose_nothing_and_write_once() {
         &figures,
         &jobs,
         &world,
-        &format!(", {terminated} connections terminated"),
+        &format!(", {terminated} connections terminated, {restarts} server restarts"),
     );
     drop(replicas);
     schema.drop().await;
@@ -179,4 +189,19 @@ async fn terminate_backends(schema: &TestSchema, app_name: &str) -> i64 {
     .fetch_one(&mut conn)
     .await
     .unwrap()
+}
+
+/// Restarts the local PostgreSQL cluster (Debian's `pg_ctlcluster`, as `.ci/run` starts it) and
+/// waits until it accepts connections again.
+fn restart_postgres() {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("a Debian PostgreSQL cluster")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .max_by_key(|v| v.parse::<u32>().unwrap_or(0))
+        .unwrap();
+    let status = std::process::Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &version, "main", "restart"])
+        .status()
+        .expect("pg_ctlcluster runs");
+    assert!(status.success(), "pg_ctlcluster {version} main restart");
 }
