@@ -97,7 +97,10 @@ async fn sample(
 
 fn table(samples: &[Sample], retention_s: u64) -> String {
     let mut out = String::from(
-        "| time (s) | RSS (MiB) | open fds | threads | runtime tasks | db + wal (MiB) | events stored | events sent |\n\
+        "# Soak: the real binary on SQLite under a steady mix\n\n\
+         Written by `tests/it/soak.rs` (`HOOKWISE_SOAK_OUT`); README, Development, says how to run\n\
+         it. Samples of the serving process and its database file over the run.\n\n\
+         | time (s) | RSS (MiB) | open fds | threads | runtime tasks | db + wal (MiB) | events stored | events sent |\n\
          |---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for s in samples {
