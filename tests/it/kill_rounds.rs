@@ -1,17 +1,15 @@
-//! Proof under SIGKILL: the real binary killed at random moments, round after round, while
-//! events arrive and jobs make real writes to the fake HappyFox and Planhat. On SQLite one
-//! process is killed and started again on the same file; on PostgreSQL two replicas share a
-//! schema, a random one is killed each round, and every other round the replicas' database
+//! Proof under SIGKILL: the real binary killed inside runs, round after round, while events
+//! arrive and jobs make real writes to the fake HappyFox and Planhat. On SQLite one process is
+//! killed and started again on the same file; on PostgreSQL two replicas share a schema, the one
+//! holding a lease is killed each round, and every other round the replicas' database
 //! connections are terminated under them (`pg_terminate_backend`, mid-transaction when it
 //! lands there).
 //!
-//! After the rounds the survivors finish the backlog, and the invariants are checked:
-//! - every acknowledged event is stored exactly once;
-//! - every job is done (or merged into one), or dead with a reason;
-//! - no write reached an upstream twice (by content: each job writes text naming itself), and
-//!   every write the journal recorded as answered is at the upstream;
-//! - no two runs of one account were ever in flight together (seen by the fake model);
-//! - no process logged a panic.
+//! After the rounds the survivors finish the backlog, and `support::workload::check_invariants`
+//! holds: every acknowledged event stored once; every job done, merged or dead with a reason;
+//! every write the fakes applied journaled under exactly one key and none applied twice; no two
+//! runs of one account overlapping (by the store's run times, and in flight at the model,
+//! killed runs included); no panic in any log. Some kill must have cut a run short.
 //!
 //! `cargo test` runs 3 rounds per store; `HOOKWISE_KILL_ROUNDS=100 cargo test --test it
 //! kill_rounds -- --test-threads 1` is the long form (README, Development). With
@@ -25,9 +23,11 @@ use crate::support::workload::*;
 use hookwise::store::{JobFilter, JobRecord, JobState, SharedStore};
 use serde_json::json;
 use std::time::{Duration, Instant};
+
 /// Events per round: some repeat a subject within the debounce period (one job), some are
 /// delivered twice (one event).
 const EVENTS_PER_ROUND: usize = 16;
+
 fn rounds() -> usize {
     std::env::var("HOOKWISE_KILL_ROUNDS")
         .ok()
