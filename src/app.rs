@@ -247,11 +247,13 @@ fn warn_unoffered_tools(handlers: &HandlerSet, tools: &ToolRegistry) {
                 continue;
             };
             let runtime_only = connectors::find(prefix).is_some_and(|c| c.tool_names().is_none());
-            if !runtime_only || tools.names().any(|n| n == tool) {
+            let names = tools.names();
+            if !runtime_only || names.contains(tool) {
                 continue;
             }
-            let offered = tools
-                .names()
+            let offered = names
+                .iter()
+                .map(String::as_str)
                 .filter(|n| n.split_once('.').is_some_and(|(c, _)| c == prefix));
             let hint = crate::kernel::did_you_mean(tool, offered);
             tracing::warn!(

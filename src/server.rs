@@ -186,8 +186,9 @@ fn log_summary(app: &App, addr: std::net::SocketAddr) {
         );
     }
     let mut per_connector = std::collections::BTreeMap::<&str, usize>::new();
-    for name in app.tools.names() {
-        let connector = name.split_once('.').map_or(name, |(c, _)| c);
+    let names = app.tools.names();
+    for name in &names {
+        let connector = name.split_once('.').map_or(name.as_str(), |(c, _)| c);
         *per_connector.entry(connector).or_default() += 1;
     }
     let counts: Vec<String> = per_connector

@@ -423,10 +423,7 @@ fn calls_by_id(run: &StoredRun) -> HashMap<String, (String, Value)> {
 }
 
 fn writes(app: &App, tool: &str) -> bool {
-    app.tools
-        .tools()
-        .find(|t| t.name() == tool)
-        .is_some_and(|t| t.writes())
+    app.tools.get(tool).is_some_and(|e| e.tool.writes())
 }
 
 /// The reads the current version made and what they returned, to answer the candidate's same

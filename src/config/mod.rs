@@ -160,7 +160,7 @@ pub enum EncodingName {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountConfig {
-    /// Which upstream this account is: `happyfox`, `planhat` or `truto` (a connector registered
+    /// Which upstream this account is: `happyfox`, `planhat`, `truto` or `mcp` (a connector registered
     /// in `crate::connectors`; checked when the configuration is assembled).
     pub connector: String,
     /// The HappyFox staff id hookwise writes as. Events whose latest update was made by this
@@ -180,6 +180,17 @@ pub struct AccountConfig {
     pub token: Option<Secret>,
     /// Truto: the integrated account whose tools this account offers.
     pub integrated_account_id: Option<String>,
+    /// MCP: headers sent with every request to the server, usually its credentials:
+    /// `{ Authorization = "Bearer ${PLANHAT_TOKEN}" }`.
+    #[serde(default, deserialize_with = "secret_map")]
+    pub headers: BTreeMap<String, Secret>,
+    /// MCP: the accounts whose jobs may use this server's tools, besides the account itself
+    /// (`serves = ["planhat"]` offers a Planhat MCP server's tools to the Planhat account's jobs).
+    #[serde(default)]
+    pub serves: Vec<String>,
+    /// MCP: how often the server's tool list is read again (default 5m).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub refresh: Option<std::time::Duration>,
     /// Calls allowed per window, per budget: `{ get = "500/1m", post = "300/1m" }` for HappyFox,
     /// `{ api = "200/1m" }` for Planhat and Truto. Unset budgets keep the connector's default.
     #[serde(default)]
@@ -203,6 +214,17 @@ fn default_upstream_timeout() -> std::time::Duration {
 
 fn optional_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
     Ok(Option::<String>::deserialize(d)?.map(Secret::new))
+}
+
+fn secret_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Secret>, D::Error> {
+    let map = BTreeMap::<String, String>::deserialize(d)?;
+    Ok(map.into_iter().map(|(k, v)| (k, Secret::new(v))).collect())
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::time::Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -3,6 +3,7 @@
 //! Adding a vendor is a folder and a line in `ALL`.
 
 pub mod happyfox;
+pub mod mcp;
 pub mod planhat;
 pub mod truto;
 
@@ -53,6 +54,7 @@ pub static ALL: &[&dyn Connector] = &[
     &happyfox::HappyFoxConnector,
     &planhat::PlanhatConnector,
     &truto::TrutoConnector,
+    &mcp::McpConnector,
 ];
 
 /// The connector called `name`.
@@ -97,6 +99,9 @@ fn set_keys(account: &AccountConfig) -> Vec<&'static str> {
             "integrated_account_id",
             account.integrated_account_id.is_some(),
         ),
+        ("headers", !account.headers.is_empty()),
+        ("serves", !account.serves.is_empty()),
+        ("refresh", account.refresh.is_some()),
     ]
     .into_iter()
     .filter_map(|(key, set)| set.then_some(key))

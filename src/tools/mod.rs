@@ -13,7 +13,7 @@ use crate::llm::ToolSpec;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// The tool layer calls the upstream's call context and error by the names the agent uses: a
 /// tool call is one upstream call context, and its failures are the upstream's.
@@ -110,10 +110,92 @@ impl Entry {
     }
 }
 
-/// Every tool this process can run, by dotted name.
+/// Every tool this process can run, by dotted name: those registered at start-up, and the
+/// live sets whose tools come and go while it runs (an MCP server's, listed again on an interval).
 #[derive(Default)]
 pub struct ToolRegistry {
     tools: BTreeMap<String, Arc<Entry>>,
+    live: Vec<Arc<LiveTools>>,
+}
+
+/// Tools a connector replaces while the process runs. A run takes the tools of its allow-list
+/// when it starts (`ToolRegistry::scoped_by`) and keeps them to its end.
+pub struct LiveTools {
+    /// The connector's name: the tools are `<prefix>.<tool>`.
+    prefix: String,
+    entries: RwLock<BTreeMap<String, Arc<Entry>>>,
+    /// Why some of the connector's tools may be missing now (a server that does not answer);
+    /// a run allow-listing one that is not here gets this note.
+    note: RwLock<Option<String>>,
+}
+
+impl LiveTools {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            entries: RwLock::default(),
+            note: RwLock::default(),
+        }
+    }
+
+    /// Sets (or clears) why tools of this connector may be missing.
+    pub fn set_note(&self, note: Option<String>) {
+        *self.note.write().unwrap_or_else(|e| e.into_inner()) = note;
+    }
+
+    fn note_for(&self, name: &str) -> Option<String> {
+        let (prefix, _) = name.split_once('.')?;
+        if prefix != self.prefix {
+            return None;
+        }
+        self.note.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Makes `tools` the set, in place of the previous one. A tool whose name or schema is not
+    /// usable is left out; the returned problems say which and why.
+    pub fn replace(&self, tools: Vec<Arc<dyn Tool>>) -> Vec<String> {
+        let mut entries = BTreeMap::new();
+        let mut problems = Vec::new();
+        for tool in tools {
+            let name = tool.name().to_string();
+            let compiled = valid_name(&name).and_then(|()| {
+                let parameters = tool.parameters();
+                Entry::new(tool, parameters)
+            });
+            match compiled {
+                Ok(entry) => {
+                    entries.insert(name, Arc::new(entry));
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        *self.entries.write().unwrap_or_else(|e| e.into_inner()) = entries;
+        problems
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<Entry>> {
+        self.read().get(name).cloned()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Entry>>> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A tool name must be `connector.tool`, lower-case letters, digits and `_`.
+fn valid_name(name: &str) -> Result<(), String> {
+    let valid = name.split_once('.').is_some_and(|(c, t)| {
+        !c.is_empty()
+            && !t.is_empty()
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '.')
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("tool name {name:?}: expected connector.tool_name"))
+    }
 }
 
 impl ToolRegistry {
@@ -124,16 +206,7 @@ impl ToolRegistry {
     /// Adds a tool; its schema must compile and its name must be `connector.tool`.
     pub fn register(&mut self, tool: Arc<dyn Tool>) -> Result<(), String> {
         let name = tool.name().to_string();
-        let valid = name.split_once('.').is_some_and(|(c, t)| {
-            !c.is_empty()
-                && !t.is_empty()
-                && name.chars().all(|ch| {
-                    ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '.'
-                })
-        });
-        if !valid {
-            return Err(format!("tool name {name:?}: expected connector.tool_name"));
-        }
+        valid_name(&name)?;
         if self.tools.contains_key(&name) {
             return Err(format!("tool {name:?} is registered twice"));
         }
@@ -143,18 +216,35 @@ impl ToolRegistry {
         Ok(())
     }
 
-    /// Every registered tool, by name.
-    pub fn tools(&self) -> impl Iterator<Item = &Arc<dyn Tool>> {
-        self.tools.values().map(|entry| &entry.tool)
+    /// Adds a live set: its tools are looked up after the registered ones, as they are now.
+    pub fn add_live(&mut self, live: Arc<LiveTools>) {
+        self.live.push(live);
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.tools.keys().map(String::as_str)
+    /// Every tool this process has now: the registered ones by name, then each live set's.
+    pub fn tools(&self) -> Vec<Arc<dyn Tool>> {
+        let mut all: Vec<Arc<dyn Tool>> = self.tools.values().map(|e| e.tool.clone()).collect();
+        for live in &self.live {
+            all.extend(live.read().values().map(|e| e.tool.clone()));
+        }
+        all
     }
 
-    /// The registered tool called `name`, with its own schema.
-    pub fn get(&self, name: &str) -> Option<&Arc<Entry>> {
-        self.tools.get(name)
+    /// The names of `tools`.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.tools.keys().cloned().collect();
+        for live in &self.live {
+            names.extend(live.read().keys().cloned());
+        }
+        names
+    }
+
+    /// The tool called `name` now, with its own schema.
+    pub fn get(&self, name: &str) -> Option<Arc<Entry>> {
+        self.tools
+            .get(name)
+            .cloned()
+            .or_else(|| self.live.iter().find_map(|live| live.get(name)))
     }
 
     /// The tools of an allow-list, whole (no argument scopes).
@@ -170,12 +260,15 @@ impl ToolRegistry {
         let mut missing = Vec::new();
         let mut notes = Vec::new();
         for name in allow {
-            let Some(entry) = self.tools.get(name) else {
+            let Some(entry) = self.get(name) else {
                 missing.push(name.clone());
+                if let Some(why) = self.live.iter().find_map(|live| live.note_for(name)) {
+                    notes.push(format!("{name} is not available now: {why}"));
+                }
                 continue;
             };
             let Some(scope) = scopes.get(name) else {
-                entries.push(entry.clone());
+                entries.push(entry);
                 continue;
             };
             let scope = Some(Arc::new(scope.clone()));

@@ -15,7 +15,7 @@
 //!   idempotency key.
 
 use super::CallError;
-use super::{Account, Request, Upstream, ratelimit};
+use super::{Account, Answer, Broken, Call, Upstream, ratelimit};
 use std::time::{Duration, SystemTime};
 
 /// A call that did not get an answer worth returning.
@@ -34,26 +34,37 @@ impl Failure {
     }
 }
 
-/// Sends `request` within the account's budget and returns the final status and body: 2xx, or
-/// a 4xx other than 429 and 408. Everything else is retried or becomes a `Failure`.
-pub(super) async fn exchange(
+/// Makes one call (`attempt`, run again for each retry) within the account's budget and returns
+/// the final status and body: 2xx, or a 4xx other than 429 and 408. Everything else is retried
+/// or becomes a `Failure`. The transport is the caller's: an HTTP request, or a tool call over an
+/// MCP session.
+pub(super) async fn exchange<F, Fut>(
     up: &Upstream,
     account: &Account,
-    request: &Request,
-) -> Result<(u16, String), Failure> {
-    let Some(quota) = account.limits.get(request.bucket) else {
+    call: &Call,
+    mut attempt: F,
+) -> Result<(u16, String), Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Answer, Broken>>,
+{
+    let Some(quota) = account.limits.get(call.bucket) else {
         return Err(Failure::unsent(CallError::Permanent(format!(
             "no budget named {:?} for account {}",
-            request.bucket, account.name
+            call.bucket, account.name
         ))));
     };
-    let what = format!("{} {}", request.method, request.path);
+    let what = &call.what;
     let mut waited = Duration::ZERO;
     let mut failures = 0u32;
     loop {
-        acquire(up, account, request.bucket, quota, &mut waited).await?;
-        match up.attempt(account, request).await {
-            Ok((status, headers, text)) => {
+        acquire(up, account, call.bucket, quota, &mut waited).await?;
+        match attempt().await {
+            Ok(Answer {
+                status,
+                headers,
+                text,
+            }) => {
                 let hint =
                     ratelimit::read_headers(&headers, SystemTime::from(up.inner.clock.now()));
                 if let Some(pause) = pause_for(status, &hint, account.penalty) {
@@ -73,7 +84,7 @@ pub(super) async fn exchange(
                         account.connector.as_str(),
                         super::excerpt(&text)
                     );
-                    if request.write {
+                    if call.write {
                         return Err(Failure {
                             error: CallError::Unavailable(format!(
                                 "{error}; a write is not sent again, since it may have been applied"
@@ -90,11 +101,9 @@ pub(super) async fn exchange(
                 }
                 return Ok((status, text));
             }
-            Err(e) => {
-                // A refused connection never carried the request; anything later might have.
-                let unsent = e.is_connect() || e.is_builder();
-                let error = format!("{what}: {}", transport_error(&e, account.timeout));
-                if request.write && !unsent {
+            Err(Broken { message, unsent }) => {
+                let error = format!("{what}: {message}");
+                if call.write && !unsent {
                     return Err(Failure {
                         error: CallError::Unavailable(format!(
                             "{error}; a write is not sent again, since it may have been applied"
@@ -115,9 +124,20 @@ pub(super) async fn exchange(
 /// A transport failure in words an operator can act on. reqwest's own text ("error sending
 /// request for url (...)") is the same for a timeout, a refused connection and an answer cut off
 /// halfway, so the causes it wraps are added, and a timeout says which limit it met.
-fn transport_error(e: &reqwest::Error, timeout: Duration) -> String {
+pub(super) fn transport_error(e: &reqwest::Error, timeout: Duration) -> String {
+    let mut text = with_causes(e);
+    if e.is_timeout() {
+        text.push_str(&format!(
+            " (no answer within the account's timeout of {timeout:?})"
+        ));
+    }
+    text
+}
+
+/// An error's text followed by each cause it wraps that adds something.
+pub fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
+    let mut cause = e.source();
     while let Some(c) = cause {
         let shown = c.to_string();
         if !text.contains(&shown) {
@@ -125,11 +145,6 @@ fn transport_error(e: &reqwest::Error, timeout: Duration) -> String {
             text.push_str(&shown);
         }
         cause = c.source();
-    }
-    if e.is_timeout() {
-        text.push_str(&format!(
-            " (no answer within the account's timeout of {timeout:?})"
-        ));
     }
     text
 }

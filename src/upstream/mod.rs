@@ -11,6 +11,7 @@ mod governor;
 pub mod ratelimit;
 
 pub use call::{CallContext, CallError};
+pub use governor::with_causes;
 
 use crate::config::AccountConfig;
 use crate::kernel::ConnectorKind;
@@ -22,9 +23,13 @@ use crate::telemetry::trace::otel_span;
 use reqwest::Method;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
+
+/// How often an MCP server's tool list is read again when the account sets no `refresh`.
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
 
 /// One resolved `[accounts.NAME]`: where its API is and how to authenticate.
 #[derive(Debug, Clone)]
@@ -38,6 +43,12 @@ pub struct Account {
     pub integrated_account_id: Option<String>,
     /// HappyFox: the staff member hookwise writes as.
     pub bot_staff_id: Option<u64>,
+    /// MCP: headers sent with every request to the server (its credentials).
+    pub headers: BTreeMap<String, Secret>,
+    /// MCP: the accounts whose jobs may use the server's tools, besides its own.
+    pub serves: Vec<String>,
+    /// MCP: how often the server's tool list is read again.
+    pub refresh: Duration,
     /// Budgets by name (`get`, `post`, `api`): calls per window.
     pub limits: BTreeMap<String, ratelimit::Quota>,
     /// How long a 429 without a usable hint pauses the account.
@@ -50,8 +61,13 @@ pub struct Account {
 /// How an account's requests authenticate.
 #[derive(Debug, Clone)]
 pub enum Auth {
-    Basic { user: Secret, password: Secret },
+    Basic {
+        user: Secret,
+        password: Secret,
+    },
     Bearer(Secret),
+    /// The connector sends its credentials itself (an MCP account's `headers`).
+    None,
 }
 
 /// What one upstream call is.
@@ -103,6 +119,37 @@ impl Request {
         self.bucket = bucket;
         self
     }
+}
+
+/// What the governor and the journal need to know of one call, whatever carries it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The budget it spends.
+    pub bucket: &'static str,
+    /// Journaled and sent at most once per idempotency key (see `Request::write`).
+    pub write: bool,
+    /// For errors and logs: `GET /tickets/1`, `tools/call get_account`.
+    pub what: String,
+    /// What the journal records of a write (compared on a re-run).
+    pub described: String,
+}
+
+/// One attempt's answer: the status (an HTTP status, or what a protocol's answer amounts to),
+/// the headers the governor learns from, and the body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub text: String,
+}
+
+/// One attempt that got no answer.
+#[derive(Debug)]
+pub struct Broken {
+    /// What happened, for errors the model and the operator see.
+    pub message: String,
+    /// The request certainly never left (a refused connection): a write may be sent again.
+    pub unsent: bool,
 }
 
 /// Where a write's response came from.
@@ -219,6 +266,9 @@ impl Account {
             auth,
             integrated_account_id: c.integrated_account_id.clone(),
             bot_staff_id: c.bot_staff_id,
+            headers: c.headers.clone(),
+            serves: c.serves.clone(),
+            refresh: c.refresh.unwrap_or(DEFAULT_REFRESH),
             limits,
             penalty: profile.penalty,
             timeout: c.timeout,
@@ -257,6 +307,24 @@ impl Upstream {
         self.inner.accounts.values()
     }
 
+    /// The account called `name`.
+    pub fn account(&self, name: &str) -> Option<&Account> {
+        self.inner.accounts.get(name)
+    }
+
+    /// The HTTP client every upstream call shares (a connector whose protocol library makes the
+    /// requests itself is given this one).
+    pub fn http_client(&self) -> reqwest::Client {
+        self.inner.http.clone()
+    }
+
+    /// Counts one call made outside `send` (the MCP connector's) in the upstream metrics.
+    pub fn count_call(&self, account: &Account, method: &str, status: Option<u16>) {
+        self.inner
+            .metrics
+            .upstream_call(&account.name, account.connector.as_str(), method, status);
+    }
+
     /// The job's account, if it is one of `connector`'s: a HappyFox tool run for a Planhat
     /// account is refused here, whatever the model asked.
     pub fn account_for(
@@ -293,14 +361,39 @@ impl Upstream {
         request: Request,
     ) -> Result<Response, CallError> {
         let account = self.account_for(ctx, connector)?;
-        if !request.write {
-            return governor::exchange(self, account, &request)
+        let call = Call {
+            bucket: request.bucket,
+            write: request.write,
+            what: format!("{} {}", request.method, request.path),
+            described: describe(&request),
+        };
+        self.exchange(ctx, account, &call, || self.attempt(account, &request))
+            .await
+    }
+
+    /// `send` for any transport: `attempt` makes the call once (again for each retry the
+    /// governor decides on); the account's budget, its pauses, the retries by kind and, for a
+    /// write, the journal are the same as for every HTTP call. `account` is the one whose
+    /// budget the call spends; the caller chose it from the job's (`account_for`, or a route).
+    pub async fn exchange<F, Fut>(
+        &self,
+        ctx: &CallContext,
+        account: &Account,
+        call: &Call,
+        attempt: F,
+    ) -> Result<Response, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Answer, Broken>>,
+    {
+        if !call.write {
+            return governor::exchange(self, account, call, attempt)
                 .await
                 .map_err(|f| f.error)
                 .and_then(|(status, text)| classify(account, status, text));
         }
         let key = ctx.idempotency_key.as_str();
-        let described = describe(&request);
+        let described = call.described.clone();
         let store = &self.inner.store;
         let begun = store
             .begin_action(key, ctx.job, &account.name, &described, self.now_ms())
@@ -332,7 +425,7 @@ impl Upstream {
                 )));
             }
         }
-        match governor::exchange(self, account, &request).await {
+        match governor::exchange(self, account, call, attempt).await {
             Ok((status, text)) => {
                 self.inner.metrics.journal("sent");
                 if (200..300).contains(&status) {
@@ -366,8 +459,23 @@ impl Upstream {
         self.inner.clock.now().timestamp_millis()
     }
 
-    /// One HTTP exchange: status, headers and body text, or a transport error.
-    async fn attempt(
+    /// One HTTP exchange: status, headers and body text, or what broke it.
+    async fn attempt(&self, account: &Account, request: &Request) -> Result<Answer, Broken> {
+        self.http_attempt(account, request)
+            .await
+            .map(|(status, headers, text)| Answer {
+                status,
+                headers,
+                text,
+            })
+            .map_err(|e| Broken {
+                message: governor::transport_error(&e, account.timeout),
+                // A refused connection never carried the request; anything later might have.
+                unsent: e.is_connect() || e.is_builder(),
+            })
+    }
+
+    async fn http_attempt(
         &self,
         account: &Account,
         request: &Request,
@@ -387,6 +495,7 @@ impl Upstream {
                 builder.basic_auth(user.expose(), Some(password.expose()))
             }
             Auth::Bearer(token) => builder.bearer_auth(token.expose()),
+            Auth::None => builder,
         };
         if let Some(body) = &request.body {
             builder = builder.json(body);

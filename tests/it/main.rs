@@ -22,6 +22,7 @@ mod llm;
 mod llm_breaker;
 mod llm_faults;
 mod log_safety;
+mod mcp;
 mod metrics;
 mod openapi;
 mod paging;

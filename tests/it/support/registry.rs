@@ -48,7 +48,7 @@ impl Tools {
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.registry.names().map(str::to_string).collect()
+        self.registry.names()
     }
 
     /// Schema violations of `args` for `tool` (empty when valid).
