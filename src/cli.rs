@@ -277,7 +277,9 @@ fn init_tracing(
     use tracing_subscriber::{EnvFilter, Layer};
     let filter = EnvFilter::try_from_env("HOOKWISE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new(level))
+        // The MCP SDK logs each failed connection at ERROR and each session at INFO; the MCP
+        // connector reports both in its own words, once. HOOKWISE_LOG=rmcp=debug shows them.
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},rmcp=off")))
         // Spans made for the trace exporter carry attributes for a trace viewer, not for logs.
         .add_directive(format!("{}=off", crate::telemetry::trace::TARGET).parse()?);
     let format = config.map(|c| c.log_format).unwrap_or(LogFormat::Text);

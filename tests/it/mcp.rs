@@ -177,6 +177,36 @@ async fn tools_are_listed_at_start_up_and_called_for_the_accounts_the_server_ser
 }
 
 #[tokio::test]
+async fn a_429_from_the_server_pauses_the_account_and_the_call_goes_through_after_it() {
+    let Some(crm) = CrmServer::start("mcp::a_429_from_the_server...").await else {
+        return;
+    };
+    let tools = Tools::new(&account(&crm.url, TOKEN, "")).await;
+    assert_eq!(mcp_names(&tools).len(), 3);
+    // The next two POSTs (this call, then its first retry) are refused with Retry-After: 1.
+    std::fs::write(crm.calls_file.with_extension("jsonl.429"), "2").unwrap();
+    let started = Instant::now();
+    let account = tools
+        .call_as("crm", "mcp.get_account", json!({"account_id": "nw-17"}))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(account["name"], "Northwind Traders");
+    assert_eq!(
+        crm.calls(),
+        [
+            ("(429)".to_string(), json!({})),
+            ("(429)".to_string(), json!({})),
+            ("get_account".to_string(), json!({"account_id": "nw-17"})),
+        ]
+    );
+    assert!(
+        took >= Duration::from_secs(2),
+        "each 429 paused the account for its Retry-After: {took:?}"
+    );
+}
+
+#[tokio::test]
 async fn refused_credentials_or_a_server_down_leave_the_tools_out_and_start_up_continues() {
     let Some(crm) = CrmServer::start("mcp::refused_credentials_or_a_server_down...").await else {
         return;

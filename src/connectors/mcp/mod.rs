@@ -28,7 +28,7 @@ use crate::upstream::{
 use async_trait::async_trait;
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
-use rmcp::service::{RoleClient, RunningService, ServiceError};
+use rmcp::service::{ClientInitializeError, RoleClient, RunningService, ServiceError};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::{
     HttpStatusError, StreamableHttpClientTransportConfig, StreamableHttpError,
@@ -594,7 +594,7 @@ impl Sessions {
                 None => {
                     self.forget(&account.name, client).await;
                     Err(Broken {
-                        message: with_causes(&e),
+                        message: describe(&e),
                         unsent: refused_connection(&e),
                     })
                 }
@@ -645,7 +645,7 @@ async fn connect(upstream: &Upstream, account: &Account) -> Result<Client, Outco
                 format!("the MCP server answered HTTP {status} to initialize"),
                 retry_after,
             )),
-            _ => unsent(with_causes(&e)),
+            _ => unsent(describe(&e)),
         }),
         Err(_) => Err(unsent(format!(
             "no answer within the account's timeout of {:?}",
@@ -666,41 +666,59 @@ fn answer_with(status: u16, text: String, retry_after: Option<String>) -> Answer
     }
 }
 
-/// The HTTP status (and `Retry-After`) an error of the transport carries, if any.
-fn http_status(e: &(dyn StdError + 'static)) -> Option<(u16, Option<String>)> {
+/// An error and every error under it. `ClientInitializeError::TransportError` and
+/// `StreamableHttpError::Client` do not name the error they hold as their source, so the walk
+/// steps into them here.
+fn chain<'a>(e: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'static)> {
+    let mut all = Vec::new();
     let mut cause = Some(e);
     while let Some(err) = cause {
+        all.push(err);
+        cause = if let Some(ClientInitializeError::TransportError { error, .. }) =
+            err.downcast_ref::<ClientInitializeError>()
+        {
+            Some(error)
+        } else if let Some(StreamableHttpError::Client(error)) =
+            err.downcast_ref::<StreamableHttpError<reqwest::Error>>()
+        {
+            Some(error)
+        } else {
+            err.source()
+        };
+    }
+    all
+}
+
+/// The HTTP status (and `Retry-After`) an error of the transport carries, if any.
+fn http_status(e: &(dyn StdError + 'static)) -> Option<(u16, Option<String>)> {
+    chain(e).into_iter().find_map(|err| {
         if let Some(s) = err.downcast_ref::<HttpStatusError>() {
             return Some((s.status, s.retry_after.clone()));
         }
-        if let Some(s) = err.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
-            match s {
-                StreamableHttpError::HttpStatus(h) => {
-                    return Some((h.status, h.retry_after.clone()));
-                }
-                StreamableHttpError::AuthRequired(_) => return Some((401, None)),
-                StreamableHttpError::InsufficientScope(_) => return Some((403, None)),
-                _ => {}
-            }
+        match err.downcast_ref::<StreamableHttpError<reqwest::Error>>()? {
+            StreamableHttpError::HttpStatus(h) => Some((h.status, h.retry_after.clone())),
+            StreamableHttpError::AuthRequired(_) => Some((401, None)),
+            StreamableHttpError::InsufficientScope(_) => Some((403, None)),
+            _ => None,
         }
-        cause = err.source();
-    }
-    None
+    })
 }
 
 /// Whether the connection was refused: the request never left.
 fn refused_connection(e: &(dyn StdError + 'static)) -> bool {
-    let mut cause = Some(e);
-    while let Some(err) = cause {
-        if err
-            .downcast_ref::<reqwest::Error>()
+    chain(e).into_iter().any(|err| {
+        err.downcast_ref::<reqwest::Error>()
             .is_some_and(reqwest::Error::is_connect)
-        {
-            return true;
-        }
-        cause = err.source();
-    }
-    false
+    })
+}
+
+/// An error in words an operator can act on: the HTTP client's own error with its causes when
+/// there is one under the protocol's (which names Rust types), else the whole chain.
+fn describe(e: &(dyn StdError + 'static)) -> String {
+    chain(e)
+        .into_iter()
+        .find_map(|err| err.downcast_ref::<reqwest::Error>().map(|r| with_causes(r)))
+        .unwrap_or_else(|| with_causes(e))
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ SDK's own. Usage:
 
     python mcp_server.py PORT CALLS_FILE TOKEN
 
-Serves http://127.0.0.1:PORT/mcp. Requests without `Authorization: Bearer TOKEN` get a 401.
+Serves http://127.0.0.1:PORT/mcp. Requests without `Authorization: Bearer TOKEN` get a 401;
+while CALLS_FILE.429 holds a number N > 0, the next N POSTs get a 429 with `Retry-After: 1`
+(each noted in CALLS_FILE as the tool "(429)").
 Every tool call that reaches a tool is appended to CALLS_FILE as one JSON line
 {"tool": ..., "arguments": {...}}, which is what the tests compare with what hookwise sent.
 """
@@ -61,8 +63,9 @@ def list_invoices(account_id: str) -> dict:
 app = server.streamable_http_app()
 
 
-class RequireToken:
-    """Refuses every request without the bearer token, as a hosted MCP server would."""
+class Gate:
+    """Refuses every request without the bearer token, as a hosted MCP server would, and
+    answers the next N POSTs with 429 and `Retry-After: 1` when CALLS_FILE.429 holds N."""
 
     def __init__(self, inner):
         self.inner = inner
@@ -74,7 +77,28 @@ class RequireToken:
                 response = JSONResponse({"error": "invalid_token"}, status_code=401)
                 await response(scope, receive, send)
                 return
+            if scope["method"] == "POST" and take_429():
+                response = JSONResponse(
+                    {"error": "rate_limited"}, status_code=429, headers={"Retry-After": "1"}
+                )
+                await response(scope, receive, send)
+                return
         await self.inner(scope, receive, send)
 
 
-uvicorn.run(RequireToken(app), host="127.0.0.1", port=port, log_level="warning")
+def take_429() -> bool:
+    try:
+        with open(calls_file + ".429", encoding="utf-8") as f:
+            left = int(f.read().strip() or 0)
+    except FileNotFoundError:
+        return False
+    if left <= 0:
+        return False
+    with open(calls_file + ".429", "w", encoding="utf-8") as f:
+        f.write(str(left - 1))
+    with open(calls_file, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"tool": "(429)", "arguments": {}}) + "\n")
+    return True
+
+
+uvicorn.run(Gate(app), host="127.0.0.1", port=port, log_level="warning")
