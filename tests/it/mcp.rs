@@ -4,7 +4,8 @@
 //! prints the variable); without it these tests say loudly that they checked nothing.
 //!
 //! Covered: the tool list read at start-up (names, read vs write from `readOnlyHint`, schemas),
-//! a read, a write in live mode (sent once, journaled) and in dry-run mode (never sent), the
+//! a read, a write in live mode (sent once, journaled), in dry-run mode (never sent) and in
+//! approve mode (held, sent once when approved), a 429 pausing the account, the
 //! handler's allow-list and argument scope, a tool that fails on the server, refused
 //! credentials, a server down at start-up (hookwise starts, runs say why the tools are missing)
 //! and coming up later (the next listing offers them).
@@ -14,7 +15,7 @@ use crate::support::gate;
 use crate::support::process::{Proc, free_port};
 use crate::support::registry::Tools;
 use crate::support::*;
-use hookwise::store::{JobFilter, JobState, RunFilter, StoredRun};
+use hookwise::store::{ApprovalState, JobFilter, JobState, RunFilter, StoredRun};
 use hookwise::tools::ToolError;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -382,6 +383,38 @@ async fn a_dry_run_reads_from_the_server_and_records_the_write_without_sending_i
     assert_eq!(intended[0]["mode"], "dry-run");
     assert_eq!(intended[0]["arguments"]["level"], "high");
     assert!(app.store.list_actions(jobs[0].id).await.unwrap().is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_approve_mode_write_is_held_and_sent_once_when_a_person_approves_it() {
+    let Some(crm) = CrmServer::start("mcp::an_approve_mode_write...").await else {
+        return;
+    };
+    let Run { app, .. } = run_one(&crm.url, handler("approve"), "").await;
+    assert_eq!(
+        crm.calls(),
+        [("get_account".to_string(), json!({"account_id": "nw-17"}))],
+        "held, not sent"
+    );
+    let held = app.store.list_approvals(&Default::default()).await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].request.tool, "mcp.log_risk");
+    let approve = format!("{}/api/approvals/{}/approve", app.url, held[0].id);
+    for _ in 0..2 {
+        // The second is a conflict: decided already, nothing sent.
+        app.client.post(&approve).send().await.unwrap();
+    }
+    let approved = app.store.list_approvals(&Default::default()).await.unwrap();
+    assert_eq!(approved[0].state, ApprovalState::Approved, "{approved:?}");
+    assert_eq!(
+        crm.calls()[1..],
+        [(
+            "log_risk".to_string(),
+            json!({"account_id": "nw-17", "level": "high", "reason": "health 38, renewal in February"})
+        )],
+        "sent once, on approval"
+    );
     app.stop().await;
 }
 
