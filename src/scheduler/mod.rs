@@ -13,6 +13,7 @@ pub mod breaker;
 use crate::config::SchedulerConfig;
 use crate::handler::{Handler, HandlerSet};
 use crate::kernel::clock::SharedClock;
+use crate::store::batcher::JobFinisher;
 use crate::store::{JobFinish, JobRecord, JobWithEvents, SharedStore, StoredEvent};
 use crate::telemetry::metrics::SharedMetrics;
 use crate::telemetry::trace::{self, otel_span};
@@ -68,6 +69,8 @@ struct Inner {
     metrics: SharedMetrics,
     /// The LLM provider's breaker, asked before each claim; None: always claim.
     breaker: Option<Arc<LlmBreaker>>,
+    /// Commits finished jobs in batches; set when `run` starts.
+    finisher: std::sync::OnceLock<JobFinisher>,
 }
 
 pub struct Scheduler {
@@ -95,6 +98,7 @@ impl Scheduler {
                 owner,
                 metrics,
                 breaker: None,
+                finisher: std::sync::OnceLock::new(),
             }),
             wake: Arc::new(Notify::new()),
         }
@@ -119,6 +123,8 @@ impl Scheduler {
     /// `shutdown_grace` to finish, and releases the rest back to pending.
     pub async fn run(self, shutdown: CancellationToken) {
         let inner = self.inner;
+        let (finisher, _writer) = JobFinisher::start(inner.store.clone(), inner.owner.clone());
+        let _ = inner.finisher.set(finisher);
         let abort = CancellationToken::new();
         let mut running = JoinSet::new();
         tracing::info!(owner = %inner.owner, workers = inner.config.workers, "scheduler started");
@@ -411,11 +417,16 @@ async fn finish(inner: &Inner, job: &JobRecord, finish: JobFinish) {
             tracing::info!(job = %job.id, at_ms, error, "job deferred")
         }
     }
-    match inner
-        .store
-        .finish_job(job.id, &inner.owner, now, finish)
-        .await
-    {
+    let recorded = match inner.finisher.get() {
+        Some(finisher) => finisher.finish(job.id, now, finish).await,
+        None => {
+            inner
+                .store
+                .finish_job(job.id, &inner.owner, now, finish)
+                .await
+        }
+    };
+    match recorded {
         Ok(true) => {}
         Ok(false) => {
             tracing::warn!(job = %job.id, "job was reclaimed by another worker; outcome not recorded")

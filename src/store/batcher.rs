@@ -1,10 +1,11 @@
 //! Group commit for the ack path: requests queue their event, one writer task commits whatever is
-//! queued in a single transaction, then answers every request in it.
+//! queued in a single transaction, then answers every request in it. The scheduler's finished
+//! jobs are committed the same way (`JobFinisher`).
 //!
 //! There is deliberately no wait to fill a batch: under light load a batch is one event and the
 //! latency is one commit; under heavy load batches grow by themselves while a commit is running.
 
-use super::{IngestItem, IngestOutcome, RunRecord, SharedStore, StoreError};
+use super::{IngestItem, IngestOutcome, JobFinish, JobId, RunRecord, SharedStore, StoreError};
 use crate::telemetry::metrics::SharedMetrics;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -77,6 +78,81 @@ async fn run(store: SharedStore, metrics: SharedMetrics, mut rx: mpsc::Receiver<
             }
             Err(e) => {
                 tracing::error!(error = %e, batch = size, "ingest batch failed; nothing in it was stored");
+                let shared: Arc<str> = e.to_string().into();
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Batch(shared.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Records finished jobs for one scheduler (one lease owner): each worker queues its job's
+/// outcome and waits for it; one task commits whatever is queued in one transaction
+/// (`Store::finish_jobs`), so jobs that end together share a commit instead of paying one each.
+/// No wait to fill a batch, as for ingest.
+#[derive(Clone)]
+pub struct JobFinisher {
+    tx: mpsc::Sender<Finished>,
+}
+
+struct Finished {
+    job: JobId,
+    now_ms: i64,
+    finish: JobFinish,
+    reply: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+impl JobFinisher {
+    pub fn start(store: SharedStore, owner: String) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(MAX_BATCH);
+        let writer = tokio::spawn(finish_loop(store, owner, rx));
+        (Self { tx }, writer)
+    }
+
+    /// Resolves once the outcome is committed: what `Store::finish_job` would answer.
+    pub async fn finish(
+        &self,
+        job: JobId,
+        now_ms: i64,
+        finish: JobFinish,
+    ) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Finished {
+                job,
+                now_ms,
+                finish,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+async fn finish_loop(store: SharedStore, owner: String, mut rx: mpsc::Receiver<Finished>) {
+    let mut queued = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
+        // As for ingest: workers that finished meanwhile are a scheduling turn away.
+        tokio::task::yield_now().await;
+        while queued.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(f) => queued.push(f),
+                Err(_) => break,
+            }
+        }
+        let (batch, replies): (Vec<_>, Vec<_>) = queued
+            .drain(..)
+            .map(|f| ((f.job, f.now_ms, f.finish), f.reply))
+            .unzip();
+        match store.finish_jobs(&owner, batch).await {
+            Ok(held) => {
+                for (reply, held) in replies.into_iter().zip(held) {
+                    let _ = reply.send(Ok(held));
+                }
+            }
+            Err(e) => {
                 let shared: Arc<str> = e.to_string().into();
                 for reply in replies {
                     let _ = reply.send(Err(StoreError::Batch(shared.clone())));

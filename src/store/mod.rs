@@ -694,6 +694,20 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         finish: JobFinish,
     ) -> Result<bool, StoreError>;
+    /// Records how several runs ended, as `finish_job` would one by one, in one transaction
+    /// where the store can (one commit for many finished jobs). An error means none of them is
+    /// known to be recorded; their leases expire and they run again.
+    async fn finish_jobs(
+        &self,
+        owner: &str,
+        batch: Vec<(JobId, i64, JobFinish)>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut held = Vec::with_capacity(batch.len());
+        for (job, now_ms, finish) in batch {
+            held.push(self.finish_job(job, owner, now_ms, finish).await?);
+        }
+        Ok(held)
+    }
     /// The earliest time something may become claimable: a pending run_at or a lease expiry.
     async fn next_due_ms(&self) -> Result<Option<i64>, StoreError>;
     /// The queue for the metrics: jobs per account in `QUEUE_STATES`, how long the oldest due

@@ -425,6 +425,24 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn finish_jobs(
+        &self,
+        owner: &str,
+        batch: Vec<(JobId, i64, JobFinish)>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let owner = owner.to_string();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut held = Vec::with_capacity(batch.len());
+            for (job, now_ms, finish) in batch {
+                held.push(jobs::finish(&tx, job, &owner, now_ms, finish)?);
+            }
+            tx.commit()?;
+            Ok(held)
+        })
+        .await
+    }
+
     async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
         self.call(|conn| jobs::next_due(conn)).await
     }

@@ -8,6 +8,7 @@ contract!(
     claim_takes_one_job_per_idle_account_up_to_limit,
     expired_lease_requeues_counting_the_attempt_then_dies_at_max,
     finish_by_a_stale_owner_changes_nothing,
+    finishes_in_one_batch_are_each_what_finish_job_would_record,
     finish_retry_release_and_dead,
     requeue_merges_into_the_pending_job_of_its_key,
     retry_requeues_dead_merges_or_refuses,
@@ -169,6 +170,56 @@ async fn finish_by_a_stale_owner_changes_nothing(store: SharedStore) {
             .finish_job(JobId(987_654), "w1", T0, JobFinish::Done)
             .await
             .unwrap()
+    );
+}
+
+async fn finishes_in_one_batch_are_each_what_finish_job_would_record(store: SharedStore) {
+    let a = due_job(&store, "e1", "acme", "t1", T0).await;
+    let b = due_job(&store, "e2", "bolt", "t1", T0).await;
+    let c = due_job(&store, "e3", "cobalt", "t1", T0).await;
+    assert_eq!(claim(&store, "w1", T0, 3).await.len(), 3);
+    let held = store
+        .finish_jobs(
+            "w1",
+            vec![
+                (a, T0 + 5, JobFinish::Done),
+                (b, T0 + 6, JobFinish::Dead { error: "no".into() }),
+                (JobId(987_654), T0 + 7, JobFinish::Done),
+                (
+                    c,
+                    T0 + 8,
+                    JobFinish::Retry {
+                        at_ms: T0 + 60_000,
+                        error: "later".into(),
+                    },
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        held,
+        [true, true, false, true],
+        "each item answered in order"
+    );
+    let (a, b, c) = (
+        job(&store, a).await.job,
+        job(&store, b).await.job,
+        job(&store, c).await.job,
+    );
+    assert_eq!((a.state, a.finished_at_ms), (JobState::Done, Some(T0 + 5)));
+    assert_eq!(
+        (b.state, b.last_error.as_deref()),
+        (JobState::Dead, Some("no"))
+    );
+    assert_eq!((c.state, c.run_at_ms), (JobState::Pending, T0 + 60_000));
+    // A batch from an owner that holds none of them changes nothing.
+    assert_eq!(
+        store
+            .finish_jobs("w2", vec![(c.id, T0 + 9, JobFinish::Done)])
+            .await
+            .unwrap(),
+        [false]
     );
 }
 
