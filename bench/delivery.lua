@@ -12,6 +12,15 @@ function init(args)
   wrk.headers["X-Hub-Signature-256"] = os.getenv("BENCH_SIGNATURE")
 end
 
+-- BENCH_DELAY_MS > 0: each connection waits that long between requests, to hold a rate below
+-- the peak (the half-load pass of bench/ingest.sh).
+local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+if pause > 0 then
+  function delay()
+    return pause
+  end
+end
+
 function request()
   counter = counter + 1
   wrk.headers["X-GitHub-Delivery"] = prefix .. "-" .. counter

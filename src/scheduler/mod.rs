@@ -207,7 +207,14 @@ impl Scheduler {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
-                Some(done) = running.join_next(), if !running.is_empty() => log_join(done),
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    log_join(done);
+                    // Runs that ended together (their outcomes share a commit) free their
+                    // workers together, so the next claim takes a job for each in one go.
+                    while let Some(done) = running.try_join_next() {
+                        log_join(done);
+                    }
+                }
                 _ = tokio::time::sleep(wait), if !wait.is_zero() => {}
             }
         }
