@@ -344,8 +344,9 @@ impl AgentRunner {
     }
 
     /// Adds one model step to the day's usage of the job's account and handler, shared through
-    /// the store; the limit it reached, if any. A store that cannot count does not stop the run
-    /// (the log says so): the next check before a run reads what was counted.
+    /// the store; the limit it reached, if any. Only when a budget is set. A store that cannot
+    /// count does not stop the run (the log says so): the next check before a run reads what
+    /// was counted.
     async fn spend(
         &self,
         ctx: &RunContext<'_>,
@@ -353,6 +354,10 @@ impl AgentRunner {
         input: u64,
         output: u64,
     ) -> Option<Exceeded> {
+        // Without a limit nothing reads the count: no write (and no fsync) per step.
+        if !self.budgets.limits.any() {
+            return None;
+        }
         let job = ctx.job;
         let day = budget::day(self.clock.now().timestamp_millis());
         let step = self.budgets.step(model, input, output);
