@@ -15,23 +15,28 @@ use std::collections::HashMap;
 /// bounds the cost of a claim when the oldest due jobs all belong to accounts running something.
 const CLAIM_SCAN_FACTOR: usize = 16;
 
-/// Creates the route's job, or folds the event into the pending job of its key (trailing
+/// Creates the route's job, or folds the events into the pending job of its key (trailing
 /// debounce, `job_machine::debounce`: run_at moves to now + period, never past the deadline).
-/// True when the event was folded into a job already pending.
+/// `events` are one batch's events for this route's key, in order, as (event seq, received at);
+/// for each, whether it was folded into a job already pending. One key costs the same three
+/// statements however many of the batch's events it has: the upsert for the first, then one
+/// update (the run time debounced through every event, the folds counted) and one insert of every
+/// event's link, so a burst on one ticket does not rewrite its job row once per event.
 ///
 /// Two replicas routing to the same key at once: the second insert waits for the first
 /// transaction and then takes the `DO UPDATE` branch; if the pending row meanwhile left the
 /// `state = 'pending'` predicate (claimed), PostgreSQL retries the insert, which then succeeds.
 /// Either way the row returned is locked until this transaction ends, so the debounced run time
 /// is written over the run time it was computed from.
-pub async fn route_event(
+pub async fn route_events(
     conn: &mut PgConnection,
     account: &str,
-    event_seq: i64,
     route: &Route,
-    now: i64,
-) -> Result<(JobId, bool), StoreError> {
-    let new = NewJob::for_route(route, now);
+    events: &[(i64, i64)],
+) -> Result<(JobId, Vec<bool>), StoreError> {
+    // Never empty: the caller groups a batch's events by key.
+    let (_, first_now) = events[0];
+    let new = NewJob::for_route(route, first_now);
     let (id, run_at, deadline_at, folds): (i64, i64, i64, i64) = sqlx::query_as(
         "INSERT INTO jobs (handler, account, subject, state, run_at, first_seen, deadline_at,
             attempts, max_attempts, created_at, updated_at)
@@ -50,23 +55,40 @@ pub async fn route_event(
     .bind(count(route.max_attempts))
     .fetch_one(&mut *conn)
     .await?;
-    // A job this event created already runs when it should; a folded one may move.
-    let debounced = job_machine::debounce(run_at, deadline_at, now, route.period_ms);
-    if debounced != run_at {
-        sqlx::query("UPDATE jobs SET run_at = $2 WHERE id = $1")
-            .bind(id)
-            .bind(debounced)
-            .execute(&mut *conn)
-            .await?;
+    // A job the first event created already runs when it should; a folded one may move, and
+    // every later event of the batch folds into it, each moving it as it would alone.
+    let mut folded = Vec::with_capacity(events.len());
+    folded.push(folds > 0);
+    let mut debounced = job_machine::debounce(run_at, deadline_at, first_now, route.period_ms);
+    for &(_, now) in &events[1..] {
+        debounced = job_machine::debounce(debounced, deadline_at, now, route.period_ms);
+        folded.push(true);
     }
+    let later = events.len() as i64 - 1;
+    if debounced != run_at || later > 0 {
+        let last_now = events[events.len() - 1].1;
+        sqlx::query(
+            "UPDATE jobs SET run_at = $2, folded_events = folded_events + $3,
+                 updated_at = $4
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(debounced)
+        .bind(later)
+        .bind(last_now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let seqs: Vec<i64> = events.iter().map(|&(seq, _)| seq).collect();
     sqlx::query(
-        "INSERT INTO job_events (job_id, event_seq) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        "INSERT INTO job_events (job_id, event_seq) SELECT $1, unnest($2::bigint[])
+         ON CONFLICT DO NOTHING",
     )
     .bind(id)
-    .bind(event_seq)
+    .bind(&seqs)
     .execute(&mut *conn)
     .await?;
-    Ok((JobId(id), folds > 0))
+    Ok((JobId(id), folded))
 }
 
 /// The first due job of every account with nothing running, oldest first, looking at no more

@@ -428,13 +428,20 @@ async fn ingest_batch(
     }
     to_route
         .sort_by(|a, b| (&a.2.handler, a.3, &a.2.subject).cmp(&(&b.2.handler, b.3, &b.2.subject)));
+    // One key's events are consecutive now: each run of them is routed in one go.
     let mut routed = Vec::with_capacity(to_route.len());
-    for (i, r, route, account, seq, now) in to_route {
-        routed.push((
-            i,
-            r,
-            jobs::route_event(conn, account, seq, route, now).await?,
-        ));
+    for group in to_route
+        .chunk_by(|a, b| (&a.2.handler, a.3, &a.2.subject) == (&b.2.handler, b.3, &b.2.subject))
+    {
+        let (_, _, route, account, _, _) = group[0];
+        let events: Vec<(i64, i64)> = group
+            .iter()
+            .map(|&(_, _, _, _, seq, now)| (seq, now))
+            .collect();
+        let (job, folded) = jobs::route_events(conn, account, route, &events).await?;
+        for (&(i, r, ..), joined) in group.iter().zip(folded) {
+            routed.push((i, r, (job, joined)));
+        }
     }
     // Each outcome lists its jobs in route order, as the routes were given.
     routed.sort_unstable_by_key(|&(i, r, _)| (i, r));

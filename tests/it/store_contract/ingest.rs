@@ -7,6 +7,7 @@ contract!(
     dedupe_within_and_across_batches,
     outcomes_follow_batch_order,
     routing_creates_a_job_then_debounces_into_it_up_to_the_deadline,
+    events_of_one_key_in_one_batch_debounce_as_they_would_one_by_one,
     ignored_and_unrouted_events_are_stored_without_jobs,
     list_events_filters_and_pages_newest_first,
     each_event_keeps_the_trace_context_of_its_delivery,
@@ -137,6 +138,49 @@ async fn outcomes_follow_batch_order(store: SharedStore) {
     assert_eq!(job(&store, triage).await.job.handler, "triage");
     assert_eq!(job(&store, summarize).await.job.handler, "summarize");
     assert_ne!(outcomes[0].jobs[0], triage, "another subject, another job");
+}
+
+async fn events_of_one_key_in_one_batch_debounce_as_they_would_one_by_one(store: SharedStore) {
+    // The sequence of the test above, arriving as one batch, with another key in between.
+    let r = || vec![route("triage", "t1")];
+    let outcomes = store
+        .ingest(vec![
+            routed(event("b1", "acme", "t1", T0), r()),
+            routed(event("b2", "acme", "t1", T0 + 30_000), r()),
+            routed(
+                event("x1", "acme", "t2", T0 + 31_000),
+                vec![route("triage", "t2")],
+            ),
+            routed(event("b3", "acme", "t1", T0 + 280_000), r()),
+            routed(event("b4", "acme", "t1", T0 + 10_000), r()),
+        ])
+        .await
+        .unwrap();
+    let folded: Vec<usize> = outcomes.iter().map(|o| o.folded).collect();
+    assert_eq!(folded, [0, 1, 0, 1, 1]);
+    let id = outcomes[0].jobs[0];
+    assert!([1, 3, 4].iter().all(|&i| outcomes[i].jobs == [id]));
+    assert_ne!(outcomes[2].jobs, [id]);
+    let j = job(&store, id).await;
+    assert_eq!(
+        j.job.run_at_ms,
+        T0 + 300_000,
+        "pushed, capped, never pulled back"
+    );
+    assert_eq!(j.job.first_seen_ms, T0);
+    assert_eq!(j.job.updated_at_ms, T0 + 10_000, "the batch's last event");
+    assert_eq!(event_ids(&j), ["b1", "b2", "b3", "b4"]);
+    // A batch whose events all fold into a pending job created earlier.
+    let more = store
+        .ingest(vec![
+            routed(event("b5", "acme", "t1", T0 + 1_000), r()),
+            routed(event("b6", "acme", "t1", T0 + 2_000), r()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((more[0].folded, more[1].folded), (1, 1));
+    assert_eq!(more[1].jobs, [id]);
+    assert_eq!(event_ids(&job(&store, id).await).len(), 6);
 }
 
 async fn routing_creates_a_job_then_debounces_into_it_up_to_the_deadline(store: SharedStore) {
