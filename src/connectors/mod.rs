@@ -186,6 +186,26 @@ pub fn unknown_tool(name: &str) -> Option<String> {
     Some(format!("unknown tool {name:?}{hint}"))
 }
 
+/// `<connector>.<name>` for a tool a vendor names at run time (Truto's, an MCP server's): the name
+/// lower-cased, other characters as `_`, cut so that the wire name the model sees
+/// (`<connector>__<name>`) fits providers' 64 characters. None when nothing usable is left.
+pub fn runtime_tool_name(connector: ConnectorKind, raw: &str) -> Option<String> {
+    let room = 64 - connector.as_str().len() - 2;
+    let mut s: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    s.truncate(room);
+    let s = s.trim_matches('_');
+    (!s.is_empty()).then(|| format!("{connector}.{s}"))
+}
+
 /// Whether a secret is set and not empty (an unset `${VAR}` substitutes as "").
 fn filled(secret: &Option<Secret>) -> bool {
     secret.as_ref().is_some_and(|s| !s.expose().is_empty())

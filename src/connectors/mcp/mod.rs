@@ -42,8 +42,6 @@ use std::time::Duration;
 /// The name `connector = "mcp"` refers to.
 pub const KIND: ConnectorKind = ConnectorKind::new("mcp");
 
-/// Providers cap tool names at 64 characters; the model sees `mcp__<name>`.
-const MAX_NAME: usize = 59;
 /// The shortest `refresh` accepted: listing is a call against the server's budget too.
 const MIN_REFRESH: Duration = Duration::from_secs(10);
 /// Headers the transport sets itself.
@@ -300,21 +298,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `mcp.<name>` with the name lower-cased, other characters as `_`, and cut to fit providers.
+/// `mcp.<name>` (`runtime_tool_name`).
 pub fn tool_name(raw: &str) -> Option<String> {
-    let mut s: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    s.truncate(MAX_NAME);
-    let s = s.trim_matches('_');
-    (!s.is_empty()).then(|| format!("mcp.{s}"))
+    super::runtime_tool_name(KIND, raw)
 }
 
 /// One server's definition of a tool.

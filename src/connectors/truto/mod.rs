@@ -34,8 +34,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Providers cap tool names at 64 characters; the model sees `truto__<name>`.
-const MAX_NAME: usize = 57;
 /// Pages of the tool list read at start-up (a cursor loop must end).
 const MAX_PAGES: usize = 10;
 
@@ -192,21 +190,9 @@ async fn list_tools(upstream: &Upstream, account: &Account) -> Result<Vec<Value>
     Ok(all)
 }
 
-/// `truto.<name>` with the name lower-cased, other characters as `_`, and cut to fit providers.
+/// `truto.<name>` (`runtime_tool_name`).
 pub fn tool_name(raw: &str) -> Option<String> {
-    let mut s: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    s.truncate(MAX_NAME);
-    let s = s.trim_matches('_');
-    (!s.is_empty()).then(|| format!("truto.{s}"))
+    super::runtime_tool_name(KIND, raw)
 }
 
 /// One `truto.<name>`, executed for the job's account.
@@ -280,6 +266,6 @@ mod tests {
         );
         assert_eq!(tool_name("---").as_deref(), None);
         let long = tool_name(&"x".repeat(100)).unwrap();
-        assert_eq!(long.len(), "truto.".len() + MAX_NAME);
+        assert_eq!(crate::tools::wire(&long).len(), 64);
     }
 }
