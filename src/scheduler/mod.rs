@@ -69,8 +69,6 @@ struct Inner {
     metrics: SharedMetrics,
     /// The LLM provider's breaker, asked before each claim; None: always claim.
     breaker: Option<Arc<LlmBreaker>>,
-    /// Commits finished jobs in batches; set when `run` starts.
-    finisher: std::sync::OnceLock<JobFinisher>,
 }
 
 pub struct Scheduler {
@@ -98,7 +96,6 @@ impl Scheduler {
                 owner,
                 metrics,
                 breaker: None,
-                finisher: std::sync::OnceLock::new(),
             }),
             wake: Arc::new(Notify::new()),
         }
@@ -123,8 +120,8 @@ impl Scheduler {
     /// `shutdown_grace` to finish, and releases the rest back to pending.
     pub async fn run(self, shutdown: CancellationToken) {
         let inner = self.inner;
+        // Commits finished jobs in batches; ends once the last worker's handle is dropped.
         let (finisher, _writer) = JobFinisher::start(inner.store.clone(), inner.owner.clone());
-        let _ = inner.finisher.set(finisher);
         let abort = CancellationToken::new();
         let mut running = JoinSet::new();
         tracing::info!(owner = %inner.owner, workers = inner.config.workers, "scheduler started");
@@ -167,7 +164,7 @@ impl Scheduler {
                                 attempt = job.job.attempts
                             );
                             let run = run_span(&job);
-                            let task = execute(inner.clone(), job, abort.clone());
+                            let task = execute(inner.clone(), finisher.clone(), job, abort.clone());
                             let inner = inner.clone();
                             running.spawn(
                                 async move {
@@ -301,7 +298,12 @@ fn run_span(claimed: &JobWithEvents) -> tracing::Span {
     span
 }
 
-async fn execute(inner: Arc<Inner>, claimed: JobWithEvents, abort: CancellationToken) {
+async fn execute(
+    inner: Arc<Inner>,
+    finisher: JobFinisher,
+    claimed: JobWithEvents,
+    abort: CancellationToken,
+) {
     let job = &claimed.job;
 
     let Some(handler) = inner.handlers.get(&job.handler) else {
@@ -309,7 +311,7 @@ async fn execute(inner: Arc<Inner>, claimed: JobWithEvents, abort: CancellationT
             "handler {:?} is not loaded (renamed or removed?)",
             job.handler
         );
-        finish(&inner, job, JobFinish::Dead { error }).await;
+        finish(&inner, &finisher, job, JobFinish::Dead { error }).await;
         return;
     };
 
@@ -369,7 +371,7 @@ async fn execute(inner: Arc<Inner>, claimed: JobWithEvents, abort: CancellationT
         _ = abort.cancelled() => {
             drop(heartbeat);
             ran("released");
-            finish(&inner, job, JobFinish::Release).await;
+            finish(&inner, &finisher, job, JobFinish::Release).await;
             return;
         }
     };
@@ -404,10 +406,10 @@ async fn execute(inner: Arc<Inner>, claimed: JobWithEvents, abort: CancellationT
         JobFinish::Defer { .. } => "deferred",
         JobFinish::Release => "released",
     });
-    finish(&inner, job, finish_as).await;
+    finish(&inner, &finisher, job, finish_as).await;
 }
 
-async fn finish(inner: &Inner, job: &JobRecord, finish: JobFinish) {
+async fn finish(inner: &Inner, finisher: &JobFinisher, job: &JobRecord, finish: JobFinish) {
     let now = inner.clock.now().timestamp_millis();
     match &finish {
         JobFinish::Done => {
@@ -424,16 +426,7 @@ async fn finish(inner: &Inner, job: &JobRecord, finish: JobFinish) {
             tracing::info!(job = %job.id, at_ms, error, "job deferred")
         }
     }
-    let recorded = match inner.finisher.get() {
-        Some(finisher) => finisher.finish(job.id, now, finish).await,
-        None => {
-            inner
-                .store
-                .finish_job(job.id, &inner.owner, now, finish)
-                .await
-        }
-    };
-    match recorded {
+    match finisher.finish(job.id, now, finish).await {
         Ok(true) => {}
         Ok(false) => {
             tracing::warn!(job = %job.id, "job was reclaimed by another worker; outcome not recorded")
