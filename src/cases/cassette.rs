@@ -367,7 +367,7 @@ mod tests {
             tools: vec![ToolSpec {
                 name: "happyfox__add_private_note".into(),
                 description: "Adds a note".into(),
-                parameters: serde_json::json!({"type": "object"}),
+                parameters: serde_json::json!({"type": "object"}).into(),
             }],
             max_tokens: 100,
         }

@@ -14,6 +14,7 @@ pub mod openai;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use anthropic::{AnthropicConfig, AnthropicProvider};
@@ -86,7 +87,8 @@ pub struct ToolResult {
 pub struct ToolSpec {
     pub name: String,
     pub description: String,
-    pub parameters: Value,
+    /// Shared with the tool registry's entry: every run and request offers the same schema.
+    pub parameters: Arc<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

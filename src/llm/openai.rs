@@ -449,7 +449,7 @@ mod tests {
             tools: vec![ToolSpec {
                 name: "t".into(),
                 description: "d".into(),
-                parameters: json!({"type": "object"}),
+                parameters: json!({"type": "object"}).into(),
             }],
             max_tokens: 10,
         };
@@ -478,7 +478,7 @@ mod tests {
             tools: vec![ToolSpec {
                 name: "get_ticket".into(),
                 description: "d".into(),
-                parameters: json!({"type": "object"}),
+                parameters: json!({"type": "object"}).into(),
             }],
             max_tokens: 10,
         };

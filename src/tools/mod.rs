@@ -13,7 +13,7 @@ use crate::llm::ToolSpec;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// The tool layer calls the upstream's call context and error by the names the agent uses: a
 /// tool call is one upstream call context, and its failures are the upstream's.
@@ -49,7 +49,7 @@ pub trait Tool: Send + Sync + 'static {
 pub struct Entry {
     pub tool: Arc<dyn Tool>,
     /// The schema the model sees and `validator` checks: the tool's own, or this run's live one.
-    pub parameters: Value,
+    pub parameters: Arc<Value>,
     validator: jsonschema::Validator,
     /// The name the model sees: providers allow `[a-zA-Z0-9_-]`, so dots become `__`.
     pub wire_name: String,
@@ -79,7 +79,7 @@ impl Entry {
         Ok(Self {
             wire_name: wire(&name),
             tool,
-            parameters,
+            parameters: Arc::new(parameters),
             validator,
             scope,
         })
@@ -116,6 +116,17 @@ impl Entry {
 pub struct ToolRegistry {
     tools: BTreeMap<String, Arc<Entry>>,
     live: Vec<Arc<LiveTools>>,
+    /// Entries already narrowed by a scope, so a run reuses them instead of compiling its own
+    /// validator (a scope's patterns included): each costs tens of KiB and a few hundred
+    /// microseconds, for every run of a handler with scopes.
+    narrowed: Mutex<Vec<Narrowed>>,
+}
+
+/// `entry` is `base` narrowed by `scope`; valid while `base` is the registry's entry of its name.
+struct Narrowed {
+    base: Arc<Entry>,
+    scope: ToolScope,
+    entry: Arc<Entry>,
 }
 
 /// Tools a connector replaces while the process runs. A run takes the tools of its allow-list
@@ -271,9 +282,8 @@ impl ToolRegistry {
                 entries.push(entry);
                 continue;
             };
-            let scope = Some(Arc::new(scope.clone()));
-            match Entry::scoped(entry.tool.clone(), entry.parameters.clone(), scope) {
-                Ok(narrowed) => entries.push(Arc::new(narrowed)),
+            match self.narrow(name, entry, scope) {
+                Ok(narrowed) => entries.push(narrowed),
                 Err(e) => notes.push(format!("{name} is not offered: its scope: {e}")),
             }
         }
@@ -282,6 +292,37 @@ impl ToolRegistry {
             missing,
             notes,
         }
+    }
+}
+
+impl ToolRegistry {
+    /// `base` (the entry of `name` now) narrowed by `scope`: compiled once, then shared by every
+    /// run that asks for the same. A live set's new entry for `name` replaces the ones of the old.
+    fn narrow(
+        &self,
+        name: &str,
+        base: Arc<Entry>,
+        scope: &ToolScope,
+    ) -> Result<Arc<Entry>, String> {
+        let mut cache = self.narrowed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(hit) = cache
+            .iter()
+            .find(|n| Arc::ptr_eq(&n.base, &base) && n.scope == *scope)
+        {
+            return Ok(hit.entry.clone());
+        }
+        let entry = Arc::new(Entry::scoped(
+            base.tool.clone(),
+            Value::clone(&base.parameters),
+            Some(Arc::new(scope.clone())),
+        )?);
+        cache.retain(|n| n.base.tool.name() != name || Arc::ptr_eq(&n.base, &base));
+        cache.push(Narrowed {
+            base,
+            scope: scope.clone(),
+            entry: entry.clone(),
+        });
+        Ok(entry)
     }
 }
 
@@ -357,4 +398,88 @@ pub fn path_segment(s: &str) -> String {
 /// The dotted form of a wire name, for transcripts and refusals.
 pub fn dotted(wire_name: &str) -> String {
     wire_name.replace("__", ".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct Lookup(&'static str);
+
+    #[async_trait]
+    impl Tool for Lookup {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn description(&self) -> &str {
+            "looks something up"
+        }
+        fn parameters(&self) -> Value {
+            json!({"type": "object", "properties": {"id": {"type": "integer"}, "why": {"type": "string"}}})
+        }
+        fn writes(&self) -> bool {
+            false
+        }
+        async fn call(&self, _ctx: &ToolContext, _args: Value) -> Result<Value, ToolError> {
+            Ok(Value::Null)
+        }
+    }
+
+    fn only_id() -> BTreeMap<String, ToolScope> {
+        let scope = ToolScope {
+            allow: Some(vec!["id".into()]),
+            args: BTreeMap::new(),
+        };
+        BTreeMap::from([("crm.lookup".to_string(), scope)])
+    }
+
+    #[test]
+    fn runs_of_one_scope_share_its_narrowed_tool_until_the_tool_is_replaced() {
+        let live = Arc::new(LiveTools::new("crm"));
+        assert!(
+            live.replace(vec![Arc::new(Lookup("crm.lookup"))])
+                .is_empty()
+        );
+        let mut registry = ToolRegistry::new();
+        registry.add_live(live.clone());
+        let allow = ["crm.lookup".to_string()];
+
+        let first = registry.scoped_by(&allow, &only_id());
+        let second = registry.scoped_by(&allow, &only_id());
+        let (a, b) = (&first.entries[0], &second.entries[0]);
+        assert!(Arc::ptr_eq(a, b), "the second run compiled its own copy");
+        assert_eq!(
+            a.parameters["properties"],
+            json!({"id": {"type": "integer"}})
+        );
+        assert!(a.violations(&json!({"id": 7})).is_empty());
+        assert_eq!(
+            a.out_of_scope(&json!({"why": "x"})).len(),
+            1,
+            "the scope is checked"
+        );
+
+        // Another scope of the same tool is its own entry.
+        let whole = registry.scoped(&allow);
+        assert!(!Arc::ptr_eq(&whole.entries[0], a));
+        assert!(
+            whole.entries[0].parameters["properties"]
+                .get("why")
+                .is_some()
+        );
+
+        // The server lists its tools again: runs from now on narrow the new definition.
+        live.replace(vec![Arc::new(Lookup("crm.lookup"))]);
+        let third = registry.scoped_by(&allow, &only_id());
+        assert!(
+            !Arc::ptr_eq(&third.entries[0], a),
+            "a replaced tool's narrowing was reused"
+        );
+        assert_eq!(
+            registry.narrowed.lock().unwrap().len(),
+            1,
+            "the old narrowing is dropped"
+        );
+    }
 }

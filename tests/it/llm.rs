@@ -17,7 +17,8 @@ pub fn get_ticket() -> ToolSpec {
             "type": "object",
             "properties": {"ticket_id": {"type": "integer"}},
             "required": ["ticket_id"]
-        }),
+        })
+        .into(),
     }
 }
 

@@ -63,7 +63,8 @@ async fn a_tool_use_round_trip_answers_every_call_in_one_user_message() {
     req.tools.push(ToolSpec {
         name: "list_notes".into(),
         description: "List a ticket's private notes".into(),
-        parameters: json!({"type": "object", "properties": {"ticket_id": {"type": "integer"}}}),
+        parameters: json!({"type": "object", "properties": {"ticket_id": {"type": "integer"}}})
+            .into(),
     });
 
     let first = llm.complete(&req).await.unwrap();
@@ -107,7 +108,7 @@ async fn a_tool_use_round_trip_answers_every_call_in_one_user_message() {
         assert_eq!(r.body["model"], MODEL);
         assert_eq!(r.body["max_tokens"], 256);
         assert_eq!(r.body["tools"][0]["name"], "get_ticket");
-        assert_eq!(r.body["tools"][0]["input_schema"], get_ticket().parameters);
+        assert_eq!(r.body["tools"][0]["input_schema"], *get_ticket().parameters);
         assert!(r.body["tools"][0].get("parameters").is_none());
     }
     assert_eq!(
