@@ -14,6 +14,7 @@ mod dashboard;
 mod drain;
 mod handlers;
 mod happyfox;
+mod inflight;
 mod ingest;
 mod jobs;
 mod kill_rounds;

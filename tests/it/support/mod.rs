@@ -10,6 +10,7 @@ pub mod fake_planhat;
 pub mod fake_truto;
 pub mod fake_upstream;
 pub mod gate;
+pub mod inflight;
 pub mod invariants;
 pub mod process;
 pub mod registry;
