@@ -4,6 +4,10 @@
 //!
 //!   cargo bench --bench jobs                 # 1k, 100k, 1M
 //!   BACKLOGS=1000,100000 cargo bench --bench jobs
+//!   STORE=postgres://postgres@127.0.0.1:5432/test BACKLOGS=1000,100000 cargo bench --bench jobs
+//!
+//! With `STORE` (a PostgreSQL URL) the jobs live in its schema `hw_jobs_bench`, dropped and made
+//! again for each backlog.
 
 use async_trait::async_trait;
 use hookwise::config::SchedulerConfig;
@@ -67,9 +71,21 @@ async fn fill(store: &store::SharedStore, n: usize) {
     }
 }
 
-async fn measure(backlog: usize) -> (f64, f64) {
+/// The PostgreSQL schema the jobs go in when `STORE` is set, and how it is emptied.
+const SCHEMA: &str = "hw_jobs_bench";
+const DROP_SCHEMA: &str = "DROP SCHEMA IF EXISTS hw_jobs_bench CASCADE";
+
+async fn measure(backlog: usize, postgres: Option<&str>) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+    let url = match postgres {
+        Some(server) => {
+            let pool = sqlx::PgPool::connect(server).await.unwrap();
+            sqlx::query(DROP_SCHEMA).execute(&pool).await.unwrap();
+            let join = if server.contains('?') { '&' } else { '?' };
+            format!("{server}{join}schema={SCHEMA}")
+        }
+        None => format!("sqlite://{}", dir.path().join("jobs.db").display()),
+    };
     let store = store::open(&url).await.unwrap();
     store.migrate().await.unwrap();
     let filled = Instant::now();
@@ -131,15 +147,21 @@ fn main() {
                 .collect()
         })
         .unwrap_or_else(|| vec![1_000, 100_000, 1_000_000]);
+    let postgres = std::env::var("STORE").ok().filter(|s| !s.is_empty());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut rows = Vec::new();
     for backlog in backlogs {
-        let (rate, cost) = rt.block_on(measure(backlog));
+        let (rate, cost) = rt.block_on(measure(backlog, postgres.as_deref()));
         rows.push((backlog, rate, cost));
     }
     let base = rows[0].2;
     println!(
-        "\njobs claimed + completed (SQLite, 8 workers, no-op handler, {MEASURED} jobs measured)"
+        "\njobs claimed + completed ({}, 8 workers, no-op handler, {MEASURED} jobs measured)",
+        if postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
     );
     println!(
         "{:>10} {:>10} {:>12} {:>14}",

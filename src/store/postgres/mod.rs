@@ -550,6 +550,26 @@ impl Store for PostgresStore {
         ))
     }
 
+    async fn finish_jobs(
+        &self,
+        owner: &str,
+        batch: Vec<(JobId, i64, JobFinish)>,
+    ) -> Result<Vec<bool>, StoreError> {
+        // One commit for the batch, its jobs taken in id order (a retry may merge into the key's
+        // pending job, which another replica's batch may touch too); a deadlock that still
+        // happens is retried like any lost race, the whole batch again.
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by_key(|&i| batch[i].0);
+        in_transaction!(self, "finish", |conn| async {
+            let mut held = vec![false; batch.len()];
+            for &i in &order {
+                let (job, now_ms, finish) = &batch[i];
+                held[i] = jobs::finish(&mut *conn, *job, owner, *now_ms, finish.clone()).await?;
+            }
+            Ok::<_, StoreError>(held)
+        })
+    }
+
     async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         jobs::next_due(&mut conn).await
