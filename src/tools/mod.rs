@@ -293,9 +293,7 @@ impl ToolRegistry {
             notes,
         }
     }
-}
 
-impl ToolRegistry {
     /// `base` (the entry of `name` now) narrowed by `scope`: compiled once, then shared by every
     /// run that asks for the same. A live set's new entry for `name` replaces the ones of the old.
     fn narrow(
