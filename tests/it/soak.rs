@@ -13,7 +13,7 @@
 //! --nocapture` is the 10-minute form (README, Development), and `HOOKWISE_SOAK_OUT=FILE`
 //! writes the samples there as a Markdown table.
 
-use crate::support::process::Proc;
+use crate::support::process::{Proc, status_kib};
 use crate::support::workload::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -39,16 +39,6 @@ struct Sample {
     db_kib: u64,
     events: usize,
     sent: u64,
-}
-
-fn status_field(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 async fn sample(
@@ -83,11 +73,11 @@ async fn sample(
         .len();
     Sample {
         at_s: at.as_secs_f64(),
-        rss_kib: status_field(pid, "VmRSS:"),
+        rss_kib: status_kib(pid, "VmRSS:"),
         fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
             .count(),
-        threads: status_field(pid, "Threads:"),
+        threads: status_kib(pid, "Threads:"),
         tasks,
         db_kib: db_bytes / 1024,
         events,

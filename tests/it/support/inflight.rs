@@ -63,9 +63,9 @@ pub struct HeldModel {
     state: Arc<State>,
 }
 
-/// Which account a request serves, from the agent's context message ("Job 12 for handler work
-/// on account acct-7, subject s-7.").
-fn account_of(body: &Value) -> String {
+/// Which run a model request belongs to, read from the agent's context message ("Job 12 for
+/// handler work on account hf-1, subject 5003."): (job, account, subject).
+pub fn run_of(body: &Value) -> (i64, String, String) {
     let context = body["messages"]
         .as_array()
         .into_iter()
@@ -73,8 +73,16 @@ fn account_of(body: &Value) -> String {
         .filter_map(|m| m["content"].as_str())
         .find(|c| c.starts_with("Job "))
         .unwrap_or_default();
-    let account = context.split_whitespace().nth(7).unwrap_or("?");
-    account.trim_end_matches(',').to_string()
+    let words: Vec<&str> = context.split_whitespace().collect();
+    let word = |i: usize, end: char| {
+        words
+            .get(i)
+            .unwrap_or(&"?")
+            .trim_end_matches(end)
+            .to_string()
+    };
+    let job = words.get(1).and_then(|w| w.parse().ok()).unwrap_or(-1);
+    (job, word(7, ','), word(9, '.'))
 }
 
 /// Takes a request out of `in_flight` however it ends (a dropped connection included).
@@ -107,7 +115,7 @@ impl HeldModel {
             let state = shared.clone();
             async move {
                 let body: Value = serde_json::from_slice(&raw).unwrap_or_default();
-                let account = account_of(&body);
+                let (_, account, _) = run_of(&body);
                 let held = {
                     let mut seen = state.seen.lock().unwrap();
                     seen.in_flight += 1;
@@ -267,19 +275,7 @@ pub async fn add_due_jobs_of(
 
 /// Resident memory of process `pid`, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
-    status_kib(pid, "VmRSS:")
-}
-
-/// A KiB figure of `/proc/PID/status`, e.g. `RssAnon:` (the heap and stacks, without the
-/// binary's own pages, `RssFile:`).
-pub fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+    super::process::status_kib(pid, "VmRSS:")
 }
 
 /// How far, at most, a job's turn at the model was from its place in the due order

@@ -49,6 +49,18 @@ impl Drop for Proc {
     }
 }
 
+/// A figure of `/proc/PID/status`: `VmRSS:`, `RssAnon:` (the heap and stacks, without the
+/// binary's own pages, `RssFile:`) in KiB, `Threads:` as a count.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

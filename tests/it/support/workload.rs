@@ -6,6 +6,7 @@
 
 use super::fake_happyfox::{FakeHappyfox, Limits};
 use super::fake_planhat::{self, FakePlanhat};
+use super::inflight::run_of;
 use super::invariants::{self, Figures};
 use super::process::*;
 use super::*;
@@ -54,28 +55,6 @@ impl Drop for InFlight {
             *n -= 1;
         }
     }
-}
-
-/// Which run a model request belongs to, read from the agent's context message ("Job 12 for
-/// handler work on account hf-1, subject 5003."): (job, account, subject).
-pub fn run_of(body: &Value) -> (i64, String, String) {
-    let context = body["messages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["content"].as_str())
-        .find(|c| c.starts_with("Job "))
-        .unwrap_or_default();
-    let words: Vec<&str> = context.split_whitespace().collect();
-    let word = |i: usize, end: char| {
-        words
-            .get(i)
-            .unwrap_or(&"?")
-            .trim_end_matches(end)
-            .to_string()
-    };
-    let job = words.get(1).and_then(|w| w.parse().ok()).unwrap_or(-1);
-    (job, word(7, ','), word(9, '.'))
 }
 
 /// Records a model request as in flight for its account (until the guard drops) and returns
