@@ -14,7 +14,7 @@
 //!    runs at once and per account, and how far a job's start was from its place in the due order.
 //!
 //! `cargo bench --bench inflight`; `HOOKWISE_INFLIGHT_RUNS` (default 5000) and
-//! `HOOKWISE_INFLIGHT_HOLD_MS` (default 2000) change the load. Loopback only; about a minute.
+//! `HOOKWISE_INFLIGHT_HOLD_MS` (default 2000) change the load. Loopback only; about a minute and a half.
 
 #[path = "../tests/it/support/inflight.rs"]
 #[allow(dead_code)]

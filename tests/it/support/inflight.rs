@@ -1,7 +1,8 @@
 //! Many runs in flight: a model that holds every answer, due jobs for many accounts written
 //! straight into the store, and the real binary's resident memory. Shared by the bounded test
 //! (tests/it/inflight.rs) and the benchmark that measures 5,000 runs at once
-//! (benches/inflight.rs, which includes this file by path: it uses nothing else of `support`).
+//! (benches/inflight.rs, which includes this file and `process` by path: nothing else of
+//! `support` may be used here).
 //!
 //! A run here is one model request: the model answers "Done." without a tool call, so what is
 //! measured is the scheduler and the agent around a request in flight, not tools.
