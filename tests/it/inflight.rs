@@ -6,7 +6,7 @@
 
 use crate::support::inflight::{self, *};
 use crate::support::process::*;
-use hookwise::store::{JobFilter, JobState};
+use hookwise::store::JobState;
 use std::time::Duration;
 
 const WORKERS: usize = 40;
@@ -86,15 +86,10 @@ async fn workers_stay_busy_and_jobs_start_oldest_due_first() {
         );
     }
 
-    crate::support::eventually("every job done", Duration::from_secs(30), || async {
-        let jobs = store
-            .list_jobs(&JobFilter {
-                limit: 1000,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        jobs.len() == HOT_JOBS + OTHERS && jobs.iter().all(|j| j.state == JobState::Done)
-    })
-    .await;
+    let jobs = crate::support::workload::settled(&store).await;
+    assert_eq!(jobs.len(), HOT_JOBS + OTHERS);
+    assert!(
+        jobs.iter().all(|j| j.state == JobState::Done),
+        "every job ends done"
+    );
 }
