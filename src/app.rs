@@ -60,7 +60,7 @@ impl Plan {
         let file = config.file_label();
         let mut errors = config.validate().err().map(|e| e.0).unwrap_or_default();
 
-        let sources = build_sources(config)
+        let mut sources = build_sources(config)
             .map_err(|mut e| errors.append(&mut e.0))
             .unwrap_or_default();
 
@@ -117,7 +117,7 @@ impl Plan {
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
-        let (handlers, router) = route(config, handlers);
+        let (handlers, router) = route(config, handlers, &mut sources);
         Ok(Plan {
             sources,
             handlers,
@@ -266,14 +266,22 @@ fn warn_unoffered_tools(handlers: &HandlerSet, tools: &ToolRegistry) {
     }
 }
 
-/// The handler set and the router that matches events against it.
-fn route(config: &Config, handlers: Vec<handler::Handler>) -> (Arc<HandlerSet>, Arc<EventRouter>) {
+/// The handler set and its router; each source from then on parses of a payload only what it
+/// and the router read.
+fn route(
+    config: &Config,
+    handlers: Vec<handler::Handler>,
+    sources: &mut HashMap<String, Source>,
+) -> (Arc<HandlerSet>, Arc<EventRouter>) {
     let handlers = Arc::new(HandlerSet::new(handlers));
     let router = Arc::new(EventRouter::new(
         handlers.clone(),
         &config.accounts,
         config.scheduler.max_attempts,
     ));
+    for source in sources.values_mut() {
+        source.routed_by(&router);
+    }
     (handlers, router)
 }
 
@@ -377,7 +385,7 @@ impl App {
             for handler in &mut handlers {
                 handler.mode = Mode::DryRun;
             }
-            (plan.handlers, plan.router) = route(&config, handlers);
+            (plan.handlers, plan.router) = route(&config, handlers, &mut plan.sources);
         }
         let url = options.store.as_deref().unwrap_or(&config.store);
         let store = store::open(url).await.map_err(|e| match e {

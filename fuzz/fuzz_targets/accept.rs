@@ -2,6 +2,10 @@
 //! config text as `[sources.NAME]` tables, requests signed as their sender would, with arbitrary
 //! extra headers, query and body.
 //!
+//! Each source is built twice: as is (it parses the whole payload) and routed by the bundled
+//! handlers (it parses only what it and they read, `hookwise::ingress::select`). Both must accept
+//! or refuse alike, make the same event and route it alike.
+//!
 //! Input: byte 0 picks the source, byte 1 the mode (bit 0: do not sign, so the request goes
 //! through verification unsigned), then a header block (`name: value` lines, `?query`), a blank
 //! line, the body.
@@ -13,11 +17,13 @@ mod common;
 
 use chrono::{DateTime, Utc};
 use hookwise::config::SourceConfig;
+use hookwise::handler::HandlerSet;
 use hookwise::ingress::Source;
+use hookwise::ingress::route::EventRouter;
 use http::{HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 const NOW: i64 = 1_767_225_600;
 
@@ -94,7 +100,15 @@ account = "fixed-account""#,
     ),
 ];
 
-static BUILT: LazyLock<Vec<Source>> = LazyLock::new(|| {
+/// The bundled handlers' router: what a served source is routed by.
+static ROUTER: LazyLock<EventRouter> = LazyLock::new(|| {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../handlers");
+    let handlers = hookwise::handler::load_dir(&dir).expect("the bundled handlers load");
+    EventRouter::new(Arc::new(HandlerSet::new(handlers)), &Default::default(), 5)
+});
+
+/// Each source whole, and routed by `ROUTER`.
+static BUILT: LazyLock<Vec<(Source, Source)>> = LazyLock::new(|| {
     SOURCES
         .iter()
         .filter_map(|(name, text)| {
@@ -102,7 +116,10 @@ static BUILT: LazyLock<Vec<Source>> = LazyLock::new(|| {
             let adapter = hookwise::connectors::adapter(&cfg.kind).expect("a known kind");
             // A table this target means to be valid that does not build is a target bug; one
             // meant to be refused (event_pointer on a non-generic kind) is skipped.
-            Source::build(Path::new("fuzz.toml"), name, &cfg, adapter).ok()
+            let whole = Source::build(Path::new("fuzz.toml"), name, &cfg, adapter).ok()?;
+            let mut routed = Source::build(Path::new("fuzz.toml"), name, &cfg, adapter).ok()?;
+            routed.routed_by(&ROUTER);
+            Some((whole, routed))
         })
         .collect()
 });
@@ -111,7 +128,7 @@ fuzz_target!(|data: &[u8]| {
     let [selector, mode, rest @ ..] = data else {
         return;
     };
-    let source = &BUILT[usize::from(*selector) % BUILT.len()];
+    let (source, routed) = &BUILT[usize::from(*selector) % BUILT.len()];
     let (head, body) = common::split_head(rest);
     let (mut headers, mut query) = common::headers(head);
     let signed = mode & 1 == 0;
@@ -130,8 +147,23 @@ fuzz_target!(|data: &[u8]| {
     let now = DateTime::<Utc>::from_timestamp(NOW, 0).unwrap();
     // Unsigned (mode bit 0), the request may still carry a valid token of its own: no
     // assertion on the outcome, only that verification and what follows do not panic.
-    let Ok((event, payload)) = source.accept(&headers, query.as_deref(), body, now) else {
-        return;
+    let whole = source.accept(&headers, query.as_deref(), body, now);
+    let narrow = routed.accept(&headers, query.as_deref(), body, now);
+    let (event, payload) = match (whole, narrow) {
+        (Ok(whole), Ok((narrow_event, narrow_payload))) => {
+            // The same event, routed the same way, from the parts the routed source parsed.
+            assert_eq!(format!("{:?}", whole.0), format!("{narrow_event:?}"));
+            assert_eq!(
+                format!("{:?}", ROUTER.decide(&whole.0, &whole.1)),
+                format!("{:?}", ROUTER.decide(&narrow_event, &narrow_payload))
+            );
+            whole
+        }
+        (Err(whole), Err(narrow)) => {
+            assert_eq!(whole.to_string(), narrow.to_string());
+            return;
+        }
+        (whole, narrow) => panic!("the whole parse says {whole:?}, the routed one {narrow:?}"),
     };
     // Stored exactly as signed, and the payload routed on is the body's.
     assert_eq!(event.payload.as_bytes(), body);

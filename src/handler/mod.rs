@@ -97,6 +97,17 @@ impl Handler {
         Some(format!("when[{i}] does not hold: {failed}"))
     }
 
+    /// The JSON pointers routing reads of a payload for this handler: its `[[when]]` targets and
+    /// its debounce pointer. Accepting an event parses only what some reader declares
+    /// (`crate::ingress::select`).
+    pub fn payload_pointers(&self) -> impl Iterator<Item = &str> {
+        let debounce = match self.debounce.as_ref().map(|d| &d.key) {
+            Some(DebounceKey::Pointer(p)) => Some(p.as_str()),
+            _ => None,
+        };
+        self.when.iter().map(Condition::pointer).chain(debounce)
+    }
+
     /// The subject part of the debounce key for this event.
     ///
     /// A missing or null pointer target falls back to the subject, so an event without the

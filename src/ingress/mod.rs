@@ -4,6 +4,7 @@
 //! is parsed, so unauthenticated input is never interpreted.
 
 pub mod route;
+pub mod select;
 pub mod sources;
 pub mod verify;
 
@@ -12,6 +13,7 @@ use crate::kernel::ConfigError;
 use crate::kernel::event::{AccountId, Event, EventId, SourceName};
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
+use select::Reads;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sources::{Adapter, AdapterOptions, id_string};
@@ -30,6 +32,10 @@ pub struct Source {
     id_pointer: Option<String>,
     id_header: Option<http::HeaderName>,
     options: AdapterOptions,
+    /// What this source itself reads of a payload: its adapter's fields and its pointers.
+    own_reads: Reads,
+    /// What `accept` parses: everything, until `routed_by` says what routing reads as well.
+    reads: Reads,
 }
 
 enum AccountRule {
@@ -247,6 +253,28 @@ impl Source {
                 .ok()
         });
 
+        let mut own_reads = match adapter.reads() {
+            Some(patterns) => {
+                let mut reads = Reads::nothing();
+                patterns.iter().for_each(|p| {
+                    reads.pattern(p);
+                });
+                reads
+            }
+            None => Reads::everything(),
+        };
+        for pointer in [
+            &cfg.account_pointer,
+            &cfg.subject_pointer,
+            &cfg.id_pointer,
+            &cfg.event_pointer,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            own_reads.pointer(pointer);
+        }
+
         match (verifier, account) {
             (Some(verifier), Some(account)) if errors.is_empty() => Ok(Source {
                 name: SourceName::new(name),
@@ -262,13 +290,25 @@ impl Source {
                     event: cfg.event.clone(),
                     event_pointer: cfg.event_pointer.clone(),
                 },
+                own_reads,
+                reads: Reads::everything(),
             }),
             _ => Err(errors),
         }
     }
 
-    /// Verifies and normalizes one request. Returns the event and its parsed payload (routing
-    /// needs the payload; parsing it twice would double the most expensive step of the ack path).
+    /// From now on `accept` parses only what this source and `router` read of a payload: the
+    /// `Value` it returns is complete for them (`select`), and for no one else. Without this call
+    /// it parses the whole payload.
+    pub fn routed_by(&mut self, router: &route::EventRouter) {
+        let mut reads = self.own_reads.clone();
+        reads.merge(&router.reads());
+        self.reads = reads;
+    }
+
+    /// Verifies and normalizes one request. Returns the event and its payload as far as this
+    /// source and its router read it (`routed_by`; the whole payload otherwise): routing needs
+    /// it, and parsing it twice would double the most expensive step of the ack path.
     pub fn accept(
         &self,
         headers: &HeaderMap,
@@ -286,7 +326,9 @@ impl Source {
                 return Err(IngressError::UnsupportedMediaType(ct.to_string()));
             }
         }
-        let payload: Value = serde_json::from_slice(verified.body())
+        let payload: Value = self
+            .reads
+            .parse(verified.body())
             .map_err(|e| IngressError::InvalidJson(e.to_string()))?;
         let normalized = sources::normalize(self.adapter, &payload, &self.options)
             .map_err(IngressError::Unmappable)?;

@@ -1,6 +1,7 @@
 //! Routing, the last step of accepting an event: which handlers it starts or joins, decided
 //! before the ingest transaction so the commit does no matching. Pure: no I/O, no clock.
 
+use super::select::Reads;
 use crate::config::AccountConfig;
 use crate::handler::{Handler, HandlerSet};
 use crate::kernel::event::{Actor, Event};
@@ -44,6 +45,16 @@ impl EventRouter {
 
     pub fn handlers(&self) -> &Arc<HandlerSet> {
         &self.handlers
+    }
+
+    /// What `decide` reads of a payload: every handler's pointers (disabled ones too: cheap,
+    /// and `replay --no-llm` explains them).
+    pub fn reads(&self) -> Reads {
+        let mut reads = Reads::nothing();
+        for pointer in self.handlers.iter().flat_map(Handler::payload_pointers) {
+            reads.pointer(pointer);
+        }
+        reads
     }
 
     pub fn decide(&self, event: &Event, payload: &Value) -> Disposition {

@@ -107,4 +107,34 @@ impl Adapter for Webhooks {
     fn normalize(&self, payload: &Value, _options: &AdapterOptions) -> Result<Normalized, String> {
         normalize(payload)
     }
+    fn reads(&self) -> Option<&'static [&'static str]> {
+        Some(READS)
+    }
 }
+
+/// What `normalize` reads: the event name, and the ticket's fields either bare or under `ticket`.
+const READS: &[&str] = &[
+    "/event",
+    "/event_type",
+    "/action",
+    "/id",
+    "/ticket_id",
+    "/ticket_number",
+    "/updates/*/update_id",
+    "/updates/*/by",
+    "/last_modified",
+    "/last_updated_at",
+    "/created_at",
+    "/last_staff_reply_at",
+    "/messages_count",
+    "/ticket/id",
+    "/ticket/ticket_id",
+    "/ticket/ticket_number",
+    "/ticket/updates/*/update_id",
+    "/ticket/updates/*/by",
+    "/ticket/last_modified",
+    "/ticket/last_updated_at",
+    "/ticket/created_at",
+    "/ticket/last_staff_reply_at",
+    "/ticket/messages_count",
+];

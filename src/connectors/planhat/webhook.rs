@@ -87,4 +87,20 @@ impl Adapter for Webhooks {
     fn normalize(&self, payload: &Value, _options: &AdapterOptions) -> Result<Normalized, String> {
         normalize(payload)
     }
+    fn reads(&self) -> Option<&'static [&'static str]> {
+        Some(&[
+            "/event",
+            "/model",
+            "/firedAt",
+            "/idempotencyKey",
+            "/idempotency_key",
+            "/companyId",
+            "/cId",
+            "/object/_id",
+            "/object/cId",
+            "/object/companyId",
+            "/object/updatedAt",
+            "/object/createdAt",
+        ])
+    }
 }

@@ -64,4 +64,19 @@ impl Adapter for Webhooks {
     fn account_in_payload(&self) -> bool {
         true
     }
+    fn reads(&self) -> Option<&'static [&'static str]> {
+        Some(&[
+            "/id",
+            "/event",
+            "/event_type",
+            "/created_at",
+            "/integrated_account_id",
+            "/payload/id",
+            "/payload/integrated_account_id",
+            "/payload/integrated_account/id",
+            "/payload/record/id",
+            "/payload/record_id",
+            "/payload/data/id",
+        ])
+    }
 }

@@ -38,6 +38,13 @@ pub trait Adapter: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     /// The payload's meaning; the error says what was expected. `payload` is a JSON object.
     fn normalize(&self, payload: &Value, options: &AdapterOptions) -> Result<Normalized, String>;
+    /// What `normalize` reads of a payload, as JSON pointers where `*` stands for every member
+    /// or element (`/ticket/updates/*/by`): accepting an event parses only these, the source's
+    /// pointers and what routing reads (`crate::ingress::select`). A place missing here reads as
+    /// absent. `None`, the default, parses the whole payload.
+    fn reads(&self) -> Option<&'static [&'static str]> {
+        None
+    }
     /// Events name their account in the payload (Truto's integrated account), so a source of
     /// this kind needs neither `account` nor `account_pointer`.
     fn account_in_payload(&self) -> bool {
@@ -59,6 +66,10 @@ impl Adapter for Generic {
     }
     fn normalize(&self, payload: &Value, options: &AdapterOptions) -> Result<Normalized, String> {
         generic::normalize(payload, options)
+    }
+    fn reads(&self) -> Option<&'static [&'static str]> {
+        // Only the source's own pointers (`event_pointer` among them), which it adds itself.
+        Some(&[])
     }
     fn is_generic(&self) -> bool {
         true

@@ -1,0 +1,185 @@
+use super::Reads;
+use serde_json::{Value, json};
+
+fn reads(pointers: &[&str]) -> Reads {
+    let mut reads = Reads::nothing();
+    for p in pointers {
+        reads.pattern(p);
+    }
+    reads
+}
+
+#[test]
+fn what_is_read_is_found_as_in_the_full_parse_and_the_rest_is_left_out() {
+    let body = br#"{"ticket": {"id": 7, "subject": "long text", "updates": [
+        {"update_id": 1, "by": {"type": "user", "id": 3}, "message": "hello"},
+        {"update_id": 2, "by": {"type": "staff", "id": "9"}}]},
+        "event": "ticket_created", "other": [1, 2, {"deep": true}]}"#;
+    let full: Value = serde_json::from_slice(body).unwrap();
+    let kept = reads(&["/ticket/id", "/ticket/updates/*/by", "/event", "/missing/x"])
+        .parse(body)
+        .unwrap();
+    assert_eq!(
+        kept,
+        json!({"ticket": {"id": 7, "updates": [
+            {"by": {"type": "user", "id": 3}},
+            {"by": {"type": "staff", "id": "9"}}]},
+            "event": "ticket_created"})
+    );
+    for p in [
+        "/ticket/id",
+        "/ticket/updates/1/by/id",
+        "/event",
+        "/missing",
+    ] {
+        assert_eq!(kept.pointer(p), full.pointer(p), "{p}");
+    }
+    assert_eq!(Reads::everything().parse(body).unwrap(), full);
+}
+
+#[test]
+fn array_elements_keep_their_index_and_the_array_its_length() {
+    let body = br#"{"a": [10, {"x": 1, "y": 2}, 30]}"#;
+    let kept = reads(&["/a/1/x"]).parse(body).unwrap();
+    assert_eq!(kept, json!({"a": [null, {"x": 1}, null]}));
+    // "01" is not an index for a JSON pointer, so it reads nothing here, as in the full parse.
+    let kept = reads(&["/a/01"]).parse(body).unwrap();
+    assert_eq!(kept, json!({"a": [null, null, null]}));
+}
+
+#[test]
+fn a_scalar_where_an_object_was_expected_is_kept_as_it_is() {
+    let kept = reads(&["/ticket/id"])
+        .parse(br#"{"ticket": "t-1"}"#)
+        .unwrap();
+    assert_eq!(kept, json!({"ticket": "t-1"}));
+    let kept = reads(&["/x"]).parse(b"[1, 2]").unwrap();
+    assert_eq!(kept, json!([null, null]));
+}
+
+#[test]
+fn pointers_are_unescaped_and_a_star_in_a_users_pointer_is_a_name() {
+    let body = br#"{"a/b": 1, "m~n": 2, "*": 3, "z": 4}"#;
+    let mut r = Reads::nothing();
+    r.pointer("/a~1b").pointer("/m~0n").pointer("/*");
+    assert_eq!(r.parse(body).unwrap(), json!({"a/b": 1, "m~n": 2, "*": 3}));
+    assert_eq!(
+        reads(&["/*"]).parse(body).unwrap(),
+        json!({"a/b": 1, "m~n": 2, "*": 3, "z": 4})
+    );
+}
+
+#[test]
+fn sets_merge_and_a_pointer_to_the_root_reads_everything() {
+    let mut a = reads(&["/a/x"]);
+    a.merge(&reads(&["/a/y", "/b"]));
+    let body = br#"{"a": {"x": 1, "y": 2, "z": 3}, "b": [1], "c": 0}"#;
+    assert_eq!(
+        a.parse(body).unwrap(),
+        json!({"a": {"x": 1, "y": 2}, "b": [1]})
+    );
+    a.pointer("");
+    assert!(a.is_everything());
+}
+
+#[test]
+fn a_body_is_refused_exactly_where_the_full_parse_refuses_it() {
+    let deep = format!("{{\"skipped\": {}{}}}", "[".repeat(200), "]".repeat(200));
+    let cases: Vec<Vec<u8>> = vec![
+        deep.into_bytes(),
+        br#"{"skipped": "\ud800"}"#.to_vec(),
+        br#"{"skipped": "\x"}"#.to_vec(),
+        b"{\"skipped\": \"a\x01b\"}".to_vec(),
+        b"{\"skipped\": \"\xff\"}".to_vec(),
+        br#"{"skipped": 1} trailing"#.to_vec(),
+        br#"{"skipped": [1,]}"#.to_vec(),
+        br#"{"skipped": 01}"#.to_vec(),
+        br#"{"read": 1e999}"#.to_vec(),
+        b"".to_vec(),
+        br#"{"a": 1, "a": 2, "skipped": {"b": null}}"#.to_vec(),
+        br#"{"skipped": "\ud83d\ude00", "read": "\u00e9"}"#.to_vec(),
+        br#"  [ {"read": -0.0} ]  "#.to_vec(),
+    ];
+    let r = reads(&["/read", "/a", "/0/read"]);
+    for body in cases {
+        let full = serde_json::from_slice::<Value>(&body);
+        let kept = r.parse(&body);
+        assert_eq!(
+            full.is_ok(),
+            kept.is_ok(),
+            "{}: full {full:?}, kept {kept:?}",
+            String::from_utf8_lossy(&body)
+        );
+        if let (Ok(full), Ok(kept)) = (full, kept) {
+            for p in ["/read", "/a", "/0/read"] {
+                assert_eq!(full.pointer(p), kept.pointer(p));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_bundled_handlers_route_every_fixture_alike_on_the_parts_they_declare() {
+    use crate::ingress::route::EventRouter;
+    use crate::kernel::event::{AccountId, Event, EventId, SourceName};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let handlers = crate::handler::load_dir(&root.join("handlers")).unwrap();
+    let router = EventRouter::new(
+        Arc::new(crate::handler::HandlerSet::new(handlers)),
+        &Default::default(),
+        5,
+    );
+    let mut routed = 0;
+    for (dir, kind) in [
+        ("happyfox", "happyfox"),
+        ("planhat", "planhat"),
+        ("truto", "truto"),
+    ] {
+        let adapter = crate::connectors::adapter(kind).unwrap();
+        let mut reads = router.reads();
+        for pattern in adapter.reads().unwrap() {
+            reads.pattern(pattern);
+        }
+        for file in std::fs::read_dir(root.join("fixtures").join(dir)).unwrap() {
+            let path = file.unwrap().path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let body = std::fs::read(&path).unwrap();
+            let full: Value = serde_json::from_slice(&body).unwrap();
+            let kept = reads.parse(&body).unwrap();
+            let normalized = adapter.normalize(&full, &Default::default()).unwrap();
+            assert_eq!(
+                adapter.normalize(&kept, &Default::default()).unwrap(),
+                normalized
+            );
+            let now = chrono::Utc::now();
+            let event = Event {
+                id: EventId::new("e"),
+                source: SourceName::new(dir),
+                kind: normalized.kind,
+                account: AccountId::new("acme"),
+                subject: normalized.subject.unwrap_or_default(),
+                occurred_at: now,
+                received_at: now,
+                actor: normalized.actor,
+                payload: String::new(),
+            };
+            let (on_full, on_kept) = (router.decide(&event, &full), router.decide(&event, &kept));
+            assert_eq!(
+                format!("{on_kept:?}"),
+                format!("{on_full:?}"),
+                "{}",
+                path.display()
+            );
+            if let crate::store::Disposition::Route(routes) = on_full {
+                routed += routes.len();
+            }
+        }
+    }
+    // The fixtures exist to start the bundled handlers: most of them do.
+    assert!(routed >= 8, "{routed} routes");
+}
