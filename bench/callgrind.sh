@@ -101,10 +101,11 @@ import glob, re, subprocess, sys
 tmp, n = sys.argv[1], int(sys.argv[2])
 # Stage: the functions whose inclusive cost it is (the first that appears in the profile counts).
 STAGES = [
-    ("webhook handler (all below)", [r"hookwise::http::webhooks::receive\b"]),
+    ("route with its layers", [r"<tower_http::request_id::PropagateRequestIdResponseFuture<F> as core::future::future::Future>::poll$"]),
+    ("webhook handler (all below)", [r"^<F as axum::handler::Handler<\(M,T1,T2,T3,T4,T5,T6\),S>>::call::\{\{closure\}\}$", r"hookwise::http::webhooks::receive\b"]),
     ("  verify signature", [r"hookwise::ingress::verify::Verifier::verify\b"]),
-    ("  JSON parse", [r"serde_json::de::from_(slice|trait)\b", r"<serde_json::value::Value as serde::de::Deserialize>::deserialize"]),
-    ("  adapter (normalize)", [r"hookwise::ingress::sources::normalize\b"]),
+    ("  JSON parse", [r"hookwise::ingress::select::Reads::parse\b", r"serde_json::de::from_(slice|trait)\b", r"<serde_json::value::Value as serde::de::Deserialize>::deserialize"]),
+    ("  adapter (normalize)", [r"hookwise::ingress::sources::normalize\b", r"as hookwise::ingress::sources::Adapter>::normalize$"]),
     ("  route (handlers, when)", [r"hookwise::ingress::route::EventRouter::decide\b"]),
     ("  hand-off to the writer", [r"hookwise::store::batcher::IngestQueue::submit\b"]),
     ("store writer: ingest batch", [r"hookwise::store::sqlite::.*ingest"]),

@@ -326,9 +326,16 @@ impl Source {
                 return Err(IngressError::UnsupportedMediaType(ct.to_string()));
             }
         }
+        // JSON is UTF-8 by definition (RFC 8259 §8.1), so the body is text before it is JSON.
+        let text = std::str::from_utf8(verified.body()).map_err(|e| {
+            IngressError::InvalidJson(format!(
+                "body is not UTF-8 (byte {} is not part of a valid character)",
+                e.valid_up_to()
+            ))
+        })?;
         let payload: Value = self
             .reads
-            .parse(verified.body())
+            .parse(text)
             .map_err(|e| IngressError::InvalidJson(e.to_string()))?;
         let normalized = sources::normalize(self.adapter, &payload, &self.options)
             .map_err(IngressError::Unmappable)?;
@@ -404,9 +411,8 @@ impl Source {
             occurred_at: normalized.occurred_at.unwrap_or(now),
             received_at: now,
             actor: normalized.actor,
-            // JSON is UTF-8 by definition; a body that parsed is stored exactly as it was signed.
-            payload: String::from_utf8(body.to_vec())
-                .map_err(|_| IngressError::InvalidJson("body is not UTF-8".into()))?,
+            // Stored exactly as it was signed.
+            payload: text.to_owned(),
         };
         Ok((event, payload))
     }

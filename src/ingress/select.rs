@@ -151,10 +151,11 @@ impl Reads {
         self.root == Node::All
     }
 
-    /// Parses `body` as JSON, keeping the values this set reads (see the module docs). Fails
-    /// exactly where `serde_json::from_slice::<Value>` fails.
-    pub fn parse(&self, body: &[u8]) -> Result<Value, serde_json::Error> {
-        let mut de = serde_json::Deserializer::from_slice(body);
+    /// Parses `json` as JSON, keeping the values this set reads (see the module docs). Fails
+    /// exactly where `serde_json::from_str::<Value>` fails. Text, not bytes: the body's UTF-8 is
+    /// checked once, in one pass, rather than string by string.
+    pub fn parse(&self, json: &str) -> Result<Value, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_str(json);
         let value = Keep(&self.root).deserialize(&mut de)?;
         de.end()?;
         Ok(value)
