@@ -10,6 +10,9 @@
 #   bench/ingest.sh                      # SQLite (a fresh file per mode in a temp dir)
 #   STORE=postgres://127.0.0.1/test bench/ingest.sh
 #   MODES="handlers" bench/ingest.sh     # one mode only (default: "hookwise handlers")
+#   BEFORE=/path/to/hookwise bench/ingest.sh
+#                                        # also each mode on another build (say, of the commit
+#                                        # before a change), right after this build's, same run
 #
 # The server is pinned to core 0 and wrk to core 1 (2-core machine); each target gets a warm-up
 # and RUNS measured runs; the median is reported. Server CPU per request comes from /proc.
@@ -21,6 +24,7 @@ CONNS=${CONNS:-64}
 RUNS=${RUNS:-3}
 STORE=${STORE:-}
 MODES=${MODES:-"hookwise handlers"}
+BEFORE=${BEFORE:-}
 SECRET="bench-secret-not-for-production"
 
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
@@ -89,7 +93,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run_target() {
   local name=$1 port=$2; shift 2
   case "$name" in
-    handlers) export BENCH_BODY=$body_handlers BENCH_SIGNATURE=$sig_handlers ;;
+    handlers*) export BENCH_BODY=$body_handlers BENCH_SIGNATURE=$sig_handlers ;;
     *) export BENCH_BODY=$body_hookwise BENCH_SIGNATURE=$sig_hookwise ;;
   esac
   HOOKWISE_LOG=warn taskset -c 0 "$@" >"$tmp/$name.log" 2>&1 &
@@ -132,6 +136,12 @@ run_target() {
       handlers) run_target handlers 18092 ./target/release/hookwise --config "$tmp/handlers.toml" serve ;;
       *) echo "unknown mode $mode (expected hookwise, handlers)" >&2; exit 2 ;;
     esac
+    if [ -n "$BEFORE" ]; then  # the same mode on the other build: its own port and store
+      sed -e 's/:1809\([12]\)"/:1819\1"/' -e "s#/$mode.db#/$mode-before.db#" \
+        -e "s#hw_bench_$mode\b#hw_bench_${mode}_before#" "$tmp/$mode.toml" >"$tmp/$mode-before.toml"
+      port=$(sed -n 's/^listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$tmp/$mode-before.toml")
+      run_target "$mode-before" "$port" "$BEFORE" --config "$tmp/$mode-before.toml" serve
+    fi
   done
 } | tee "$tmp/results.txt"
 
@@ -165,13 +175,13 @@ def summary(runs):
 bare = summary(rows["bare"])
 store = re.sub(r"//[^@/]*@", "//***@", sys.argv[3])
 print(f"\nstore: {store}")
-print(f"{'route':<10} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>11} {'errors':>7} {'ratio':>6}")
-for name in ["bare"] + [n for n in ("hookwise", "handlers") if n in rows]:
+print(f"{'route':<16} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>11} {'errors':>7} {'ratio':>6}")
+for name in ["bare"] + [n for n in ("hookwise", "hookwise-before", "handlers", "handlers-before") if n in rows]:
     s = summary(rows[name])
-    print(f"{name:<10} {s['rps']:>9.0f} {s['p50']:>7.2f} {s['p99']:>7.2f} {s['cpu']:>11.1f} {s['errors']:>7} {s['rps'] / bare['rps']:>6.2f}")
+    print(f"{name:<16} {s['rps']:>9.0f} {s['p50']:>7.2f} {s['p99']:>7.2f} {s['cpu']:>11.1f} {s['errors']:>7} {s['rps'] / bare['rps']:>6.2f}")
     if name + "@half" in rows:
         h = summary(rows[name + "@half"])
-        print(f"{'  @half':<10} {h['rps']:>9.0f} {h['p50']:>7.2f} {h['p99']:>7.2f} {h['cpu']:>11.1f} {h['errors']:>7} {h['rps'] / s['rps']:>6.2f}")
+        print(f"{'  @half':<16} {h['rps']:>9.0f} {h['p50']:>7.2f} {h['p99']:>7.2f} {h['cpu']:>11.1f} {h['errors']:>7} {h['rps'] / s['rps']:>6.2f}")
 print("ratio: throughput against the bare route in this run; for @half, the rate held against the"
       " mode's own peak (each connection paced to offer about half of it)")
 PY
