@@ -174,3 +174,133 @@ fn generic_kind_is_prefixed_with_the_source() {
     assert_eq!(n.kind, "billing.invoice.paid");
     assert!(normalize(by_kind("generic"), &json!({}), &options).is_err());
 }
+
+// Parsing only what is read (`crate::ingress::select`): each adapter, and the bundled handlers,
+// find in a payload parsed as far as they declare what they find in the whole of it.
+
+/// Every fixture body, as it is and in the envelopes the adapters look into, and each with one
+/// top-level member left out: payloads of every shape the adapters meet.
+fn bodies() -> Vec<Value> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let mut bodies = Vec::new();
+    for dir in std::fs::read_dir(&root).unwrap() {
+        for file in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            let path = file.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                bodies.push(serde_json::from_str::<Value>(&text).unwrap());
+            }
+        }
+    }
+    let mut all = Vec::new();
+    for body in bodies {
+        all.push(json!({"ticket": body.clone(), "event": "Ticket Updated"}));
+        all.push(json!({"object": body.clone(), "event": "company.updated", "model": "Company"}));
+        all.push(json!({"payload": body.clone(), "event": "integrated_account:created"}));
+        if let Some(members) = body.as_object() {
+            for key in members.keys() {
+                let mut less = members.clone();
+                less.remove(key);
+                all.push(Value::Object(less));
+            }
+        }
+        all.push(body);
+    }
+    all
+}
+
+#[test]
+fn every_adapter_finds_what_it_reads_in_a_payload_parsed_only_as_far_as_it_declares() {
+    let bodies = bodies();
+    assert!(bodies.len() > 100, "{} bodies", bodies.len());
+    for kind in ["happyfox", "planhat", "truto", "generic"] {
+        let adapter = crate::connectors::adapter(kind).unwrap();
+        let mut reads = crate::ingress::select::Reads::nothing();
+        for pattern in adapter
+            .reads()
+            .expect("every bundled adapter declares its reads")
+        {
+            reads.pattern(pattern);
+        }
+        assert!(!reads.is_everything());
+        let options = AdapterOptions {
+            source: "s".into(),
+            ..AdapterOptions::default()
+        };
+        for body in &bodies {
+            let text = serde_json::to_string(body).unwrap();
+            let kept = reads.parse(&text).unwrap();
+            assert_eq!(
+                normalize(adapter, &kept, &options),
+                normalize(adapter, body, &options),
+                "{kind}: {body}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_bundled_handlers_route_every_fixture_alike_on_the_parts_they_declare() {
+    use crate::ingress::route::EventRouter;
+    use crate::kernel::event::{AccountId, Event, EventId, SourceName};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let handlers = crate::handler::load_dir(&root.join("handlers")).unwrap();
+    let router = EventRouter::new(
+        Arc::new(crate::handler::HandlerSet::new(handlers)),
+        &Default::default(),
+        5,
+    );
+    let mut routed = 0;
+    for (dir, kind) in [
+        ("happyfox", "happyfox"),
+        ("planhat", "planhat"),
+        ("truto", "truto"),
+    ] {
+        let adapter = crate::connectors::adapter(kind).unwrap();
+        let mut reads = router.reads();
+        for pattern in adapter.reads().unwrap() {
+            reads.pattern(pattern);
+        }
+        for file in std::fs::read_dir(root.join("fixtures").join(dir)).unwrap() {
+            let path = file.unwrap().path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let body = std::fs::read_to_string(&path).unwrap();
+            let full: Value = serde_json::from_str(&body).unwrap();
+            let kept = reads.parse(&body).unwrap();
+            let normalized = adapter.normalize(&full, &Default::default()).unwrap();
+            assert_eq!(
+                adapter.normalize(&kept, &Default::default()).unwrap(),
+                normalized
+            );
+            let now = chrono::Utc::now();
+            let event = Event {
+                id: EventId::new("e"),
+                source: SourceName::new(dir),
+                kind: normalized.kind,
+                account: AccountId::new("acme"),
+                subject: normalized.subject.unwrap_or_default(),
+                occurred_at: now,
+                received_at: now,
+                actor: normalized.actor,
+                payload: String::new(),
+            };
+            let (on_full, on_kept) = (router.decide(&event, &full), router.decide(&event, &kept));
+            assert_eq!(
+                format!("{on_kept:?}"),
+                format!("{on_full:?}"),
+                "{}",
+                path.display()
+            );
+            if let crate::store::Disposition::Route(routes) = on_full {
+                routed += routes.len();
+            }
+        }
+    }
+    // The fixtures exist to start the bundled handlers: most of them do.
+    assert!(routed >= 8, "{routed} routes");
+}
