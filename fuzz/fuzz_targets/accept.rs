@@ -91,6 +91,18 @@ event = "push"
 subject_pointer = "/repository/id""#,
     ),
     (
+        // Its pointers name elements the adapter reads through `*` (`/updates/*/by`): both must
+        // be kept.
+        "happyfox-overlap",
+        r#"kind = "happyfox"
+scheme = "header-token"
+header = "X-Token"
+secrets = ["hf-overlap-token"]
+account = "acme"
+id_pointer = "/updates/0/body"
+subject_pointer = "/ticket/updates/1/by/id""#,
+    ),
+    (
         "truto-bearer",
         r#"kind = "truto"
 scheme = "header-token"

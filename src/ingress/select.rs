@@ -32,6 +32,8 @@ enum Node {
     /// The whole value here.
     All,
     /// Only these members or elements (by the pointer's token), and for `*` every one of them.
+    /// Every node in `tokens` holds what `any` holds as well (`spread`), so a member named both
+    /// ways keeps what both paths read.
     Some {
         tokens: BTreeMap<String, Node>,
         any: Option<Box<Node>>,
@@ -61,6 +63,21 @@ impl Node {
             tokens.entry(first.clone()).or_insert_with(Node::empty)
         };
         child.add(rest, wildcard);
+    }
+
+    /// Makes every named child hold what `*` holds, at every depth.
+    fn spread(&mut self) {
+        if let Node::Some { tokens, any } = self {
+            if let Some(any) = any {
+                any.spread();
+                for child in tokens.values_mut() {
+                    child.merge(any);
+                }
+            }
+            for child in tokens.values_mut() {
+                child.spread();
+            }
+        }
     }
 
     /// What to keep of the member or element named `token`, if anything.
@@ -128,6 +145,7 @@ impl Reads {
     pub fn pointer(&mut self, pointer: &str) -> &mut Self {
         if let Some(path) = tokens(pointer) {
             self.root.add(&path, false);
+            self.root.spread();
         }
         self
     }
@@ -137,6 +155,7 @@ impl Reads {
     pub fn pattern(&mut self, pattern: &str) -> &mut Self {
         if let Some(path) = tokens(pattern) {
             self.root.add(&path, true);
+            self.root.spread();
         }
         self
     }
@@ -144,6 +163,7 @@ impl Reads {
     /// Everything `other` reads as well.
     pub fn merge(&mut self, other: &Reads) -> &mut Self {
         self.root.merge(&other.root);
+        self.root.spread();
         self
     }
 

@@ -48,6 +48,28 @@ fn array_elements_keep_their_index_and_the_array_its_length() {
 }
 
 #[test]
+fn an_element_named_and_matched_by_a_star_keeps_what_both_read() {
+    let body = r#"{"updates": [
+        {"update_id": 1, "by": {"id": 3}, "body": "first"},
+        {"update_id": 2, "by": {"id": 4}, "body": "second"}]}"#;
+    let expected = json!({"updates": [
+        {"update_id": 1, "by": {"id": 3}, "body": "first"},
+        {"update_id": 2, "by": {"id": 4}}]});
+    // In either order, and when the two come from sets merged together.
+    let mut a = reads(&["/updates/*/by", "/updates/*/update_id"]);
+    a.pointer("/updates/0/body");
+    assert_eq!(a.parse(body).unwrap(), expected);
+    let mut b = Reads::nothing();
+    b.pointer("/updates/0/body");
+    b.pattern("/updates/*/by").pattern("/updates/*/update_id");
+    assert_eq!(b.parse(body).unwrap(), expected);
+    let mut c = Reads::nothing();
+    c.pointer("/updates/0/body");
+    c.merge(&reads(&["/updates/*/by", "/updates/*/update_id"]));
+    assert_eq!(c.parse(body).unwrap(), expected);
+}
+
+#[test]
 fn a_scalar_where_an_object_was_expected_is_kept_as_it_is() {
     let kept = reads(&["/ticket/id"])
         .parse(r#"{"ticket": "t-1"}"#)
