@@ -4,7 +4,7 @@
 #
 #   hookwise   no handler loaded: verify, parse, dedupe, store (the ack path alone)
 #   handlers   the five bundled handlers loaded (handlers/), every request a HappyFox
-#              `ticket.created` that two of them match, so each event is routed and creates or
+#              `ticket.created` that the triage handler matches, so each event is routed and creates or
 #              folds into a job: what every real event pays
 #
 #   bench/ingest.sh                      # SQLite (a fresh file per mode in a temp dir)
