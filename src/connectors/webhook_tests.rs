@@ -215,13 +215,11 @@ fn every_adapter_finds_what_it_reads_in_a_payload_parsed_only_as_far_as_it_decla
     assert!(bodies.len() > 100, "{} bodies", bodies.len());
     for kind in ["happyfox", "planhat", "truto", "generic"] {
         let adapter = crate::connectors::adapter(kind).unwrap();
-        let mut reads = crate::ingress::select::Reads::nothing();
-        for pattern in adapter
-            .reads()
-            .expect("every bundled adapter declares its reads")
-        {
-            reads.pattern(pattern);
-        }
+        let reads = crate::ingress::select::Reads::patterns(
+            adapter
+                .reads()
+                .expect("every bundled adapter declares its reads"),
+        );
         assert!(!reads.is_everything());
         let options = AdapterOptions {
             source: "s".into(),
@@ -261,9 +259,9 @@ fn the_bundled_handlers_route_every_fixture_alike_on_the_parts_they_declare() {
     ] {
         let adapter = crate::connectors::adapter(kind).unwrap();
         let mut reads = router.reads();
-        for pattern in adapter.reads().unwrap() {
-            reads.pattern(pattern);
-        }
+        reads.merge(&crate::ingress::select::Reads::patterns(
+            adapter.reads().unwrap(),
+        ));
         for file in std::fs::read_dir(root.join("fixtures").join(dir)).unwrap() {
             let path = file.unwrap().path();
             if path.extension().is_none_or(|e| e != "json") {

@@ -253,16 +253,9 @@ impl Source {
                 .ok()
         });
 
-        let mut own_reads = match adapter.reads() {
-            Some(patterns) => {
-                let mut reads = Reads::nothing();
-                patterns.iter().for_each(|p| {
-                    reads.pattern(p);
-                });
-                reads
-            }
-            None => Reads::everything(),
-        };
+        let mut own_reads = adapter
+            .reads()
+            .map_or_else(Reads::everything, Reads::patterns);
         for pointer in [
             &cfg.account_pointer,
             &cfg.subject_pointer,

@@ -135,6 +135,15 @@ impl Reads {
         }
     }
 
+    /// What these patterns read (see `pattern`).
+    pub fn patterns(patterns: &[&str]) -> Reads {
+        let mut reads = Reads::nothing();
+        for p in patterns {
+            reads.pattern(p);
+        }
+        reads
+    }
+
     /// The whole payload.
     pub fn everything() -> Reads {
         Reads { root: Node::All }
